@@ -1,0 +1,69 @@
+//! The `vllm-sr` binary: command-line parsing and glue only.
+//!
+//! Each subcommand lives in `cmd/<name>.rs` as a small `run` function that calls into the
+//! library crates under `server/`. Nothing here knows how a recipe is validated or how a
+//! request is routed; it only parses flags, calls a library, and prints the result.
+
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// vllm-sr routes OpenAI-compatible requests across a fleet of LLM backends.
+///
+/// Clients call one endpoint with `"model": "auto"`; vllm-sr reads the request, extracts
+/// signals (keywords, embeddings, domain, complexity, PII, jailbreak, language, context
+/// length, ...), evaluates the recipe's decisions and forwards the request to the chosen
+/// model lane.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vllm-sr",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter directive).
+    #[arg(long, global = true, env = "VLLM_SR_LOG", default_value = "warn")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a recipe (config.yaml) against the v0.3 contract and report every problem.
+    Validate(cmd::validate::Args),
+    /// Inspect a recipe as the router sees it.
+    #[command(subcommand)]
+    Config(cmd::config::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    let result = match cli.command {
+        Command::Validate(args) => cmd::validate::run(&args),
+        Command::Config(command) => cmd::config::run(&command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            output::error(&err);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
