@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
-use crate::path::YamlPath;
+use crate::path::{Seg, YamlPath};
 
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,7 @@ enum Frame {
     Map {
         pending_key: Option<String>,
         key_pos: Option<Pos>,
+        seen_key: bool,
     },
     Seq {
         next: usize,
@@ -94,10 +95,20 @@ impl Receiver {
             Some(Frame::Map {
                 pending_key,
                 key_pos,
+                seen_key,
             }) => match pending_key.take() {
                 None => {
                     *pending_key = Some(key_text.unwrap_or_default().to_string());
                     *key_pos = Some(pos(mark));
+                    // A sequence item's mapping-start mark can sit past its first key; the
+                    // first key is where a reader sees the item begin. (A mapping under a key
+                    // keeps the key's position.)
+                    if !*seen_key {
+                        *seen_key = true;
+                        if !matches!(self.path.segments().last(), Some(Seg::Key(_))) {
+                            self.map.insert(self.path.clone(), pos(mark));
+                        }
+                    }
                     None
                 }
                 Some(k) => {
@@ -148,6 +159,7 @@ impl MarkedEventReceiver for Receiver {
                     Frame::Map {
                         pending_key: None,
                         key_pos: None,
+                        seen_key: false,
                     },
                 );
             }
