@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs vllm-sr from this checkout: builds the release binary and puts `vllm-sr` on the PATH.
+# Idempotent: a second run only rebuilds what changed. Fails loudly with the reason.
+#
+#   ./install.sh                 # install into cargo's bin directory (~/.cargo/bin)
+#   VLLM_SR_INSTALL_ROOT=/opt/vllm-sr ./install.sh   # install into /opt/vllm-sr/bin
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+
+say() { printf 'install.sh: %s\n' "$*"; }
+die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+
+command -v cargo >/dev/null 2>&1 || die "cargo is not installed; install Rust from your package manager or rustup, then re-run"
+
+root_args=()
+if [ -n "${VLLM_SR_INSTALL_ROOT:-}" ]; then
+    root_args=(--root "$VLLM_SR_INSTALL_ROOT")
+    bindir="$VLLM_SR_INSTALL_ROOT/bin"
+else
+    bindir="${CARGO_HOME:-$HOME/.cargo}/bin"
+fi
+
+say "building the release binary (first build takes several minutes)"
+# Reuse the workspace's target directory so tests and install share one release build.
+CARGO_TARGET_DIR="$ROOT/target" cargo install --path cli --locked --force --quiet "${root_args[@]}" \
+    || die "cargo install failed (see the compiler output above)"
+say "installed $bindir/vllm-sr ($("$bindir/vllm-sr" --version))"
+
+case ":$PATH:" in
+    *":$bindir:"*) ;;
+    *) say "note: $bindir is not on your PATH; add it with: export PATH=\"$bindir:\$PATH\"" ;;
+esac
