@@ -5,6 +5,8 @@
 //! as a warning (or an error where upstream is strict) with a "did you mean" suggestion,
 //! removes the key and tries again.
 
+use std::collections::HashMap;
+
 use serde::de::DeserializeOwned;
 use serde_norway::{Mapping, Value};
 
@@ -24,6 +26,11 @@ pub(crate) enum Unknown {
 pub(crate) struct Ctx<'a> {
     pub(crate) pos: &'a PositionIndex,
     pub(crate) diags: Diagnostics,
+    /// Lists that lost elements while being read (an element that failed to deserialise, a
+    /// recipe without a name): the list's source path → the source index of each element
+    /// kept. Later stages index the kept elements, so their paths are mapped back to source
+    /// indices before a diagnostic is recorded.
+    kept: HashMap<YamlPath, Vec<usize>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -31,10 +38,44 @@ impl<'a> Ctx<'a> {
         Self {
             pos,
             diags: Diagnostics::default(),
+            kept: HashMap::new(),
         }
     }
 
+    /// Records which elements of the list at `list` (a source path) were kept, in order.
+    /// Paths recorded afterwards index the kept elements and are translated back.
+    pub(crate) fn record_kept(&mut self, list: &YamlPath, kept: Vec<usize>, total: usize) {
+        if kept.len() < total {
+            self.kept.insert(list.clone(), kept);
+        }
+    }
+
+    /// Maps indices into shortened lists back to source indices, outermost first (an outer
+    /// list's translation decides which inner list is meant).
+    fn source_path(&self, path: &YamlPath) -> YamlPath {
+        if self.kept.is_empty() {
+            return path.clone();
+        }
+        let mut out = YamlPath::root();
+        for seg in path.segments() {
+            out = match seg {
+                Seg::Key(k) => out.key(k),
+                Seg::Index(i) => {
+                    let i = self
+                        .kept
+                        .get(&out)
+                        .and_then(|kept| kept.get(*i))
+                        .copied()
+                        .unwrap_or(*i);
+                    out.index(i)
+                }
+            };
+        }
+        out
+    }
+
     fn push(&mut self, severity: Severity, path: &YamlPath, message: String) {
+        let path = &self.source_path(path);
         let p = self.pos.lookup(path);
         self.diags.push(Diagnostic {
             severity,
@@ -132,11 +173,18 @@ impl<'a> Ctx<'a> {
     ) -> Vec<T> {
         match value {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Sequence(items)) => items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, item)| self.de(item, &path.index(i), Unknown::Warn))
-                .collect(),
+            Some(Value::Sequence(items)) => {
+                let mut kept = Vec::with_capacity(items.len());
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(t) = self.de(item, &path.index(i), Unknown::Warn) {
+                        kept.push(i);
+                        out.push(t);
+                    }
+                }
+                self.record_kept(path, kept, items.len());
+                out
+            }
             Some(other) => {
                 self.error(path, format!("expected a list, found {}", kind_of(other)));
                 Vec::new()

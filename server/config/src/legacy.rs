@@ -5,7 +5,7 @@
 
 use serde_norway::{Mapping, Value};
 
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Unknown};
 use crate::path::YamlPath;
 
 /// Flat pre-v0.3 top-level keys and where they live now.
@@ -84,6 +84,17 @@ const REMOVED_MODEL_SELECTION: &[&str] = &[
     "gmtrouter",
     "bandit",
     "personalization",
+];
+
+/// Keys of `routing.decisions[].adaptations` and its sub-blocks; upstream rejects any other.
+const ADAPTATION_KEYS: &[&str] = &["mode", "adaptation", "protection", "session_aware"];
+const ADAPTATION_SUB_KEYS: &[(&str, &[&str])] = &[
+    ("adaptation", &["mode", "candidate_set"]),
+    ("protection", &["mode", "stability_weight", "switch_margin"]),
+    (
+        "session_aware",
+        &["mode", "stability_weight", "switch_margin"],
+    ),
 ];
 
 const LEARNING_HINT: &str = "Router Learning is configured under global.router.learning \
@@ -187,6 +198,15 @@ fn normalize_decision(d: &mut Mapping, path: &YamlPath, ctx: &mut Ctx<'_>) {
             );
         }
     }
+    if let Some(Value::Mapping(a)) = d.get_mut("adaptations") {
+        let ap = path.key("adaptations");
+        reject_unknown(a, &ap, ADAPTATION_KEYS, ctx);
+        for (key, known) in ADAPTATION_SUB_KEYS {
+            if let Some(Value::Mapping(sub)) = a.get_mut(*key) {
+                reject_unknown(sub, &ap.key(key), known, ctx);
+            }
+        }
+    }
     if let Some(Value::Mapping(alg)) = d.get_mut("algorithm") {
         let ap = path.key("algorithm");
         if let Some(t) = alg.get("type").and_then(Value::as_str) {
@@ -207,6 +227,21 @@ fn normalize_decision(d: &mut Mapping, path: &YamlPath, ctx: &mut Ctx<'_>) {
                 );
             }
         }
+    }
+}
+
+/// Reports keys of a strict mapping that are not in `known` as errors and removes them, so
+/// the typed stage does not report them again as warnings.
+fn reject_unknown(m: &mut Mapping, path: &YamlPath, known: &[&str], ctx: &mut Ctx<'_>) {
+    let unknown: Vec<String> = m
+        .keys()
+        .filter_map(Value::as_str)
+        .filter(|k| !known.contains(k))
+        .map(str::to_string)
+        .collect();
+    for key in unknown {
+        ctx.unknown_key(path, &key, known, Unknown::Error);
+        m.remove(key.as_str());
     }
 }
 

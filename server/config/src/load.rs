@@ -204,11 +204,14 @@ pub fn load_bytes(bytes: &[u8], opts: &LoadOptions<'_>) -> Result<Loaded, LoadEr
         Err(e) => {
             let offset = e.valid_up_to();
             let line = bytes[..offset].iter().filter(|b| **b == b'\n').count() + 1;
-            let column = offset
-                - bytes[..offset]
-                    .iter()
-                    .rposition(|b| *b == b'\n')
-                    .map_or(0, |p| p + 1)
+            let line_start = bytes[..offset]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p + 1);
+            // Columns count characters, as in every other diagnostic; the bytes before
+            // `offset` are valid UTF-8.
+            let column = std::str::from_utf8(&bytes[line_start..offset])
+                .map_or(offset - line_start, |s| s.chars().count())
                 + 1;
             return Err(fail(
                 format!(
@@ -382,6 +385,7 @@ fn document(root: &Mapping, ctx: &mut Ctx<'_>) -> RawDocument {
     if let Some(list) = root.get("recipes") {
         match list {
             Value::Sequence(items) => {
+                let mut kept = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     let rp = top.key("recipes").index(i);
                     let Some(m) = ctx.mapping(Some(item), &rp) else {
@@ -407,7 +411,9 @@ fn document(root: &Mapping, ctx: &mut Ctx<'_>) -> RawDocument {
                         description,
                         routing,
                     });
+                    kept.push(i);
                 }
+                ctx.record_kept(&top.key("recipes"), kept, items.len());
             }
             Value::Null => {}
             other => ctx.error(
