@@ -1,5 +1,7 @@
 //! End-to-end tests of the `vllm-sr` binary: exit codes, human and JSON output.
 
+#![allow(clippy::expect_used, reason = "test helpers fail loudly on broken fixtures")]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -8,7 +10,11 @@ fn bin() -> Command {
 }
 
 fn run(args: &[&str]) -> Output {
-    bin().args(args).env_remove("VLLM_SR_CONFIG").output().expect("run vllm-sr")
+    bin()
+        .args(args)
+        .env_remove("VLLM_SR_CONFIG")
+        .output()
+        .expect("run vllm-sr")
 }
 
 fn text(b: &[u8]) -> String {
@@ -16,7 +22,10 @@ fn text(b: &[u8]) -> String {
 }
 
 fn upstream(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/upstream/recipes").join(name).join("config.yaml")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/upstream/recipes")
+        .join(name)
+        .join("config.yaml")
 }
 
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -59,11 +68,18 @@ fn help_lists_commands() {
 
 #[test]
 fn validate_accepts_an_upstream_recipe() {
-    let out = run(&["validate", "--config", upstream("privacy").to_str().expect("utf8")]);
+    let out = run(&[
+        "validate",
+        "--config",
+        upstream("privacy").to_str().expect("utf8"),
+    ]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let s = text(&out.stdout);
     assert!(s.contains("valid"), "{s}");
-    assert!(s.contains("local_security_containment"), "summary lists decisions: {s}");
+    assert!(
+        s.contains("local_security_containment"),
+        "summary lists decisions: {s}"
+    );
     assert!(s.contains("keywords 9"), "summary counts signals: {s}");
 }
 
@@ -93,18 +109,34 @@ fn validate_json_has_the_documented_shape() {
     assert_eq!(v["valid"], false);
     let errors = v["errors"].as_array().expect("errors array");
     assert_eq!(errors.len(), 2);
-    assert_eq!(errors[0]["path"], "routing.decisions[0].rules.conditions[0]");
+    assert_eq!(
+        errors[0]["path"],
+        "routing.decisions[0].rules.conditions[0]"
+    );
     assert_eq!(errors[0]["line"], 15);
     assert_eq!(errors[0]["column"], 13);
-    assert!(errors[0]["message"].as_str().expect("message").contains("legal_markers"));
+    assert!(errors[0]["message"]
+        .as_str()
+        .expect("message")
+        .contains("legal_markers"));
     assert!(v["warnings"].is_array());
     assert!(v["summary"].is_null());
 
-    let out = run(&["validate", "-c", upstream("balance").to_str().expect("utf8"), "--json"]);
+    let out = run(&[
+        "validate",
+        "-c",
+        upstream("balance").to_str().expect("utf8"),
+        "--json",
+    ]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["valid"], true);
-    assert_eq!(v["summary"]["recipes"][0]["decisions"].as_array().map(Vec::len), Some(14));
+    assert_eq!(
+        v["summary"]["recipes"][0]["decisions"]
+            .as_array()
+            .map(Vec::len),
+        Some(14)
+    );
     assert_eq!(v["summary"]["recipes"][0]["signals"]["domains"], 14);
 }
 
@@ -116,7 +148,11 @@ fn strict_turns_warnings_into_errors() {
     let path = file.to_str().expect("utf8");
     let out = run(&["validate", "-c", path]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("did you mean \"timeout\""), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("did you mean \"timeout\""),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run(&["validate", "-c", path, "--strict"]);
     assert_eq!(out.status.code(), Some(1));
 }
@@ -127,17 +163,29 @@ fn bad_inputs_fail_cleanly() {
     let d = dir.path().to_str().expect("utf8");
     let out = run(&["validate", "-c", d]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not a regular file"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a regular file"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let missing = dir.path().join("nope.yaml");
     let out = run(&["validate", "-c", missing.to_str().expect("utf8")]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("cannot read"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let bad = write(dir.path(), "bad.yaml", "routing: [unclosed\n");
     let out = run(&["validate", "-c", bad.to_str().expect("utf8")]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("invalid YAML"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("invalid YAML"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -152,6 +200,12 @@ fn config_show_prints_the_effective_config_with_secrets_redacted() {
     assert!(s.contains("<redacted>"));
     // Defaults were applied.
     assert!(s.contains("management_api:"), "{s}");
-    let out = run(&["config", "show", "-c", file.to_str().expect("utf8"), "--show-secrets"]);
+    let out = run(&[
+        "config",
+        "show",
+        "-c",
+        file.to_str().expect("utf8"),
+        "--show-secrets",
+    ]);
     assert!(text(&out.stdout).contains("sk-live-abc"));
 }

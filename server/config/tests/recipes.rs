@@ -1,6 +1,11 @@
 //! Every shipped and upstream recipe validates with zero errors, and its effective config
 //! loads back to an equal `RouterConfig` (the round trip `vllm-sr config show` promises).
 
+#![allow(
+    clippy::expect_used,
+    reason = "test helpers fail loudly on broken fixtures"
+)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -25,7 +30,10 @@ fn recipe_files() -> Vec<PathBuf> {
         .filter(|p| !p.to_string_lossy().ends_with(".probes.yaml"))
         .collect();
     entries.sort();
-    assert!(entries.len() >= 2, "recipes/ should ship at least two recipes, found {entries:?}");
+    assert!(
+        entries.len() >= 2,
+        "recipes/ should ship at least two recipes, found {entries:?}"
+    );
     files.extend(entries);
     files
 }
@@ -40,18 +48,35 @@ fn env() -> HashMap<String, String> {
 fn every_recipe_validates_without_errors() {
     let env = env();
     for file in recipe_files() {
-        assert!(file.exists(), "{} is missing (the shared directory sits beside the checkout)", file.display());
-        let opts = LoadOptions { strict: false, env: &env, base_dir: None };
+        assert!(
+            file.exists(),
+            "{} is missing (the shared directory sits beside the checkout)",
+            file.display()
+        );
+        let opts = LoadOptions {
+            strict: false,
+            env: &env,
+            base_dir: None,
+        };
         match load_path(&file, &opts) {
             Ok(loaded) => {
                 let recipe = loaded.config.default_recipe();
-                assert!(!recipe.decisions.is_empty(), "{}: no decisions", file.display());
+                assert!(
+                    !recipe.decisions.is_empty(),
+                    "{}: no decisions",
+                    file.display()
+                );
                 for w in loaded.diagnostics.warnings() {
                     eprintln!("{}: warning: {w}", file.display());
                 }
             }
             Err(e) => {
-                let msgs: Vec<String> = e.diagnostics().all().iter().map(ToString::to_string).collect();
+                let msgs: Vec<String> = e
+                    .diagnostics()
+                    .all()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                 panic!("{} does not validate:\n{}", file.display(), msgs.join("\n"));
             }
         }
@@ -63,18 +88,45 @@ fn effective_config_round_trips() {
     let env = env();
     for file in recipe_files() {
         let base = file.parent().map(Path::to_path_buf);
-        let opts = LoadOptions { strict: false, env: &env, base_dir: base.clone() };
+        let opts = LoadOptions {
+            strict: false,
+            env: &env,
+            base_dir: base.clone(),
+        };
         let first = load_path(&file, &opts).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let yaml = effective_yaml(&first.document, Secrets::Reveal).expect("serialise");
         // The effective config needs no environment: every variable was already substituted.
         let empty = HashMap::new();
-        let opts2 = LoadOptions { strict: true, env: &empty, base_dir: base };
+        let opts2 = LoadOptions {
+            strict: true,
+            env: &empty,
+            base_dir: base,
+        };
         let second = load_bytes(yaml.as_bytes(), &opts2).unwrap_or_else(|e| {
-            let msgs: Vec<String> = e.diagnostics().all().iter().map(ToString::to_string).collect();
-            panic!("{}: effective config does not load:\n{}\n---\n{yaml}", file.display(), msgs.join("\n"))
+            let msgs: Vec<String> = e
+                .diagnostics()
+                .all()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            panic!(
+                "{}: effective config does not load:\n{}\n---\n{yaml}",
+                file.display(),
+                msgs.join("\n")
+            )
         });
-        assert_eq!(first.config, second.config, "{}: RouterConfig changed after a round trip", file.display());
-        assert_eq!(first.document, second.document, "{}: document changed after a round trip", file.display());
+        assert_eq!(
+            first.config,
+            second.config,
+            "{}: RouterConfig changed after a round trip",
+            file.display()
+        );
+        assert_eq!(
+            first.document,
+            second.document,
+            "{}: document changed after a round trip",
+            file.display()
+        );
         // A second round trip is byte-identical.
         let again = effective_yaml(&second.document, Secrets::Reveal).expect("serialise");
         assert_eq!(yaml, again);
@@ -105,7 +157,15 @@ routing:
       modelRefs: [{model: m}]
 "#;
     let env = HashMap::from([("KEY".to_string(), "sk-live-123".to_string())]);
-    let loaded = load_bytes(yaml.as_bytes(), &LoadOptions { strict: false, env: &env, base_dir: None }).expect("valid");
+    let loaded = load_bytes(
+        yaml.as_bytes(),
+        &LoadOptions {
+            strict: false,
+            env: &env,
+            base_dir: None,
+        },
+    )
+    .expect("valid");
     let redacted = effective_yaml(&loaded.document, Secrets::Redact).expect("serialise");
     assert!(!redacted.contains("sk-live-123"), "{redacted}");
     assert!(redacted.contains("<redacted>"));
