@@ -1,0 +1,222 @@
+//! Prototype banks (contract §3.2): a rule's example texts reduced to at most
+//! `max_prototypes` representative vectors, and the score of a query against them.
+
+use vllm_sr_config::model::global::PrototypeScoring;
+
+use crate::embed::dot;
+
+/// Scoring options of a bank.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BankOptions {
+    /// Cluster and keep medoids (false: every distinct example is a prototype).
+    pub clustering: bool,
+    /// Cosine similarity that puts two examples in one cluster.
+    pub cluster_threshold: f64,
+    /// Maximum prototypes kept.
+    pub max_prototypes: usize,
+    /// Weight of the best similarity; the rest goes to the mean of the top `top_m`.
+    pub best_weight: f64,
+    /// How many top similarities form the support term.
+    pub top_m: usize,
+}
+
+impl BankOptions {
+    /// Options from the recipe's `prototype_scoring`.
+    pub fn from_config(p: &PrototypeScoring) -> Self {
+        Self {
+            clustering: p.enabled,
+            cluster_threshold: p.cluster_similarity_threshold,
+            max_prototypes: (p.max_prototypes as usize).max(1),
+            best_weight: p.best_weight,
+            top_m: (p.top_m as usize).max(1),
+        }
+    }
+
+    /// Options for a `mean` aggregation: no best term, support over every prototype.
+    pub fn mean(self) -> Self {
+        Self {
+            best_weight: 0.0,
+            top_m: usize::MAX,
+            ..self
+        }
+    }
+}
+
+/// A query's score against a bank.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BankScore {
+    /// `best_weight·best + (1−best_weight)·support`.
+    pub score: f64,
+    /// Highest similarity.
+    pub best: f64,
+    /// Mean of the top `top_m` similarities.
+    pub support: f64,
+}
+
+/// Representative vectors of one rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrototypeBank {
+    prototypes: Vec<Vec<f32>>,
+    opts: BankOptions,
+}
+
+impl PrototypeBank {
+    /// Builds a bank from example texts and their vectors (same order).
+    pub fn build(texts: &[String], vectors: &[Vec<f32>], opts: BankOptions) -> Self {
+        // 1. Drop exact duplicate texts.
+        let mut items: Vec<(&str, &[f32])> = Vec::new();
+        for (t, v) in texts.iter().zip(vectors) {
+            if !items.iter().any(|(x, _)| *x == t.as_str()) {
+                items.push((t, v));
+            }
+        }
+        if !opts.clustering {
+            let prototypes = items
+                .iter()
+                .take(opts.max_prototypes)
+                .map(|(_, v)| v.to_vec())
+                .collect();
+            return Self { prototypes, opts };
+        }
+        let n = items.len();
+        let sim: Vec<Vec<f64>> = (0..n)
+            .map(|i| (0..n).map(|j| dot(items[i].1, items[j].1)).collect())
+            .collect();
+        let mut remaining: Vec<usize> = (0..n).collect();
+        // (cluster size, mean similarity of the medoid, text, index of the medoid)
+        let mut reps: Vec<(usize, f64, &str, usize)> = Vec::new();
+        while !remaining.is_empty() {
+            // 2. The seed whose cluster is largest; ties by the smaller text.
+            let members_of = |s: usize| -> Vec<usize> {
+                remaining
+                    .iter()
+                    .copied()
+                    .filter(|&j| sim[s][j] >= opts.cluster_threshold)
+                    .collect()
+            };
+            let seed = remaining
+                .iter()
+                .copied()
+                .max_by(|&a, &b| {
+                    members_of(a)
+                        .len()
+                        .cmp(&members_of(b).len())
+                        .then_with(|| items[b].0.cmp(items[a].0))
+                })
+                .unwrap_or(remaining[0]);
+            let members = members_of(seed);
+            // 3. The medoid: highest mean similarity to the cluster; ties by text.
+            let mean_sim =
+                |i: usize| members.iter().map(|&j| sim[i][j]).sum::<f64>() / members.len() as f64;
+            let medoid = members
+                .iter()
+                .copied()
+                .max_by(|&a, &b| {
+                    mean_sim(a)
+                        .total_cmp(&mean_sim(b))
+                        .then_with(|| items[b].0.cmp(items[a].0))
+                })
+                .unwrap_or(seed);
+            reps.push((members.len(), mean_sim(medoid), items[medoid].0, medoid));
+            remaining.retain(|j| !members.contains(j));
+        }
+        // 4. Sort by cluster size, mean similarity, text; keep the first max_prototypes.
+        reps.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(b.2)));
+        let prototypes = reps
+            .iter()
+            .take(opts.max_prototypes)
+            .map(|r| items[r.3].1.to_vec())
+            .collect();
+        Self { prototypes, opts }
+    }
+
+    /// Number of prototypes kept.
+    pub fn len(&self) -> usize {
+        self.prototypes.len()
+    }
+
+    /// True when the bank has no prototype.
+    pub fn is_empty(&self) -> bool {
+        self.prototypes.is_empty()
+    }
+
+    /// Scores a query vector.
+    pub fn score(&self, query: &[f32]) -> BankScore {
+        if self.prototypes.is_empty() {
+            return BankScore::default();
+        }
+        let mut sims: Vec<f64> = self.prototypes.iter().map(|p| dot(p, query)).collect();
+        sims.sort_by(|a, b| b.total_cmp(a));
+        let best = sims[0];
+        let m = self.opts.top_m.min(sims.len());
+        let support = sims[..m].iter().sum::<f64>() / m as f64;
+        let w = self.opts.best_weight;
+        BankScore {
+            score: w * best + (1.0 - w) * support,
+            best,
+            support,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> BankOptions {
+        BankOptions {
+            clustering: true,
+            cluster_threshold: 0.9,
+            max_prototypes: 8,
+            best_weight: 0.75,
+            top_m: 2,
+        }
+    }
+
+    fn unit(x: f32, y: f32) -> Vec<f32> {
+        let n = (x * x + y * y).sqrt();
+        vec![x / n, y / n]
+    }
+
+    #[test]
+    fn clusters_near_duplicates_and_scores() {
+        let texts: Vec<String> = ["a", "a2", "b", "a"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let vecs = vec![
+            unit(1.0, 0.0),
+            unit(1.0, 0.05),
+            unit(0.0, 1.0),
+            unit(1.0, 0.0),
+        ];
+        let bank = PrototypeBank::build(&texts, &vecs, opts());
+        assert_eq!(
+            bank.len(),
+            2,
+            "a and a2 cluster; the duplicate a is dropped"
+        );
+        let s = bank.score(&unit(1.0, 0.0));
+        assert!((s.best - 1.0).abs() < 1e-3);
+        assert!((s.score - (0.75 * s.best + 0.25 * s.support)).abs() < 1e-12);
+        let mean = PrototypeBank::build(&texts, &vecs, opts().mean()).score(&unit(1.0, 0.0));
+        assert!((mean.score - mean.support).abs() < 1e-12);
+    }
+
+    #[test]
+    fn caps_prototypes() {
+        let texts: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+        let vecs: Vec<Vec<f32>> = (0..20)
+            .map(|i| unit((i as f32 * 0.3).cos(), (i as f32 * 0.3).sin()))
+            .collect();
+        let bank = PrototypeBank::build(
+            &texts,
+            &vecs,
+            BankOptions {
+                cluster_threshold: 0.999,
+                ..opts()
+            },
+        );
+        assert_eq!(bank.len(), 8);
+    }
+}

@@ -1,0 +1,30 @@
+//! The routing engine: request view → signals → projections → decisions → outcome.
+//!
+//! Pure given model outputs: the engine does no network or disk I/O per request, and never
+//! blocks on a model itself. Callers compute the embeddings it asks for (one batch per request)
+//! on the model runtime's threads and hand them in.
+
+pub mod bank;
+mod builtin;
+pub mod decide;
+mod deterministic;
+pub mod embed;
+mod engine;
+pub mod error;
+pub mod kb;
+pub mod outcome;
+mod post;
+pub mod probes;
+mod report;
+pub mod request;
+pub mod semantic;
+pub mod signals;
+pub mod state;
+
+pub use embed::{Embed, LexicalEmbedder};
+pub use engine::{Engine, Plan, RouteOptions};
+pub use outcome::{Outcome, RouteKind};
+
+pub use error::EngineError;
+pub use request::{RequestError, RequestView, SignalText};
+pub use state::{FamilyResult, SignalState};

@@ -1,0 +1,156 @@
+//! The routing outcome: what was decided and why, serialisable for the CLI, the eval API
+//! (contract §11.2), response headers and replay.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::decide::TraceNode;
+
+/// How the request's `model` was interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteKind {
+    /// An auto name or entrypoint: the recipe chose.
+    Auto,
+    /// A logical model named explicitly: routing was bypassed.
+    Explicit,
+    /// A model the recipe does not know.
+    Unknown,
+}
+
+/// Per-family timing and confidence (the eval API's `metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FamilyMetric {
+    /// Wall time of the family in milliseconds.
+    pub execution_time_ms: f64,
+    /// Highest confidence among matched rules (0 when none).
+    pub confidence: f64,
+}
+
+/// One decision's evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionTrace {
+    /// Decision name.
+    pub decision_name: String,
+    /// Whether its rules matched.
+    pub matched: bool,
+    /// Rule-tree confidence.
+    pub confidence: f64,
+    /// The evaluated tree.
+    pub root_trace: TraceNode,
+}
+
+/// Stage timings in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Timings {
+    /// The request's embedding batch (measured by the caller).
+    pub embed_ms: f64,
+    /// All signal families.
+    pub signals_ms: f64,
+    /// Partitions, projections, decisions and selection.
+    pub decide_ms: f64,
+    /// Everything inside the engine plus the embedding.
+    pub total_ms: f64,
+}
+
+/// The result of routing one request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    /// The request's `model`.
+    pub requested_model: String,
+    /// How it was interpreted.
+    pub kind: RouteKind,
+    /// Recipe name (`default` unless an entrypoint chose another).
+    pub recipe: String,
+    /// Winning decision (`None`: no match, the default model is used).
+    pub decision: Option<String>,
+    /// Its rule-tree confidence.
+    pub confidence: f64,
+    /// Final logical model (card name), when one is known.
+    pub model: Option<String>,
+    /// LoRA forwarded instead of the card.
+    pub lora: Option<String>,
+    /// Reasoning on for the chosen model.
+    pub use_reasoning: bool,
+    /// Effort for reasoning families that take one.
+    pub reasoning_effort: String,
+    /// The winner's modelRefs.
+    pub recommended_models: Vec<String>,
+    /// `static` unless the decision names another algorithm.
+    pub algorithm: String,
+    /// `selected`, `execution_required`, `fallback`, ...
+    pub selection_status: String,
+    /// `single` or the algorithm name.
+    pub selection_method: String,
+    /// Why this model.
+    pub selection_reason: String,
+    /// Normalised plugin types of the winner.
+    pub plugins: Vec<String>,
+    /// Matched names per family (eval keys, complexity with level, `projection`).
+    pub matched_signals: IndexMap<String, Vec<String>>,
+    /// Families the decisions reference.
+    pub used_signals: IndexMap<String, Vec<String>>,
+    /// Declared but unmatched names per family.
+    pub unmatched_signals: IndexMap<String, Vec<String>>,
+    /// `type:name` → confidence.
+    pub signal_confidences: IndexMap<String, f64>,
+    /// `type:name[:sub]` → raw value.
+    pub signal_values: IndexMap<String, f64>,
+    /// Family → error.
+    pub signal_errors: IndexMap<String, String>,
+    /// Families left unfinished (signal budget or missing vectors).
+    pub skipped_signals: Vec<String>,
+    /// Score name → value.
+    pub projection_scores: IndexMap<String, f64>,
+    /// Every decision in declaration order.
+    pub eval_trace: Vec<DecisionTrace>,
+    /// Per-family metrics.
+    pub metrics: IndexMap<String, FamilyMetric>,
+    /// Estimated request tokens (context family).
+    pub context_token_count: u64,
+    /// Stage timings.
+    pub timings: Timings,
+}
+
+impl Outcome {
+    /// The eval API response body (contract §11.2).
+    pub fn eval_response(&self, original_text: &str) -> Value {
+        let mut decision_result = json!({
+            "decision_name": self.decision.clone().unwrap_or_default(),
+            "algorithm": self.algorithm,
+            "plugins": self.plugins,
+            "used_signals": self.used_signals,
+            "matched_signals": self.matched_signals,
+            "unmatched_signals": self.unmatched_signals,
+        });
+        if self.decision.is_none() {
+            decision_result["decision_name"] = json!("");
+        }
+        let mut v = json!({
+            "original_text": original_text,
+            "requested_model": self.requested_model,
+            "recipe": self.recipe,
+            "decision_result": decision_result,
+            "eval_trace": self.eval_trace,
+            "selection_status": self.selection_status,
+            "selection_method": self.selection_method,
+            "selection_reason": self.selection_reason,
+            "metrics": self.metrics,
+            "signal_confidences": self.signal_confidences,
+            "signal_values": self.signal_values,
+            "signal_errors": self.signal_errors,
+            "projection_scores": self.projection_scores,
+        });
+        if !self.recommended_models.is_empty() {
+            v["recommended_models"] = json!(self.recommended_models);
+            v["routing_decision"] = json!(self.decision.clone().unwrap_or_default());
+        }
+        if self.selection_status != "execution_required" {
+            if let Some(m) = &self.model {
+                v["selected_model"] = json!(m);
+            }
+        }
+        v
+    }
+}
