@@ -1,0 +1,157 @@
+//! Building blocks shared by the encoders: a linear layer that is either dense f32 or
+//! q8-quantised, layer norm, GELU, and weight loading from a model directory.
+
+use std::path::Path;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::error::ModelError;
+
+/// Numeric format of the big matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Plain f32 weights (exact).
+    #[default]
+    F32,
+    /// Linear layers quantised to ggml `Q8_0` (8-bit blocks of 32) and run with candle's
+    /// quantised matmul. Embeddings, norms and attention stay f32.
+    Q8,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Ok(Self::F32),
+            "q8" | "q8_0" | "int8" => Ok(Self::Q8),
+            other => Err(ModelError::Invalid(format!(
+                "unknown precision {other:?}: expected f32 or q8"
+            ))),
+        }
+    }
+}
+
+/// `y = x W^T + b`, dense or quantised.
+#[derive(Debug, Clone)]
+pub(crate) enum Linear {
+    /// Dense weight `[out, in]`.
+    Dense { weight: Tensor, bias: Option<Tensor> },
+    /// Quantised weight.
+    Quant { weight: QMatMul, bias: Option<Tensor> },
+}
+
+impl Linear {
+    pub(crate) fn new(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        precision: Precision,
+    ) -> candle_core::Result<Self> {
+        let in_dim = weight.dim(1)?;
+        // Q8_0 blocks are 32 wide; keep small or odd layers dense.
+        if precision == Precision::Q8 && in_dim % 32 == 0 && weight.device().is_cpu() {
+            let q = QTensor::quantize(&weight, GgmlDType::Q8_0)?;
+            Ok(Self::Quant {
+                weight: QMatMul::from_qtensor(q)?,
+                bias,
+            })
+        } else {
+            Ok(Self::Dense { weight, bias })
+        }
+    }
+
+    /// Loads `{prefix}.weight` `[out, in]` and, when present, `{prefix}.bias`.
+    pub(crate) fn load(
+        vb: &VarBuilder<'_>,
+        in_dim: usize,
+        out_dim: usize,
+        precision: Precision,
+    ) -> candle_core::Result<Self> {
+        let weight = vb.get((out_dim, in_dim), "weight")?;
+        let bias = if vb.contains_tensor("bias") {
+            Some(vb.get(out_dim, "bias")?)
+        } else {
+            None
+        };
+        Self::new(weight, bias, precision)
+    }
+
+    /// Applies the layer to `[.., in]`.
+    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = dims.last().copied().unwrap_or(0);
+        let rows = x.elem_count() / in_dim.max(1);
+        let x2 = x.reshape((rows, in_dim))?;
+        let (y, bias) = match self {
+            Self::Dense { weight, bias } => (x2.matmul(&weight.t()?)?, bias),
+            Self::Quant { weight, bias } => (weight.forward(&x2)?, bias),
+        };
+        let y = match bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        if let Some(last) = out_dims.last_mut() {
+            *last = y.dim(1)?;
+        }
+        y.reshape(out_dims)
+    }
+}
+
+/// Layer norm over the last dimension with optional bias.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// Loads `weight`/`bias` (or the old `gamma`/`beta` names); a missing bias means zero.
+    pub(crate) fn load(vb: &VarBuilder<'_>, dim: usize, eps: f64) -> candle_core::Result<Self> {
+        let (w, b) = if vb.contains_tensor("gamma") {
+            ("gamma", "beta")
+        } else {
+            ("weight", "bias")
+        };
+        let weight = vb.get(dim, w)?;
+        let bias = if vb.contains_tensor(b) {
+            vb.get(dim, b)?
+        } else {
+            Tensor::zeros(dim, weight.dtype(), weight.device())?
+        };
+        #[expect(clippy::cast_possible_truncation, reason = "eps is a small constant")]
+        let eps = eps as f32;
+        Ok(Self { weight, bias, eps })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = x.contiguous()?;
+        candle_nn::ops::layer_norm(&x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+/// Loads every tensor of a weights file into a [`VarBuilder`] without `unsafe` mmap.
+///
+/// # Errors
+/// [`ModelError::Load`] if the file cannot be read.
+pub(crate) fn load_weights(
+    path: &Path,
+    device: &Device,
+) -> Result<VarBuilder<'static>, ModelError> {
+    let is_pth = path.extension().is_some_and(|e| e == "bin");
+    if is_pth {
+        VarBuilder::from_pth(path, DType::F32, device).map_err(|e| ModelError::load(path, e))
+    } else {
+        let tensors =
+            candle_core::safetensors::load(path, device).map_err(|e| ModelError::load(path, e))?;
+        Ok(VarBuilder::from_tensors(tensors, DType::F32, device))
+    }
+}
+
+/// L2-normalises rows of `[n, d]`.
+pub(crate) fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
+    x.broadcast_div(&norm)
+}
