@@ -90,7 +90,7 @@ mod tests {
     fn check(r: ConversationRule, body: Value, expected: Option<f64>) {
         let facts = SignalText::of(&RequestView::from_json(&body).unwrap()).facts;
         let mut out = FamilyResult::new(1);
-        ConversationSignals::build(&[r.clone()]).eval(&facts, &mut out);
+        ConversationSignals::build(std::slice::from_ref(&r)).eval(&facts, &mut out);
         assert_eq!(
             out.is_matched(0).then(|| out.value[0].unwrap()),
             expected,

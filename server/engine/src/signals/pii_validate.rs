@@ -16,7 +16,7 @@ pub(super) fn luhn_valid(digits: &str) -> bool {
         }
         sum += d;
     }
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// IBAN lengths by country (ISO 13616 registry, common countries).

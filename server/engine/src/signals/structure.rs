@@ -140,7 +140,7 @@ impl StructureSignals {
             out.push(Compiled {
                 feature: r.feature,
                 source,
-                predicate: r.predicate.clone(),
+                predicate: r.predicate,
             });
         }
         Ok(Self { rules: out })
