@@ -107,6 +107,7 @@ pub struct ModalitySignals {
 impl ModalitySignals {
     /// Keeps the rule names.
     pub fn build(rules: &[NamedRule]) -> Self {
+        LazyLock::force(&PATTERNS);
         Self {
             names: rules.iter().map(|r| r.name.clone()).collect(),
         }

@@ -127,6 +127,57 @@ fn prev_char(text: &str, i: usize) -> Option<char> {
 fn next_char(text: &str, i: usize) -> Option<char> {
     text[i..].chars().next()
 }
+/// Cheap necessary conditions, so patterns that cannot match never scan the text.
+struct Gates {
+    key: bool,
+    password: bool,
+    url: bool,
+    at: bool,
+    plus: bool,
+    d4: bool,
+    d9: bool,
+    d10: bool,
+    d13: bool,
+    mac: bool,
+    v6: bool,
+}
+
+impl Gates {
+    fn of(text: &str) -> Self {
+        let b = text.as_bytes();
+        let count = |c: u8| b.iter().filter(|x| **x == c).count();
+        let digits = b.iter().filter(|x| x.is_ascii_digit()).count();
+        let colons = count(b':');
+        let has_ci = |needle: &[u8]| {
+            b.windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle))
+        };
+        let at = b.contains(&b'@');
+        Self {
+            key: text.contains("-----BEGIN"),
+            password: has_ci(b"pass") || has_ci(b"pwd"),
+            url: at && text.contains("://"),
+            at,
+            plus: digits >= 8 && b.contains(&b'+'),
+            d4: digits >= 4,
+            d9: digits >= 9,
+            d10: digits >= 10,
+            d13: digits >= 13,
+            mac: colons >= 5 || count(b'-') >= 5 || count(b'.') >= 2,
+            v6: colons >= 3,
+        }
+    }
+}
+
+/// The text when the gate is open, else an empty haystack.
+fn gated(on: bool, text: &str) -> &str {
+    if on {
+        text
+    } else {
+        ""
+    }
+}
+
 /// Up to `n` bytes of `text` before byte `i` (widened to a character boundary).
 fn before(text: &str, i: usize, n: usize) -> &str {
     let mut s = i.saturating_sub(n);
@@ -157,6 +208,7 @@ pub fn detect(text: &str) -> Vec<PiiEntity> {
     let Some(p) = PATTERNS.as_ref() else {
         return Vec::new();
     };
+    let g = Gates::of(text);
     let mut found = Vec::new();
     let mut push = |kind: &'static str, start: usize, end: usize, confidence: f64| {
         found.push(PiiEntity {
@@ -167,7 +219,7 @@ pub fn detect(text: &str) -> Vec<PiiEntity> {
         });
     };
 
-    for m in p.private_key.find_iter(text) {
+    for m in p.private_key.find_iter(gated(g.key, text)) {
         push("PRIVATE_KEY", m.start(), m.end(), 0.99);
     }
     for (re, conf) in &p.secrets {
@@ -184,19 +236,19 @@ pub fn detect(text: &str) -> Vec<PiiEntity> {
             }
         }
     }
-    for c in p.password.captures_iter(text) {
+    for c in p.password.captures_iter(gated(g.password, text)) {
         let Some(v) = c.get(1) else { continue };
         if let Some(conf) = password_confidence(v.as_str()) {
             push("PASSWORD", v.start(), v.end(), conf);
         }
     }
-    for c in p.url_password.captures_iter(text) {
+    for c in p.url_password.captures_iter(gated(g.url, text)) {
         let Some(v) = c.get(1) else { continue };
         if password_confidence(v.as_str()).is_some() {
             push("PASSWORD", v.start(), v.end(), 0.9);
         }
     }
-    for m in p.email.find_iter(text) {
+    for m in p.email.find_iter(gated(g.at, text)) {
         let s = m.as_str();
         let local = s.split('@').next().unwrap_or("");
         if !local.ends_with('.')
@@ -206,30 +258,30 @@ pub fn detect(text: &str) -> Vec<PiiEntity> {
             push("EMAIL_ADDRESS", m.start(), m.end(), 0.95);
         }
     }
-    for m in p.card.find_iter(text) {
+    for m in p.card.find_iter(gated(g.d13, text)) {
         if let Some(conf) = card_confidence(m.as_str()) {
             if !glued(text, m.start(), m.end()) {
                 push("CREDIT_CARD", m.start(), m.end(), conf);
             }
         }
     }
-    for m in p.iban.find_iter(text) {
+    for m in p.iban.find_iter(gated(g.d4, text)) {
         if iban_valid(m.as_str()) {
             push("IBAN_CODE", m.start(), m.end(), 0.99);
         }
     }
-    for m in p.ssn.find_iter(text) {
+    for m in p.ssn.find_iter(gated(g.d9, text)) {
         if ssn_valid(&digits(m.as_str())) && !glued(text, m.start(), m.end()) {
             push("US_SSN", m.start(), m.end(), 0.85);
         }
     }
-    for c in p.ssn_ctx.captures_iter(text) {
+    for c in p.ssn_ctx.captures_iter(gated(g.d9, text)) {
         let Some(v) = c.get(1) else { continue };
         if ssn_valid(&digits(v.as_str())) {
             push("US_SSN", v.start(), v.end(), 0.95);
         }
     }
-    for m in p.phone_intl.find_iter(text) {
+    for m in p.phone_intl.find_iter(gated(g.plus, text)) {
         let n = digits(m.as_str()).len();
         if (8..=15).contains(&n) && !glued(text, m.start(), m.end()) {
             let ctx = before(text, m.start(), 40);
@@ -241,7 +293,7 @@ pub fn detect(text: &str) -> Vec<PiiEntity> {
             push("PHONE_NUMBER", m.start(), m.end(), conf);
         }
     }
-    for m in p.phone_us.find_iter(text) {
+    for m in p.phone_us.find_iter(gated(g.d10, text)) {
         let d = digits(m.as_str());
         let s = m.as_str();
         let ok = d.len() == 10
@@ -265,17 +317,17 @@ pub fn detect(text: &str) -> Vec<PiiEntity> {
             }
         }
     }
-    for c in p.phone_ctx.captures_iter(text) {
+    for c in p.phone_ctx.captures_iter(gated(g.d10, text)) {
         if let Some(v) = c.get(1) {
             push("PHONE_NUMBER", v.start(), v.end(), 0.8);
         }
     }
-    for m in p.ipv4.find_iter(text) {
+    for m in p.ipv4.find_iter(gated(g.d4, text)) {
         if let Some(conf) = ipv4_confidence(text, m.start(), m.end(), p) {
             push("IP_ADDRESS", m.start(), m.end(), conf);
         }
     }
-    for m in p.mac.find_iter(text) {
+    for m in p.mac.find_iter(gated(g.mac, text)) {
         let s = m.as_str();
         let cisco = s.contains('.');
         if (!cisco || s.chars().any(|c| c.is_ascii_digit())) && !glued_hex(text, m.start(), m.end())
@@ -288,7 +340,7 @@ pub fn detect(text: &str) -> Vec<PiiEntity> {
             );
         }
     }
-    for m in p.ipv6.find_iter(text) {
+    for m in p.ipv6.find_iter(gated(g.v6, text)) {
         let s = m.as_str();
         let addr = s.split('%').next().unwrap_or(s);
         let colons = addr.matches(':').count();
@@ -465,6 +517,8 @@ impl PiiSignals {
             })
             .collect();
         let any_history = rules.iter().any(|r| r.include_history);
+        // Compile the shared patterns now rather than on the first request.
+        LazyLock::force(&PATTERNS);
         Self { rules, any_history }
     }
 

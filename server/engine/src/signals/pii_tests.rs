@@ -240,6 +240,8 @@ fn rule_matching() {
 fn rough_timing() {
     let text = "Hi, I'm debugging a service. The config has host 10.1.2.3, user admin and the logs show request ids like 550e8400-e29b-41d4-a716-446655440000. Can you help me figure out why responses are slow after version 2.3.1? ".repeat(3);
     let n = 200;
+    // Warm up: compile the patterns and the regex caches once.
+    std::hint::black_box(detect(&text));
     let t = std::time::Instant::now();
     for _ in 0..n {
         std::hint::black_box(detect(&text));
