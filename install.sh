@@ -28,6 +28,11 @@ CARGO_TARGET_DIR="$ROOT/target" cargo install --path cli --locked --force --quie
     || die "cargo install failed (see the compiler output above)"
 say "installed $bindir/vllm-sr ($("$bindir/vllm-sr" --version))"
 
+say "installing the offline default embedding model"
+# Into the user model cache, which the installed binary searches first.
+VLLM_SR_MODELS_DIR="${VLLM_SR_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vllm-sr/models}" \
+    bash "$ROOT/scripts/fetch-models.sh" || die "could not install the default embedding model (see above)"
+
 case ":$PATH:" in
     *":$bindir:"*) ;;
     *) say "note: $bindir is not on your PATH; add it with: export PATH=\"$bindir:\$PATH\"" ;;

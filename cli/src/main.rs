@@ -6,6 +6,7 @@
 
 mod cmd;
 mod output;
+mod router;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,10 @@ enum Command {
     /// Inspect a recipe as the router sees it.
     #[command(subcommand)]
     Config(cmd::config::Command),
+    /// Route prompts through a recipe in process and show decision, model and signals.
+    Classify(cmd::classify::Args),
+    /// Run a probes.yaml conformance suite against a recipe.
+    Eval(cmd::eval::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +53,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Config(command) => cmd::config::run(&command),
+        Command::Classify(args) => cmd::classify::run(&args),
+        Command::Eval(args) => cmd::eval::run(&args),
     };
     match result {
         Ok(code) => code,

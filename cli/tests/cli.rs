@@ -1,6 +1,9 @@
 //! End-to-end tests of the `vllm-sr` binary: exit codes, human and JSON output.
 
-#![allow(clippy::expect_used, reason = "test helpers fail loudly on broken fixtures")]
+#![allow(
+    clippy::expect_used,
+    reason = "test helpers fail loudly on broken fixtures"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub(crate) mod classify;
 pub(crate) mod config;
+pub(crate) mod eval;
 pub(crate) mod validate;
 
 use std::path::Path;

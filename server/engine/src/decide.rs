@@ -360,8 +360,10 @@ mod tests {
     }
 
     fn recipe_with_roles(n: usize) -> Recipe {
-        let mut signals = Signals::default();
-        signals.roles = (0..n).map(|i| format!("r{i}")).collect();
+        let signals = Signals {
+            roles: (0..n).map(|i| format!("r{i}")).collect(),
+            ..Signals::default()
+        };
         Recipe {
             name: "t".into(),
             description: String::new(),

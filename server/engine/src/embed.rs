@@ -84,6 +84,21 @@ impl Embed for LexicalEmbedder {
     }
 }
 
+/// The model runtime's embedder: the request blocks this thread (never a tokio worker)
+/// until the model's own threads answer.
+impl Embed for vllm_sr_models::Embedder {
+    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EngineError> {
+        let out = self
+            .embed_blocking(texts.to_vec())
+            .map_err(|e| EngineError::Embedding(e.to_string()))?;
+        Ok(out.iter().map(|e| e.as_slice().to_vec()).collect())
+    }
+
+    fn dims(&self) -> usize {
+        vllm_sr_models::Embedder::dims(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -394,9 +394,16 @@ impl Engine {
                 None => Ok(None),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Label models stand in for fine-tuned classifiers: every exemplar stays a prototype,
+        // since a broad label (e.g. "benign") loses its coverage when squeezed into 8 medoids.
+        let label_opts = BankOptions {
+            clustering: false,
+            max_prototypes: usize::MAX,
+            ..opts
+        };
         let lm = |m: Option<Manifest>, ids: Option<(Vec<String>, Vec<Vec<usize>>)>| match (m, ids) {
             (Some(m), Some((labels, ids))) => {
-                Some(finish_label_model(labels, &ids, &vectors, &m, opts))
+                Some(finish_label_model(labels, &ids, &vectors, &m, label_opts))
             }
             _ => None,
         };
@@ -551,13 +558,9 @@ impl Engine {
         let mut missing = Vec::new();
         let on = |f: SignalFamily| plan.families.get(family_index(f)).copied().unwrap_or(false);
 
-        let context_tokens = re.det.eval(
-            &plan.request,
-            &plan.text,
-            &plan.families,
-            &self.config.global,
-            &mut state,
-        );
+        let context_tokens = re
+            .det
+            .eval(&plan.request, &plan.text, &plan.families, &mut state);
 
         let vecs = vectors.filter(|v| v.len() == plan.texts.len());
         let pick = |i: usize| vecs.map(|v| v[i].as_slice());
