@@ -197,7 +197,8 @@ mod tests {
             "a and a2 cluster; the duplicate a is dropped"
         );
         let s = bank.score(&unit(1.0, 0.0));
-        assert!((s.best - 1.0).abs() < 1e-3);
+        // The medoid of {a, a2} is either (their mean similarities tie up to rounding).
+        assert!((s.best - 1.0).abs() < 1e-2, "{s:?}");
         assert!((s.score - (0.75 * s.best + 0.25 * s.support)).abs() < 1e-12);
         let mean = PrototypeBank::build(&texts, &vecs, opts().mean()).score(&unit(1.0, 0.0));
         assert!((mean.score - mean.support).abs() < 1e-12);

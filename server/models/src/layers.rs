@@ -37,9 +37,15 @@ impl std::str::FromStr for Precision {
 #[derive(Debug, Clone)]
 pub(crate) enum Linear {
     /// Dense weight `[out, in]`.
-    Dense { weight: Tensor, bias: Option<Tensor> },
+    Dense {
+        weight: Tensor,
+        bias: Option<Tensor>,
+    },
     /// Quantised weight.
-    Quant { weight: QMatMul, bias: Option<Tensor> },
+    Quant {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+    },
 }
 
 impl Linear {
@@ -152,6 +158,10 @@ pub(crate) fn load_weights(
 
 /// L2-normalises rows of `[n, d]`.
 pub(crate) fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
+    let norm = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f32::MAX)?;
     x.broadcast_div(&norm)
 }
