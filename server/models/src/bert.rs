@@ -216,11 +216,10 @@ impl Bert {
             .reshape((b, s, h))?;
         let attn = layer.attn_out.forward(&ctx)?;
         let x = layer.attn_norm.forward(&(attn + x)?)?;
-        let inter = layer.inter.forward(&x)?;
         let inter = match self.act {
-            Act::GeluErf => inter.gelu_erf()?,
-            Act::GeluTanh => inter.gelu()?,
-            Act::Relu => inter.relu()?,
+            Act::GeluErf => layer.inter.forward_gelu(&x)?,
+            Act::GeluTanh => layer.inter.forward(&x)?.gelu()?,
+            Act::Relu => layer.inter.forward(&x)?.relu()?,
         };
         let out = layer.out.forward(&inter)?;
         layer.out_norm.forward(&(out + x)?)

@@ -112,7 +112,7 @@ fn tokenizer_padding_is_overridden_and_truncation_follows_config() {
     let long_b = "the cat sat on the mat the cat sat on the mat law law law code";
     let v = model.embed(&[long_a, long_b]).unwrap();
     assert!(v[0].cosine(&v[1]) > 0.99999);
-    // A per-load override is honoured but never exceeds the model's own limit.
+    // A per-load override is honoured, up to the position table (64) but not beyond.
     let short = EmbeddingModel::load(
         "tiny",
         &dir,
@@ -123,6 +123,16 @@ fn tokenizer_padding_is_overridden_and_truncation_follows_config() {
     )
     .unwrap();
     assert_eq!(short.max_seq_length(), 5);
+    let long = EmbeddingModel::load(
+        "tiny",
+        &dir,
+        &LoadOptions {
+            max_seq_length: Some(1000),
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(long.max_seq_length(), 64);
 }
 
 #[test]
