@@ -100,8 +100,11 @@ pub(crate) fn run(command: &Command) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{}", serde_json::Value::Array(rows))?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let dirs: Vec<String> =
-                registry.search_dirs().iter().map(|d| d.display().to_string()).collect();
+            let dirs: Vec<String> = registry
+                .search_dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
             writeln!(out, "models directories: {}", dirs.join(", "))?;
             if models.is_empty() {
                 writeln!(
@@ -188,12 +191,21 @@ fn embed(
     )?;
     for (text, v) in texts.iter().zip(&vectors) {
         let head: Vec<String> = v.iter().take(4).map(|x| format!("{x:+.4}")).collect();
-        writeln!(out, "  dims {} norm {:.4} [{} …]  {text:?}", v.dims(), v.norm(), head.join(", "))?;
+        writeln!(
+            out,
+            "  dims {} norm {:.4} [{} …]  {text:?}",
+            v.dims(),
+            v.norm(),
+            head.join(", ")
+        )?;
     }
     if vectors.len() > 1 {
         writeln!(out, "cosine similarity:")?;
         for (i, a) in vectors.iter().enumerate() {
-            let row: Vec<String> = vectors.iter().map(|b| format!("{:.3}", a.cosine(b))).collect();
+            let row: Vec<String> = vectors
+                .iter()
+                .map(|b| format!("{:.3}", a.cosine(b)))
+                .collect();
             writeln!(out, "  [{i}] {}", row.join("  "))?;
         }
     }

@@ -10,6 +10,11 @@
 //!     [--write-texts FILE] [--json FILE]
 //! ```
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "benchmark callers are plain tasks joined before exit"
+)]
+
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -38,7 +43,9 @@ struct Args {
 }
 
 fn parse_list(s: &str) -> anyhow::Result<Vec<usize>> {
-    s.split(',').map(|x| x.trim().parse::<usize>().context("bad number")).collect()
+    s.split(',')
+        .map(|x| x.trim().parse::<usize>().context("bad number"))
+        .collect()
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -95,9 +102,28 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Process CPU time (user + system, all threads) in ms, from `/proc/self/stat` (100 Hz ticks).
+fn cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the `(comm)` part; utime and stime are fields 14 and 15 overall.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ut = f.get(11)?.parse::<f64>().ok()?;
+            let st = f.get(12)?.parse::<f64>().ok()?;
+            Some((ut + st) * 10.0)
+        })
+        .unwrap_or(f64::NAN)
 }
 
 fn rss_mb() -> f64 {
@@ -115,7 +141,7 @@ fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let mut out = std::io::stdout().lock();
     let resolved = ModelRegistry::from_env().resolve(&args.model)?;
-    let max_len = args.lengths.iter().copied().max().unwrap_or(512);
+    let max_len = args.lengths.iter().copied().max().unwrap_or(512).max(64);
     let load = LoadOptions {
         precision: args.precision,
         length_bucketing: args.bucketing,
@@ -164,7 +190,11 @@ fn main() -> anyhow::Result<()> {
     for (n, text) in &texts {
         let warm = 3;
         let mut ms = Vec::with_capacity(args.iters);
+        let mut cpu0 = cpu_ms();
         for i in 0..args.iters + warm {
+            if i == warm {
+                cpu0 = cpu_ms();
+            }
             let t = Instant::now();
             let v = embedder.embed_blocking(vec![text.clone()])?;
             let dt = t.elapsed().as_secs_f64() * 1e3;
@@ -177,7 +207,10 @@ fn main() -> anyhow::Result<()> {
         }
         ms.sort_by(f64::total_cmp);
         let (p50, p99) = (percentile(&ms, 0.5), percentile(&ms, 0.99));
-        writeln!(out, "latency {n:>4} tok: p50 {p50:8.2} ms  p99 {p99:8.2} ms")?;
+        writeln!(
+            out,
+            "latency {n:>4} tok: p50 {p50:8.2} ms  p99 {p99:8.2} ms"
+        )?;
         latency.push(serde_json::json!({"tokens": n, "p50_ms": p50, "p99_ms": p99}));
     }
 
@@ -188,6 +221,7 @@ fn main() -> anyhow::Result<()> {
     let mut throughput = Vec::new();
     for &c in &args.concurrency {
         let deadline = Duration::from_secs_f64(args.seconds);
+        let cpu0 = cpu_ms();
         let done = rt.block_on(async {
             let start = Instant::now();
             let mut tasks = Vec::new();
@@ -215,7 +249,10 @@ fn main() -> anyhow::Result<()> {
         });
         #[expect(clippy::cast_precision_loss)]
         let rate = done.0 as f64 / done.1.as_secs_f64();
-        writeln!(out, "throughput c={c:>2}: {rate:8.1} texts/s (12-51 tokens)")?;
+        writeln!(
+            out,
+            "throughput c={c:>2}: {rate:8.1} texts/s (12-51 tokens)"
+        )?;
         throughput.push(serde_json::json!({"concurrency": c, "texts_per_s": rate}));
     }
     let rss = rss_mb();

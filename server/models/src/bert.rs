@@ -96,7 +96,7 @@ impl Bert {
             vb.clone()
         };
         let h = cfg.hidden_size;
-        if cfg.num_attention_heads == 0 || h % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !h.is_multiple_of(cfg.num_attention_heads) {
             candle_core::bail!("hidden_size {h} is not divisible by num_attention_heads");
         }
         let heads = cfg.num_attention_heads;
@@ -114,7 +114,10 @@ impl Bert {
             "position_embeddings.weight",
         )?;
         let token_type0 = emb
-            .get((cfg.type_vocab_size.max(1), h), "token_type_embeddings.weight")?
+            .get(
+                (cfg.type_vocab_size.max(1), h),
+                "token_type_embeddings.weight",
+            )?
             .get(0)?;
         let emb_norm = LayerNorm::load(&emb.pp("LayerNorm"), h, cfg.layer_norm_eps)?;
 
@@ -127,7 +130,11 @@ impl Bert {
             let q_w = (sa.get((h, h), "query.weight")? * scale)?;
             let q_b = (sa.get(h, "query.bias")? * scale)?;
             let qkv_w = Tensor::cat(
-                &[q_w, sa.get((h, h), "key.weight")?, sa.get((h, h), "value.weight")?],
+                &[
+                    q_w,
+                    sa.get((h, h), "key.weight")?,
+                    sa.get((h, h), "value.weight")?,
+                ],
                 0,
             )?;
             let qkv_b = Tensor::cat(&[q_b, sa.get(h, "key.bias")?, sa.get(h, "value.bias")?], 0)?;
@@ -150,7 +157,12 @@ impl Bert {
             });
         }
         let pooler = if root.contains_tensor("pooler.dense.weight") {
-            Some(Linear::load(&root.pp("pooler.dense"), h, h, Precision::F32)?)
+            Some(Linear::load(
+                &root.pp("pooler.dense"),
+                h,
+                h,
+                Precision::F32,
+            )?)
         } else {
             None
         };

@@ -153,8 +153,9 @@ impl SequenceClassificationModel {
         }
         self.core.run(texts, |_, batch, states| {
             let pooled = if self.mean_pool {
-                let mask = Tensor::from_slice(&batch.mask, (batch.rows, batch.seq), states.device())?
-                    .to_dtype(DType::F32)?;
+                let mask =
+                    Tensor::from_slice(&batch.mask, (batch.rows, batch.seq), states.device())?
+                        .to_dtype(DType::F32)?;
                 let summed = states.broadcast_mul(&mask.unsqueeze(D::Minus1)?)?.sum(1)?;
                 summed.broadcast_div(&mask.sum_keepdim(1)?.clamp(1.0, f32::MAX)?)?
             } else {
@@ -376,9 +377,15 @@ mod tests {
         ];
         let e = decode_bio(text, &tags, &labels());
         assert_eq!(e.len(), 2);
-        assert_eq!((e[0].label.as_str(), e[0].text.as_str()), ("PER", "Ada Lovelace"));
+        assert_eq!(
+            (e[0].label.as_str(), e[0].text.as_str()),
+            ("PER", "Ada Lovelace")
+        );
         assert_eq!((e[0].start, e[0].end), (0, 12));
-        assert_eq!((e[1].label.as_str(), e[1].text.as_str()), ("LOC", "New York"));
+        assert_eq!(
+            (e[1].label.as_str(), e[1].text.as_str()),
+            ("LOC", "New York")
+        );
         assert!((e[1].score - 0.65).abs() < 1e-6);
     }
 

@@ -33,8 +33,9 @@ impl DeviceSpec {
             Self::Cpu => Ok(Device::Cpu),
             Self::Cuda(ordinal) => {
                 if cfg!(feature = "cuda") {
-                    Device::new_cuda(ordinal)
-                        .map_err(|e| ModelError::Invalid(format!("cannot open cuda:{ordinal}: {e}")))
+                    Device::new_cuda(ordinal).map_err(|e| {
+                        ModelError::Invalid(format!("cannot open cuda:{ordinal}: {e}"))
+                    })
                 } else {
                     Err(ModelError::Invalid(
                         "this build has no CUDA support; rebuild with `--features cuda`".into(),

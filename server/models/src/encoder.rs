@@ -61,7 +61,8 @@ impl Encoder {
                 let cfg: BertConfig = serde_json::from_value(spec.config.clone())
                     .map_err(|e| ModelError::load(&cfg_path, e))?;
                 Kind::Bert(Box::new(
-                    Bert::load(&vb, &cfg, precision).map_err(|e| ModelError::load(&spec.weights, e))?,
+                    Bert::load(&vb, &cfg, precision)
+                        .map_err(|e| ModelError::load(&spec.weights, e))?,
                 ))
             }
             Architecture::ModernBert => {
@@ -148,7 +149,9 @@ impl Encoder {
                 },
                 Kind::ModernBert(_) => Ok(x.clone()),
             },
-            HeadTransform::ModernBert { dense, norm } => norm.forward(&dense.forward(x)?.gelu_erf()?),
+            HeadTransform::ModernBert { dense, norm } => {
+                norm.forward(&dense.forward(x)?.gelu_erf()?)
+            }
         }
     }
 }

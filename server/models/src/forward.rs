@@ -129,7 +129,10 @@ impl Core {
 pub(crate) fn plan_groups(tokens: &[Tokens], max_rows: usize, bucketing: bool) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..tokens.len()).collect();
     if !bucketing {
-        return order.chunks(max_rows.max(1)).map(<[usize]>::to_vec).collect();
+        return order
+            .chunks(max_rows.max(1))
+            .map(<[usize]>::to_vec)
+            .collect();
     }
     let len = |i: usize| tokens.get(i).map_or(0, |t| t.ids.len());
     order.sort_by_key(|&i| std::cmp::Reverse(len(i)));

@@ -6,9 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::classify::{
-    ClassScores, Entity, SequenceClassificationModel, TokenClassificationModel,
-};
+use crate::classify::{ClassScores, Entity, SequenceClassificationModel, TokenClassificationModel};
 use crate::embed::{Embedding, EmbeddingModel};
 use crate::error::ModelError;
 use crate::forward::LoadOptions;

@@ -74,7 +74,8 @@ impl ModelRegistry {
             )));
         }
         let dest = self.models_dir().join(repo_id);
-        std::fs::create_dir_all(&dest).map_err(|e| dl_err(repo_id, format!("{}: {e}", dest.display())))?;
+        std::fs::create_dir_all(&dest)
+            .map_err(|e| dl_err(repo_id, format!("{}: {e}", dest.display())))?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(15)))
@@ -83,7 +84,10 @@ impl ModelRegistry {
         let fetch = |file: &str| fetch_file(&agent, options, repo_id, file, &dest);
         for file in REQUIRED {
             if !fetch(file)? {
-                return Err(dl_err(repo_id, format!("{file} not found in the repository")));
+                return Err(dl_err(
+                    repo_id,
+                    format!("{file} not found in the repository"),
+                ));
             }
         }
         let mut have_weights = false;
@@ -94,7 +98,10 @@ impl ModelRegistry {
             }
         }
         if !have_weights {
-            return Err(dl_err(repo_id, "no model.safetensors or pytorch_model.bin in the repository"));
+            return Err(dl_err(
+                repo_id,
+                "no model.safetensors or pytorch_model.bin in the repository",
+            ));
         }
         for file in OPTIONAL {
             fetch(file)?;
@@ -134,7 +141,9 @@ fn fetch_file(
     if let Some(token) = &options.token {
         request = request.header("Authorization", &format!("Bearer {token}"));
     }
-    let response = request.call().map_err(|e| dl_err(repo_id, format!("{url}: {e}")))?;
+    let response = request
+        .call()
+        .map_err(|e| dl_err(repo_id, format!("{url}: {e}")))?;
     let status = response.status().as_u16();
     if status == 404 {
         return Ok(false);
@@ -166,10 +175,13 @@ fn fetch_file(
         ProgressBar::hidden()
     };
     let mut reader = body.into_reader();
-    let mut out = std::fs::File::create(&part).map_err(|e| dl_err(repo_id, format!("{}: {e}", part.display())))?;
+    let mut out = std::fs::File::create(&part)
+        .map_err(|e| dl_err(repo_id, format!("{}: {e}", part.display())))?;
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = reader.read(&mut buf).map_err(|e| dl_err(repo_id, format!("{url}: {e}")))?;
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| dl_err(repo_id, format!("{url}: {e}")))?;
         if n == 0 {
             break;
         }

@@ -36,10 +36,17 @@ impl std::str::FromStr for Precision {
 /// `y = x W^T + b`, dense or quantised.
 #[derive(Debug, Clone)]
 pub(crate) enum Linear {
-    /// Dense weight `[out, in]`.
-    Dense { weight: Tensor, bias: Option<Tensor> },
+    /// Dense weight stored transposed and contiguous, `[in, out]`: gemm then reads it
+    /// row-major instead of through a transposed view.
+    Dense {
+        weight_t: Tensor,
+        bias: Option<Tensor>,
+    },
     /// Quantised weight.
-    Quant { weight: QMatMul, bias: Option<Tensor> },
+    Quant {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+    },
 }
 
 impl Linear {
@@ -57,7 +64,10 @@ impl Linear {
                 bias,
             })
         } else {
-            Ok(Self::Dense { weight, bias })
+            Ok(Self::Dense {
+                weight_t: weight.t()?.contiguous()?,
+                bias,
+            })
         }
     }
 
@@ -90,7 +100,7 @@ impl Linear {
         let rows = x.elem_count() / in_dim.max(1);
         let x2 = x.reshape((rows, in_dim))?;
         let (y, bias) = match self {
-            Self::Dense { weight, bias } => (x2.matmul(&weight.t()?)?, bias.as_ref()),
+            Self::Dense { weight_t, bias } => (x2.matmul(weight_t)?, bias.as_ref()),
             Self::Quant { weight, bias } => (weight.forward(&x2)?, bias.as_ref()),
         };
         let mut out_dims = dims;
@@ -107,7 +117,7 @@ impl Linear {
         let rows = x.elem_count() / in_dim.max(1);
         let x2 = x.reshape((rows, in_dim))?;
         let (y, bias) = match self {
-            Self::Dense { weight, bias } => (x2.matmul(&weight.t()?)?, bias),
+            Self::Dense { weight_t, bias } => (x2.matmul(weight_t)?, bias),
             Self::Quant { weight, bias } => (weight.forward(&x2)?, bias),
         };
         let y = match bias {
@@ -175,6 +185,10 @@ pub(crate) fn load_weights(
 
 /// L2-normalises rows of `[n, d]`.
 pub(crate) fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
+    let norm = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f32::MAX)?;
     x.broadcast_div(&norm)
 }

@@ -37,9 +37,7 @@ pub mod runtime;
 mod spec;
 mod tokenize;
 
-pub use classify::{
-    ClassScores, Entity, SequenceClassificationModel, TokenClassificationModel,
-};
+pub use classify::{ClassScores, Entity, SequenceClassificationModel, TokenClassificationModel};
 pub use device::DeviceSpec;
 pub use embed::{Embedding, EmbeddingModel};
 pub use error::ModelError;

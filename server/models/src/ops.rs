@@ -14,7 +14,7 @@ use rayon::prelude::*;
 #[inline]
 fn fast_erf(x: f32) -> f32 {
     // Plain `*`/`+` (not `mul_add`): without the `fma` target feature `mul_add` is a libm call.
-    let x = x.max(-4.0).min(4.0);
+    let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
     let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
     p = x2 * p + -2.101_024e-6;
@@ -52,8 +52,7 @@ impl CustomOp2 for BiasGelu {
         let (CpuStorage::F32(x), CpuStorage::F32(b)) = (s1, s2) else {
             candle_core::bail!("bias-gelu: f32 only");
         };
-        let (Some((xs, xe)), Some((bs, be))) =
-            (l1.contiguous_offsets(), l2.contiguous_offsets())
+        let (Some((xs, xe)), Some((bs, be))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
         else {
             candle_core::bail!("bias-gelu: contiguous inputs only");
         };
@@ -83,7 +82,9 @@ impl CustomOp2 for BiasGelu {
 pub(crate) fn bias_gelu(x: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
     let fused = x.device().is_cpu() && x.dtype() == DType::F32;
     match bias {
-        Some(b) if fused => x.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &BiasGelu),
+        Some(b) if fused => x
+            .contiguous()?
+            .apply_op2_no_bwd(&b.contiguous()?, &BiasGelu),
         Some(b) => x.broadcast_add(b)?.gelu_erf(),
         None if fused => {
             let zero = Tensor::zeros(x.dim(candle_core::D::Minus1)?, DType::F32, x.device())?;
@@ -120,7 +121,12 @@ mod tests {
         let diff = (ours - want).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
         let ours = bias_gelu(&x, None).unwrap();
-        let diff = (ours - x.gelu_erf().unwrap()).unwrap().abs().unwrap().max_all().unwrap();
+        let diff = (ours - x.gelu_erf().unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
     }
 }

@@ -71,7 +71,11 @@ impl ModelRegistry {
     /// The registry as configured by `VLLM_SR_MODELS_DIR`, `XDG_CACHE_HOME` and `HOME`.
     #[must_use]
     pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let primary = var(MODELS_DIR_ENV)
             .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("vllm-sr").join("models")))
             .or_else(|| var("HOME").map(|d| d.join(".cache").join("vllm-sr").join("models")))
@@ -117,7 +121,9 @@ impl ModelRegistry {
             || as_path.is_dir();
         if looks_local {
             if as_path.join("config.json").is_file() {
-                let dir = as_path.canonicalize().unwrap_or_else(|_| as_path.to_path_buf());
+                let dir = as_path
+                    .canonicalize()
+                    .unwrap_or_else(|_| as_path.to_path_buf());
                 return Ok(ResolvedModel {
                     id: dir.display().to_string(),
                     dir,
@@ -212,7 +218,8 @@ pub fn is_repo_id(s: &str) -> bool {
         !p.is_empty()
             && p != "."
             && p != ".."
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     };
     matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if ok(a) && ok(b))
 }

@@ -244,8 +244,12 @@ impl<T: Clone + Send + Sync + 'static> ModelHandle<T> {
     }
 
     fn plan(&self, texts: Vec<String>) -> Plan<T> {
-        self.shared.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let mut results: Vec<Option<T>> = std::iter::repeat_with(|| None).take(texts.len()).collect();
+        self.shared
+            .counters
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+        let mut results: Vec<Option<T>> =
+            std::iter::repeat_with(|| None).take(texts.len()).collect();
         let mut misses: Vec<(String, Vec<usize>, u128)> = Vec::new();
         let mut hits = 0u64;
         let mut cache = self.shared.cache.as_ref().map(|c| c.lock());
@@ -263,11 +267,19 @@ impl<T: Clone + Send + Sync + 'static> ModelHandle<T> {
             }
         }
         drop(cache);
-        self.shared.counters.cache_hits.fetch_add(hits, Ordering::Relaxed);
+        self.shared
+            .counters
+            .cache_hits
+            .fetch_add(hits, Ordering::Relaxed);
         Plan { results, misses }
     }
 
-    fn submit(&self, texts: Vec<String>, timeout: Duration, reply: Reply<T>) -> Result<(), ModelError> {
+    fn submit(
+        &self,
+        texts: Vec<String>,
+        timeout: Duration,
+        reply: Reply<T>,
+    ) -> Result<(), ModelError> {
         let job = Job {
             texts,
             deadline: Instant::now() + timeout,
@@ -277,7 +289,10 @@ impl<T: Clone + Send + Sync + 'static> ModelHandle<T> {
         match self.shared.tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
-                self.shared.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .overloaded
+                    .fetch_add(1, Ordering::Relaxed);
                 Err(ModelError::Overloaded {
                     model: self.shared.id.clone(),
                     capacity: self.shared.options.queue_capacity,
@@ -295,7 +310,10 @@ impl<T: Clone + Send + Sync + 'static> ModelHandle<T> {
     }
 
     fn deadline(&self, timeout: Duration) -> ModelError {
-        self.shared.counters.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .deadline_exceeded
+            .fetch_add(1, Ordering::Relaxed);
         ModelError::DeadlineExceeded {
             model: self.shared.id.clone(),
             timeout,
@@ -304,7 +322,10 @@ impl<T: Clone + Send + Sync + 'static> ModelHandle<T> {
 
     fn finish(&self, mut plan: Plan<T>, answer: Vec<T>) -> Result<Vec<T>, ModelError> {
         if answer.len() != plan.misses.len() {
-            return Err(ModelError::inference(&self.shared.id, "worker returned the wrong count"));
+            return Err(ModelError::inference(
+                &self.shared.id,
+                "worker returned the wrong count",
+            ));
         }
         let mut cache = self.shared.cache.as_ref().map(|c| c.lock());
         for ((_, slots, key), value) in plan.misses.into_iter().zip(answer) {
@@ -329,7 +350,8 @@ impl<T: Clone + Send + Sync + 'static> ModelHandle<T> {
     /// # Errors
     /// `Overloaded`, `DeadlineExceeded`, `Unavailable`, or the model's own error.
     pub async fn run(&self, texts: Vec<String>) -> Result<Vec<T>, ModelError> {
-        self.run_with_timeout(texts, self.shared.options.timeout).await
+        self.run_with_timeout(texts, self.shared.options.timeout)
+            .await
     }
 
     /// Runs `texts`, giving up after `timeout`.
@@ -359,7 +381,11 @@ impl<T: Clone + Send + Sync + 'static> ModelHandle<T> {
     ///
     /// # Errors
     /// As [`ModelHandle::run_with_timeout`].
-    pub fn run_blocking(&self, texts: Vec<String>, timeout: Duration) -> Result<Vec<T>, ModelError> {
+    pub fn run_blocking(
+        &self,
+        texts: Vec<String>,
+        timeout: Duration,
+    ) -> Result<Vec<T>, ModelError> {
         let plan = self.plan(texts);
         if plan.misses.is_empty() {
             return self.finish(plan, Vec::new());
@@ -428,11 +454,16 @@ impl<M: InferenceModel> Worker<M> {
         if live.is_empty() {
             return;
         }
-        let texts: Vec<&str> = live.iter().flat_map(|j| j.texts.iter().map(String::as_str)).collect();
+        let texts: Vec<&str> = live
+            .iter()
+            .flat_map(|j| j.texts.iter().map(String::as_str))
+            .collect();
         let count = texts.len() as u64;
         let result = self.model.infer(&texts);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
-        self.counters.texts_inferred.fetch_add(count, Ordering::Relaxed);
+        self.counters
+            .texts_inferred
+            .fetch_add(count, Ordering::Relaxed);
         match result {
             Ok(outputs) if outputs.len() == texts.len() => {
                 let mut outputs = outputs.into_iter();
@@ -442,7 +473,8 @@ impl<M: InferenceModel> Worker<M> {
                 }
             }
             Ok(_) => {
-                let err = ModelError::inference(self.model.model_id(), "model returned the wrong count");
+                let err =
+                    ModelError::inference(self.model.model_id(), "model returned the wrong count");
                 for job in live {
                     job.reply.send(Err(err.clone()));
                 }

@@ -78,7 +78,10 @@ struct StModule {
 }
 
 #[derive(Deserialize, Default)]
-#[expect(clippy::struct_excessive_bools, reason = "mirrors sentence-transformers' pooling config")]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "mirrors sentence-transformers' pooling config"
+)]
 struct PoolingConfig {
     #[serde(default)]
     pooling_mode_cls_token: bool,
@@ -149,7 +152,10 @@ impl ModelSpec {
             .map(|name| dir.join(name))
             .find(|p| p.is_file())
             .ok_or_else(|| {
-                ModelError::load(dir, "no model.safetensors or pytorch_model.bin in the directory")
+                ModelError::load(
+                    dir,
+                    "no model.safetensors or pytorch_model.bin in the directory",
+                )
             })?;
         let tokenizer = dir.join("tokenizer.json");
         if !tokenizer.is_file() {
@@ -208,7 +214,10 @@ fn read_sentence_pipeline(dir: &Path) -> Result<(Pooling, bool), ModelError> {
 /// Labels ordered by class id, and the scoring rule.
 fn read_labels(config: &serde_json::Value) -> (Vec<String>, ProblemType) {
     let mut by_id = BTreeMap::new();
-    if let Some(map) = config.get("id2label").and_then(serde_json::Value::as_object) {
+    if let Some(map) = config
+        .get("id2label")
+        .and_then(serde_json::Value::as_object)
+    {
         for (id, label) in map {
             if let (Ok(id), Some(label)) = (id.parse::<usize>(), label.as_str()) {
                 by_id.insert(id, label.to_owned());

@@ -7,9 +7,7 @@
 
 use std::path::Path;
 
-use tokenizers::{
-    Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
-};
+use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::error::ModelError;
 
@@ -140,7 +138,11 @@ fn to_tokens(e: &Encoding) -> Tokens {
     Tokens {
         ids: e.get_ids().to_vec(),
         offsets: e.get_offsets().to_vec(),
-        special: e.get_special_tokens_mask().iter().map(|&m| m != 0).collect(),
+        special: e
+            .get_special_tokens_mask()
+            .iter()
+            .map(|&m| m != 0)
+            .collect(),
         words: e.get_word_ids().to_vec(),
     }
 }

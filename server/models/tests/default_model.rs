@@ -1,7 +1,14 @@
 //! Tests against the real default model (all-MiniLM-L6-v2 from `scripts/fetch-models.sh`).
 //! Skipped with a message when it is not installed, unless `VLLM_SR_REQUIRE_MODELS` is set.
 //! Run in `--release`: debug-build inference is ~40x slower.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    reason = "tests: fail loudly, print skip notes, and join every task they spawn"
+)]
 
 mod common;
 
@@ -25,7 +32,10 @@ struct Row {
 }
 
 fn fixture() -> Fixture {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/minilm_reference.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/minilm_reference.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -36,7 +46,9 @@ fn load(options: &LoadOptions) -> Option<EmbeddingModel> {
 
 #[test]
 fn matches_independent_reference_fixture() {
-    let Some(model) = load(&LoadOptions::default()) else { return };
+    let Some(model) = load(&LoadOptions::default()) else {
+        return;
+    };
     let fx = fixture();
     assert!(fx.sentences.len() >= 20);
     assert_eq!(model.dims(), fx.dims);
@@ -44,16 +56,28 @@ fn matches_independent_reference_fixture() {
     let batch = model.embed(&texts).unwrap();
     let mut worst = 1.0f32;
     for (row, got) in fx.sentences.iter().zip(&batch) {
-        assert_eq!(model.tokenizer().count(&row.text).unwrap(), row.tokens, "{:?}", row.text);
+        assert_eq!(
+            model.tokenizer().count(&row.text).unwrap(),
+            row.tokens,
+            "{:?}",
+            row.text
+        );
         let c = common::cosine(got, &row.vector);
         worst = worst.min(c);
         assert!(c >= 0.999, "{:?}: cosine {c} vs reference", row.text);
         // And one at a time.
         let single = model.embed(&[row.text.as_str()]).unwrap();
         let c1 = single[0].cosine(got);
-        assert!(c1 >= 0.9999, "{:?}: batched vs single cosine {c1}", row.text);
+        assert!(
+            c1 >= 0.9999,
+            "{:?}: batched vs single cosine {c1}",
+            row.text
+        );
     }
-    eprintln!("worst cosine vs reference over {} sentences: {worst:.7}", texts.len());
+    eprintln!(
+        "worst cosine vs reference over {} sentences: {worst:.7}",
+        texts.len()
+    );
 }
 
 #[test]
@@ -97,12 +121,23 @@ fn q8_keeps_accuracy_on_fixture_set() {
 
 #[test]
 fn similarity_ranks_obvious_pairs() {
-    let Some(model) = load(&LoadOptions::default()) else { return };
+    let Some(model) = load(&LoadOptions::default()) else {
+        return;
+    };
     let queries = [
         ("What is the derivative of x^3?", "calculus and mathematics"),
-        ("Analyse this indemnity clause", "contract law and legal liability"),
-        ("How do I fix a segfault in my C program?", "debugging computer code"),
-        ("What is a good recipe for banana bread?", "cooking and baking"),
+        (
+            "Analyse this indemnity clause",
+            "contract law and legal liability",
+        ),
+        (
+            "How do I fix a segfault in my C program?",
+            "debugging computer code",
+        ),
+        (
+            "What is a good recipe for banana bread?",
+            "cooking and baking",
+        ),
     ];
     let topics: Vec<&str> = queries.iter().map(|q| q.1).collect();
     let topic_vecs = model.embed(&topics).unwrap();
@@ -115,14 +150,19 @@ fn similarity_ranks_obvious_pairs() {
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map(|(j, _)| j)
             .unwrap();
-        assert_eq!(best, i, "{query:?} should be closest to {topic:?}; sims {sims:?}");
+        assert_eq!(
+            best, i,
+            "{query:?} should be closest to {topic:?}; sims {sims:?}"
+        );
     }
 }
 
 /// 64 concurrent callers embed while a 5 ms ticker measures how late the runtime wakes it.
 #[test]
 fn async_runtime_stays_responsive_under_64_callers() {
-    let Some(dir) = common::default_model_dir() else { return };
+    let Some(dir) = common::default_model_dir() else {
+        return;
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -140,7 +180,7 @@ fn async_runtime_stays_responsive_under_64_callers() {
     )
     .unwrap();
     let fx = Arc::new(fixture());
-    let (worst_late, done, elapsed) = rt.block_on(async move {
+    let (worst_late, p99_late, done, elapsed) = rt.block_on(async move {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ticker = {
             let stop = Arc::clone(&stop);
@@ -185,12 +225,14 @@ fn async_runtime_stays_responsive_under_64_callers() {
         lates.sort();
         let p99 = lates[lates.len() * 99 / 100];
         eprintln!("ticks {} worst lateness {worst:?} p99 {p99:?}", lates.len());
-        (worst, done, elapsed)
+        (worst, p99, done, elapsed)
     });
     assert_eq!(done, 192);
     eprintln!("192 requests from 64 callers in {elapsed:?}");
-    // Inference runs on the model thread; the tokio workers only wait on channels. Allow for
-    // the OS sharing 2 cores with that thread, but not for a blocked worker (which would show
-    // up as lateness of a whole forward pass, hundreds of ms under this load).
-    assert!(worst_late < Duration::from_millis(50), "timer was {worst_late:?} late");
+    // Inference runs on the model thread; the tokio workers only wait on channels. The OS
+    // shares 2 cores between them and the model's threads, so single ticks can be late by a
+    // scheduler slice; a blocked worker would instead make ticks late by whole forward passes
+    // (a 32-text batch takes 100+ ms here) again and again.
+    assert!(p99_late < Duration::from_millis(40), "p99 timer lateness {p99_late:?}");
+    assert!(worst_late < Duration::from_millis(250), "timer was {worst_late:?} late");
 }

@@ -1,6 +1,13 @@
 //! The execution layer with a scripted fake model: bounded queue → Overloaded, deadlines,
 //! dynamic batching, the LRU cache, the blocking variant and worker shutdown.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    reason = "tests: fail loudly, print skip notes, and join every task they spawn"
+)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -51,11 +58,17 @@ fn rt() -> tokio::runtime::Runtime {
 #[test]
 fn results_come_back_in_order_and_errors_propagate() {
     let h = ModelHandle::spawn(fake(0), RuntimeOptions::default()).unwrap();
-    let r = rt().block_on(h.run(vec!["a".into(), "bbb".into(), "cc".into()])).unwrap();
+    let r = rt()
+        .block_on(h.run(vec!["a".into(), "bbb".into(), "cc".into()]))
+        .unwrap();
     assert_eq!(r, vec![1, 3, 2]);
     let err = rt().block_on(h.run(vec!["boom".into()])).unwrap_err();
     assert!(matches!(err, ModelError::Invalid(_)), "{err}");
-    assert_eq!(h.run_blocking(vec!["four".into()], Duration::from_secs(1)).unwrap(), vec![4]);
+    assert_eq!(
+        h.run_blocking(vec!["four".into()], Duration::from_secs(1))
+            .unwrap(),
+        vec![4]
+    );
 }
 
 #[test]
@@ -76,7 +89,9 @@ fn full_queue_is_overloaded_not_a_hang() {
         let mut tasks = Vec::new();
         for i in 0..6 {
             let h = h.clone();
-            tasks.push(tokio::task::spawn(async move { h.run(vec![format!("t{i}")]).await }));
+            tasks.push(tokio::task::spawn(async move {
+                h.run(vec![format!("t{i}")]).await
+            }));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let mut out = Vec::new();
@@ -112,15 +127,21 @@ fn deadline_is_an_error_and_expired_jobs_are_skipped() {
     let (a, b) = runtime.block_on(async {
         let h2 = h.clone();
         let first = tokio::task::spawn(async move {
-            h2.run_with_timeout(vec!["slow".into()], Duration::from_secs(5)).await
+            h2.run_with_timeout(vec!["slow".into()], Duration::from_secs(5))
+                .await
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         // Queued behind a 200 ms job with a 50 ms budget.
-        let second = h.run_with_timeout(vec!["late".into()], Duration::from_millis(50)).await;
+        let second = h
+            .run_with_timeout(vec!["late".into()], Duration::from_millis(50))
+            .await;
         (first.await.unwrap(), second)
     });
     assert_eq!(a.unwrap(), vec![4]);
-    assert!(matches!(b, Err(ModelError::DeadlineExceeded { .. })), "{b:?}");
+    assert!(
+        matches!(b, Err(ModelError::DeadlineExceeded { .. })),
+        "{b:?}"
+    );
     std::thread::sleep(Duration::from_millis(300));
     // The expired job never reached the model.
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -148,7 +169,9 @@ fn concurrent_requests_are_batched() {
         let mut tasks = Vec::new();
         for i in 0..48 {
             let h = h.clone();
-            tasks.push(tokio::task::spawn(async move { h.run(vec![format!("text {i}")]).await }));
+            tasks.push(tokio::task::spawn(async move {
+                h.run(vec![format!("text {i}")]).await
+            }));
         }
         for t in tasks {
             assert_eq!(t.await.unwrap().unwrap().len(), 1);
@@ -190,8 +213,16 @@ fn cache_answers_repeated_texts_without_a_forward_pass() {
 fn workers_stop_when_handles_are_dropped() {
     let model = fake(0);
     let probe = Arc::clone(&model.calls);
-    let h = ModelHandle::spawn(model, RuntimeOptions { workers: 2, ..RuntimeOptions::default() }).unwrap();
-    h.run_blocking(vec!["a".into()], Duration::from_secs(1)).unwrap();
+    let h = ModelHandle::spawn(
+        model,
+        RuntimeOptions {
+            workers: 2,
+            ..RuntimeOptions::default()
+        },
+    )
+    .unwrap();
+    h.run_blocking(vec!["a".into()], Duration::from_secs(1))
+        .unwrap();
     // Two worker clones + the test hold the counter.
     assert_eq!(Arc::strong_count(&probe), 3);
     drop(h);

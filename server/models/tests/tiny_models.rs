@@ -1,7 +1,14 @@
 //! Model correctness on tiny random checkpoints the tests write themselves: our BERT against
 //! candle-transformers' BERT, pooling/padding/truncation rules, Matryoshka, q8, ModernBERT,
 //! sequence and token classification heads.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    reason = "tests: fail loudly, print skip notes, and join every task they spawn"
+)]
 
 mod common;
 
@@ -28,7 +35,8 @@ fn opts() -> LoadOptions {
 fn reference_embeddings(dir: &std::path::Path, texts: &[&str]) -> Vec<Vec<f32>> {
     let cfg: candle_transformers::models::bert::Config =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
     let model = candle_transformers::models::bert::BertModel::load(vb, &cfg).unwrap();
     let tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
@@ -39,11 +47,27 @@ fn reference_embeddings(dir: &std::path::Path, texts: &[&str]) -> Vec<Vec<f32>> 
             tok.with_padding(None);
             tok.with_truncation(None).unwrap();
             let enc = tok.encode(*t, true).unwrap();
-            let ids = Tensor::new(enc.get_ids(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-            let out = model.forward(&ids, &ids.zeros_like().unwrap(), None).unwrap();
+            let ids = Tensor::new(enc.get_ids(), &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let out = model
+                .forward(&ids, &ids.zeros_like().unwrap(), None)
+                .unwrap();
             let mean = out.mean(1).unwrap();
-            let norm = mean.sqr().unwrap().sum_keepdim(D::Minus1).unwrap().sqrt().unwrap();
-            mean.broadcast_div(&norm).unwrap().squeeze(0).unwrap().to_vec1().unwrap()
+            let norm = mean
+                .sqr()
+                .unwrap()
+                .sum_keepdim(D::Minus1)
+                .unwrap()
+                .sqrt()
+                .unwrap();
+            mean.broadcast_div(&norm)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec1()
+                .unwrap()
         })
         .collect()
 }
@@ -60,7 +84,11 @@ fn bert_matches_candle_transformers_reference() {
     for ((ours, reference), text) in ours.iter().zip(&reference).zip(TEXTS) {
         let c = cosine(ours, reference);
         assert!(c > 0.99999, "{text:?}: cosine {c}");
-        let max_abs = ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let max_abs = ours
+            .iter()
+            .zip(reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(max_abs < 1e-4, "{text:?}: max abs diff {max_abs}");
         assert!((ours.norm() - 1.0).abs() < 1e-5);
     }
@@ -106,7 +134,13 @@ fn tokenizer_padding_is_overridden_and_truncation_follows_config() {
     assert_eq!(model.max_seq_length(), 12);
     // tokenizer.json says Fixed(8) padding and truncation at 8; we must ignore both.
     assert_eq!(model.tokenizer().count("cat").unwrap(), 3);
-    assert_eq!(model.tokenizer().count("the cat sat on the mat the cat sat on the mat").unwrap(), 12);
+    assert_eq!(
+        model
+            .tokenizer()
+            .count("the cat sat on the mat the cat sat on the mat")
+            .unwrap(),
+        12
+    );
     // Everything past the limit is dropped, so these two texts embed identically.
     let long_a = "the cat sat on the mat the cat sat on the mat dog dog dog";
     let long_b = "the cat sat on the mat the cat sat on the mat law law law code";
@@ -144,7 +178,10 @@ fn cls_pooling_matryoshka_and_q8() {
     let v = full.embed(TEXTS).unwrap();
     // CLS pooling differs from mean pooling on the same weights.
     write_sentence_transformers(&dir, false, 64);
-    let mean = EmbeddingModel::load("tiny", &dir, &opts()).unwrap().embed(TEXTS).unwrap();
+    let mean = EmbeddingModel::load("tiny", &dir, &opts())
+        .unwrap()
+        .embed(TEXTS)
+        .unwrap();
     assert!(v[0].cosine(&mean[0]) < 0.999);
     write_sentence_transformers(&dir, true, 64);
 
@@ -202,7 +239,8 @@ fn bert_sequence_classifier_matches_manual_head() {
     // Manual: candle-transformers BERT → [CLS] → tanh(pooler) → classifier → softmax.
     let cfg: candle_transformers::models::bert::Config =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let get = |n: &str| tensors[n].clone();
     let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu);
     let bert = candle_transformers::models::bert::BertModel::load(vb, &cfg).unwrap();
@@ -212,8 +250,13 @@ fn bert_sequence_classifier_matches_manual_head() {
         tok.with_padding(None);
         tok.with_truncation(None).unwrap();
         let enc = tok.encode(*text, true).unwrap();
-        let ids = Tensor::new(enc.get_ids(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let states = bert.forward(&ids, &ids.zeros_like().unwrap(), None).unwrap();
+        let ids = Tensor::new(enc.get_ids(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let states = bert
+            .forward(&ids, &ids.zeros_like().unwrap(), None)
+            .unwrap();
         let cls = states.get(0).unwrap().get(0).unwrap().unsqueeze(0).unwrap();
         let pooled = cls
             .matmul(&get("bert.pooler.dense.weight").t().unwrap())
@@ -227,9 +270,18 @@ fn bert_sequence_classifier_matches_manual_head() {
             .unwrap()
             .broadcast_add(&get("classifier.bias"))
             .unwrap();
-        let want: Vec<f32> = candle_nn::ops::softmax_last_dim(&logits).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        let want: Vec<f32> = candle_nn::ops::softmax_last_dim(&logits)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         for (a, b) in got.scores.iter().zip(&want) {
-            assert!((a - b).abs() < 1e-5, "{text:?}: {:?} vs {want:?}", got.scores);
+            assert!(
+                (a - b).abs() < 1e-5,
+                "{text:?}: {:?} vs {want:?}",
+                got.scores
+            );
         }
         assert!((got.scores.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         assert!(!got.multi_label);
@@ -248,7 +300,9 @@ fn multi_label_uses_independent_sigmoids() {
         assert!(s.scores.iter().all(|p| (0.0..=1.0).contains(p)));
     }
     // Sigmoid outputs do not sum to one in general.
-    assert!(scores.iter().any(|s| (s.scores.iter().sum::<f32>() - 1.0).abs() > 0.05));
+    assert!(scores
+        .iter()
+        .any(|s| (s.scores.iter().sum::<f32>() - 1.0).abs() > 0.05));
     // Batch and single agree.
     let one = single.classify(&[TEXTS[2]]).unwrap();
     for (a, b) in one[0].scores.iter().zip(&scores[2].scores) {
@@ -262,7 +316,10 @@ fn force_tag(dir: &std::path::Path, labels: usize, tag: usize) {
     let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
     let mut bias = vec![0f32; labels];
     bias[tag] = 1000.0;
-    tensors.insert("classifier.bias".into(), Tensor::new(bias, &Device::Cpu).unwrap());
+    tensors.insert(
+        "classifier.bias".into(),
+        Tensor::new(bias, &Device::Cpu).unwrap(),
+    );
     candle_core::safetensors::save(&tensors, &path).unwrap();
 }
 
@@ -306,22 +363,41 @@ fn modernbert_sequence_classifier_matches_candle_transformers() {
 
     let cfg: candle_transformers::models::modernbert::Config =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
     let reference =
-        candle_transformers::models::modernbert::ModernBertForSequenceClassification::load(vb, &cfg)
-            .unwrap();
+        candle_transformers::models::modernbert::ModernBertForSequenceClassification::load(
+            vb, &cfg,
+        )
+        .unwrap();
     let tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
     for (text, got) in TEXTS.iter().zip(&ours) {
         let mut tok = tok.clone();
         tok.with_padding(None);
         tok.with_truncation(None).unwrap();
         let enc = tok.encode(*text, true).unwrap();
-        let ids = Tensor::new(enc.get_ids(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let mask = Tensor::new(enc.get_attention_mask(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let want: Vec<f32> = reference.forward(&ids, &mask).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        let ids = Tensor::new(enc.get_ids(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let mask = Tensor::new(enc.get_attention_mask(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let want: Vec<f32> = reference
+            .forward(&ids, &mask)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         for (a, b) in got.scores.iter().zip(&want) {
-            assert!((a - b).abs() < 1e-4, "{text:?}: {:?} vs {want:?}", got.scores);
+            assert!(
+                (a - b).abs() < 1e-4,
+                "{text:?}: {:?} vs {want:?}",
+                got.scores
+            );
         }
     }
 }
@@ -368,10 +444,14 @@ fn missing_files_give_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = write_tiny_bert(tmp.path(), &[], false);
     std::fs::remove_file(dir.join("model.safetensors")).unwrap();
-    let err = EmbeddingModel::load("tiny", &dir, &opts()).unwrap_err().to_string();
+    let err = EmbeddingModel::load("tiny", &dir, &opts())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
     // A classifier needs labels.
     let dir2 = write_tiny_bert(&tmp.path().join("b"), &[], false);
-    let err = SequenceClassificationModel::load("c", &dir2, &opts()).unwrap_err().to_string();
+    let err = SequenceClassificationModel::load("c", &dir2, &opts())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("id2label"), "{err}");
 }

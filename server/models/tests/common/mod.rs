@@ -1,7 +1,14 @@
 //! Test support: tiny randomly initialised checkpoints written by the test itself (BERT,
 //! ModernBERT, with and without classification heads), a tiny WordPiece tokenizer, and the
 //! skip/require policy for tests that need the real default model.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    reason = "test support: fail loudly and print skip notes"
+)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,8 +21,31 @@ pub const HIDDEN: usize = 32;
 
 /// Words with their own vocab entry; any other lowercase word falls back to letter pieces.
 const WORDS: &[&str] = &[
-    "the", "a", "cat", "dog", "sat", "on", "mat", "ada", "love", "##lace", "visited", "new",
-    "york", "math", "law", "code", "what", "is", "of", "derivative", "x", "?", ".", ",", "!",
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "on",
+    "mat",
+    "ada",
+    "love",
+    "##lace",
+    "visited",
+    "new",
+    "york",
+    "math",
+    "law",
+    "code",
+    "what",
+    "is",
+    "of",
+    "derivative",
+    "x",
+    "?",
+    ".",
+    ",",
+    "!",
 ];
 
 pub fn vocab() -> Vec<String> {
@@ -143,11 +173,22 @@ fn randomize(varmap: &VarMap, seed: u64) {
     for name in names {
         let var = &data[name];
         let n = var.elem_count();
-        let scale = if name.contains("norm") || name.contains("LayerNorm") { 0.2 } else { 0.5 };
-        let offset = if name.ends_with("weight") && (name.contains("norm") || name.contains("LayerNorm")) { 1.0 } else { 0.0 };
+        let scale = if name.contains("norm") || name.contains("LayerNorm") {
+            0.2
+        } else {
+            0.5
+        };
+        let offset =
+            if name.ends_with("weight") && (name.contains("norm") || name.contains("LayerNorm")) {
+                1.0
+            } else {
+                0.0
+            };
         let vals: Vec<f32> = (0..n)
             .map(|_| {
-                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 let u = ((state >> 40) as f32) / ((1u64 << 24) as f32) - 0.5;
                 offset + u * 2.0 * scale
             })
@@ -162,8 +203,7 @@ fn randomize(varmap: &VarMap, seed: u64) {
 pub fn write_tiny_bert(dir: &Path, labels: &[&str], multi_label: bool) -> PathBuf {
     let cfg_json = bert_config(labels, multi_label);
     write_common(dir, &cfg_json);
-    let cfg: candle_transformers::models::bert::Config =
-        serde_json::from_value(cfg_json).unwrap();
+    let cfg: candle_transformers::models::bert::Config = serde_json::from_value(cfg_json).unwrap();
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     if labels.is_empty() {
@@ -220,7 +260,8 @@ pub fn write_tiny_modernbert(dir: &Path, labels: &[&str], pooling: &str, bare: b
         let renamed: HashMap<String, Tensor> = data
             .iter()
             .filter_map(|(k, v)| {
-                k.strip_prefix("model.").map(|s| (s.to_owned(), v.as_tensor().clone()))
+                k.strip_prefix("model.")
+                    .map(|s| (s.to_owned(), v.as_tensor().clone()))
             })
             .collect();
         candle_core::safetensors::save(&renamed, &path).unwrap();
@@ -237,8 +278,8 @@ pub fn default_model_dir() -> Option<PathBuf> {
     match registry.resolve(vllm_sr_models::DEFAULT_EMBEDDING_MODEL) {
         Ok(m) => Some(m.dir),
         Err(e) => {
-            let required = std::env::var("VLLM_SR_REQUIRE_MODELS")
-                .is_ok_and(|v| !v.is_empty() && v != "0");
+            let required =
+                std::env::var("VLLM_SR_REQUIRE_MODELS").is_ok_and(|v| !v.is_empty() && v != "0");
             if required {
                 panic!("VLLM_SR_REQUIRE_MODELS is set but the default model is missing: {e}");
             }
