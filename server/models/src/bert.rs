@@ -96,7 +96,7 @@ impl Bert {
             vb.clone()
         };
         let h = cfg.hidden_size;
-        if cfg.num_attention_heads == 0 || h % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !h.is_multiple_of(cfg.num_attention_heads) {
             candle_core::bail!("hidden_size {h} is not divisible by num_attention_heads");
         }
         let heads = cfg.num_attention_heads;
@@ -228,11 +228,10 @@ impl Bert {
             .reshape((b, s, h))?;
         let attn = layer.attn_out.forward(&ctx)?;
         let x = layer.attn_norm.forward(&(attn + x)?)?;
-        let inter = layer.inter.forward(&x)?;
         let inter = match self.act {
-            Act::GeluErf => inter.gelu_erf()?,
-            Act::GeluTanh => inter.gelu()?,
-            Act::Relu => inter.relu()?,
+            Act::GeluErf => layer.inter.forward_gelu(&x)?,
+            Act::GeluTanh => layer.inter.forward(&x)?.gelu()?,
+            Act::Relu => layer.inter.forward(&x)?.relu()?,
         };
         let out = layer.out.forward(&inter)?;
         layer.out_norm.forward(&(out + x)?)

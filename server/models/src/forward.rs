@@ -21,8 +21,9 @@ pub struct LoadOptions {
     pub device: DeviceSpec,
     /// Weight precision of the linear layers.
     pub precision: Precision,
-    /// Override of the model's max sequence length (tokens, specials included); never above the
-    /// position table.
+    /// Override of the model's max sequence length (tokens, specials included). It may exceed the
+    /// sentence-transformers setting (the model was trained at that length, so quality may
+    /// drop) but never the position table.
     pub max_seq_length: Option<usize>,
     /// Matryoshka truncation: keep the first N dimensions of each embedding (then re-normalise).
     pub truncate_dim: Option<usize>,
@@ -65,7 +66,7 @@ impl Core {
         let device = options.device.to_device()?;
         let max_len = options
             .max_seq_length
-            .map_or(spec.max_seq_length, |m| m.min(spec.max_seq_length))
+            .map_or(spec.max_seq_length, |m| m.min(spec.max_positions))
             .max(2);
         let tokenizer = TextTokenizer::from_file(&spec.tokenizer, max_len)?;
         let (encoder, vb) = Encoder::load(&spec, &device, options.precision)?;

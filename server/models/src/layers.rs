@@ -36,9 +36,10 @@ impl std::str::FromStr for Precision {
 /// `y = x W^T + b`, dense or quantised.
 #[derive(Debug, Clone)]
 pub(crate) enum Linear {
-    /// Dense weight `[out, in]`.
+    /// Dense weight stored transposed and contiguous, `[in, out]`: gemm then reads it
+    /// row-major instead of through a transposed view.
     Dense {
-        weight: Tensor,
+        weight_t: Tensor,
         bias: Option<Tensor>,
     },
     /// Quantised weight.
@@ -63,7 +64,10 @@ impl Linear {
                 bias,
             })
         } else {
-            Ok(Self::Dense { weight, bias })
+            Ok(Self::Dense {
+                weight_t: weight.t()?.contiguous()?,
+                bias,
+            })
         }
     }
 
@@ -83,6 +87,29 @@ impl Linear {
         Self::new(weight, bias, precision)
     }
 
+    /// Applies the layer and then GELU (erf form), with bias and activation fused on CPU.
+    pub(crate) fn forward_gelu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (y, bias) = self.matmul(x)?;
+        crate::ops::bias_gelu(&y, bias)
+    }
+
+    /// `x W^T` reshaped like `x`, and the bias still to add.
+    fn matmul(&self, x: &Tensor) -> candle_core::Result<(Tensor, Option<&Tensor>)> {
+        let dims = x.dims().to_vec();
+        let in_dim = dims.last().copied().unwrap_or(0);
+        let rows = x.elem_count() / in_dim.max(1);
+        let x2 = x.reshape((rows, in_dim))?;
+        let (y, bias) = match self {
+            Self::Dense { weight_t, bias } => (x2.matmul(weight_t)?, bias.as_ref()),
+            Self::Quant { weight, bias } => (weight.forward(&x2)?, bias.as_ref()),
+        };
+        let mut out_dims = dims;
+        if let Some(last) = out_dims.last_mut() {
+            *last = y.dim(1)?;
+        }
+        Ok((y.reshape(out_dims)?, bias))
+    }
+
     /// Applies the layer to `[.., in]`.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -90,7 +117,7 @@ impl Linear {
         let rows = x.elem_count() / in_dim.max(1);
         let x2 = x.reshape((rows, in_dim))?;
         let (y, bias) = match self {
-            Self::Dense { weight, bias } => (x2.matmul(&weight.t()?)?, bias),
+            Self::Dense { weight_t, bias } => (x2.matmul(weight_t)?, bias),
             Self::Quant { weight, bias } => (weight.forward(&x2)?, bias),
         };
         let y = match bias {

@@ -31,6 +31,7 @@ mod handles;
 #[cfg(feature = "hub")]
 mod hub;
 mod layers;
+mod ops;
 mod registry;
 pub mod runtime;
 mod spec;

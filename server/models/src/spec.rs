@@ -54,8 +54,11 @@ pub struct ModelSpec {
     pub pooling: Pooling,
     /// Whether sentence vectors are L2-normalised (a `Normalize` module, or no modules.json).
     pub normalize: bool,
-    /// Longest input in tokens including special tokens.
+    /// Longest input in tokens including special tokens (sentence-transformers config, capped
+    /// by the position table).
     pub max_seq_length: usize,
+    /// Size of the position table (`max_position_embeddings`): the hard length limit.
+    pub max_positions: usize,
     /// Labels by class index, for classifier heads; empty for plain encoders.
     pub labels: Vec<String>,
     /// How to turn logits into scores.
@@ -166,6 +169,7 @@ impl ModelSpec {
             pooling,
             normalize,
             max_seq_length,
+            max_positions,
             labels,
             problem_type,
             weights,

@@ -1,7 +1,14 @@
 //! Model correctness on tiny random checkpoints the tests write themselves: our BERT against
 //! candle-transformers' BERT, pooling/padding/truncation rules, Matryoshka, q8, ModernBERT,
 //! sequence and token classification heads.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::disallowed_methods,
+    reason = "tests: fail loudly, print skip notes, and join every task they spawn"
+)]
 
 mod common;
 
@@ -139,7 +146,7 @@ fn tokenizer_padding_is_overridden_and_truncation_follows_config() {
     let long_b = "the cat sat on the mat the cat sat on the mat law law law code";
     let v = model.embed(&[long_a, long_b]).unwrap();
     assert!(v[0].cosine(&v[1]) > 0.99999);
-    // A per-load override is honoured but never exceeds the model's own limit.
+    // A per-load override is honoured, up to the position table (64) but not beyond.
     let short = EmbeddingModel::load(
         "tiny",
         &dir,
@@ -150,6 +157,16 @@ fn tokenizer_padding_is_overridden_and_truncation_follows_config() {
     )
     .unwrap();
     assert_eq!(short.max_seq_length(), 5);
+    let long = EmbeddingModel::load(
+        "tiny",
+        &dir,
+        &LoadOptions {
+            max_seq_length: Some(1000),
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(long.max_seq_length(), 64);
 }
 
 #[test]

@@ -1,7 +1,14 @@
 //! Test support: tiny randomly initialised checkpoints written by the test itself (BERT,
 //! ModernBERT, with and without classification heads), a tiny WordPiece tokenizer, and the
 //! skip/require policy for tests that need the real default model.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    reason = "test support: fail loudly and print skip notes"
+)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Embedding speed comparison on one machine, same texts, same thread count:
+#   candle (this crate, examples/embed_bench) vs onnxruntime vs sentence-transformers/PyTorch.
+#
+#   scripts/bench/embed.sh                      # THREADS=2 ITERS=40 BENCH_SECONDS=4 ROUNDS=1
+#   VARIANTS="q8 nobucket t1" scripts/bench/embed.sh   # extra candle variants
+#
+# Creates scripts/bench/.venv (PyPI: numpy tokenizers onnxruntime onnx sentence-transformers
+# torch) on first use, installs the default model if missing, writes raw JSON under
+# .cache/bench/run-<stamp>/ and a markdown table with machine state to stdout and to
+# scripts/bench/results/embed-<date>.md (append mode when a file for the day exists).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+THREADS="${THREADS:-2}"
+ITERS="${ITERS:-40}"
+BENCH_SECONDS="${BENCH_SECONDS:-4}"
+ROUNDS="${ROUNDS:-1}"
+VARIANTS="${VARIANTS:-}"
+PROFILE="${PROFILE:-release}"
+VENV="$REPO/scripts/bench/.venv"
+MODEL_DIR="${VLLM_SR_MODELS_DIR:-$REPO/.cache/models}/sentence-transformers/all-MiniLM-L6-v2"
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+OUT="$REPO/.cache/bench/run-$STAMP"
+mkdir -p "$OUT" "$REPO/scripts/bench/results"
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import onnxruntime, sentence_transformers, torch" 2>/dev/null; then
+  say "creating $VENV (onnxruntime, sentence-transformers, torch from PyPI; several GB)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check numpy tokenizers onnxruntime onnx \
+      sentence-transformers torch
+fi
+[[ -f "$MODEL_DIR/model.safetensors" ]] || "$REPO/scripts/fetch-models.sh"
+
+say "building the candle bench ($PROFILE)"
+(cd "$REPO" && cargo build -q --profile "$PROFILE" -p vllm-sr-models --example embed_bench)
+BIN="$REPO/target/$PROFILE/examples/embed_bench"
+[[ "$PROFILE" == "dev" ]] && BIN="$REPO/target/debug/examples/embed_bench"
+
+state() {
+  {
+    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "commit: $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet || echo ' (dirty)')"
+    echo "nproc: $(nproc)"
+    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p')"
+    echo "load (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "memory: $(free -g | awk '/Mem:/ {print $2" GiB total, "$7" GiB available"}')"
+    echo "threads: $THREADS, iters: $ITERS, throughput seconds: $BENCH_SECONDS, profile: $PROFILE"
+  } > "$OUT/state-$1.txt"
+}
+
+export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
+for round in $(seq 1 "$ROUNDS"); do
+  state "r$round"
+  say "round $round: candle f32"
+  RAYON_NUM_THREADS="$THREADS" "$BIN" --iters "$ITERS" --seconds "$BENCH_SECONDS" \
+      --write-texts "$OUT/texts.json" --json "$OUT/r$round-candle-f32.json" >&2
+  say "round $round: onnxruntime"
+  "$VENV/bin/python" "$REPO/scripts/bench/embed_py.py" --backend ort --model "$MODEL_DIR" \
+      --texts "$OUT/texts.json" --threads "$THREADS" --iters "$ITERS" --seconds "$BENCH_SECONDS" \
+      --onnx "$REPO/.cache/bench/minilm.onnx" --json "$OUT/r$round-onnxruntime.json" >&2 2>"$OUT/ort.log" \
+      || { cat "$OUT/ort.log" >&2; exit 1; }
+  say "round $round: pytorch"
+  "$VENV/bin/python" "$REPO/scripts/bench/embed_py.py" --backend torch --model "$MODEL_DIR" \
+      --texts "$OUT/texts.json" --threads "$THREADS" --iters "$ITERS" --seconds "$BENCH_SECONDS" \
+      --json "$OUT/r$round-pytorch.json" >&2 2>"$OUT/torch.log" \
+      || { cat "$OUT/torch.log" >&2; exit 1; }
+  for v in $VARIANTS; do
+    say "round $round: candle variant $v"
+    case "$v" in
+      q8) RAYON_NUM_THREADS="$THREADS" "$BIN" --precision q8 --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-q8.json" >&2 ;;
+      nobucket) RAYON_NUM_THREADS="$THREADS" "$BIN" --no-bucketing --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-nobucket.json" >&2 ;;
+      t1) RAYON_NUM_THREADS=1 "$BIN" --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-t1.json" >&2 ;;
+      *) say "unknown variant $v"; exit 1 ;;
+    esac
+  done
+  state "r$round-end"
+done
+
+RESULT="$REPO/scripts/bench/results/embed-$(date -u +%Y-%m-%d).md"
+python3 "$REPO/scripts/bench/summarize.py" "$OUT" | tee -a "$RESULT"
+say "raw results in $OUT; table appended to $RESULT"
