@@ -45,6 +45,9 @@ enum Command {
     Classify(cmd::classify::Args),
     /// Run a probes.yaml conformance suite against a recipe.
     Eval(cmd::eval::Args),
+    /// Manage and try embedding models: list, pull, path, embed.
+    #[command(subcommand)]
+    Models(cmd::models::Command),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Config(command) => cmd::config::run(&command),
         Command::Classify(args) => cmd::classify::run(&args),
         Command::Eval(args) => cmd::eval::run(&args),
+        Command::Models(command) => cmd::models::run(&command),
     };
     match result {
         Ok(code) => code,
