@@ -22,6 +22,8 @@ use crate::{builtin, report, EngineError};
 const CHUNK_CHARS: usize = 1500;
 /// Overlap between chunks.
 const CHUNK_OVERLAP: usize = 200;
+/// Prior probability of the `jailbreak` label of the built-in detector.
+const JAILBREAK_PRIOR: f64 = 0.1;
 /// Texts embedded per batch while building banks.
 const BUILD_BATCH: usize = 64;
 
@@ -172,7 +174,7 @@ fn finish_label_model(
         .zip(ids)
         .map(|(l, ids)| PrototypeBank::build(&l.exemplars, &gather(vectors, ids), opts))
         .collect();
-    LabelModel { labels, banks }
+    LabelModel::new(labels, banks)
 }
 
 impl Engine {
@@ -296,7 +298,7 @@ impl Engine {
                 Ok(None)
             }
         };
-        let domain_m = load(kb::builtin_mmlu, any(SignalFamily::Domain))?;
+        let domain_m = load(builtin::domains, any(SignalFamily::Domain))?;
         let fact_m = load(builtin::fact_check, any(SignalFamily::FactCheck))?;
         let feedback_m = load(builtin::user_feedback, any(SignalFamily::UserFeedback))?;
         let jb_needed = config.recipes.iter().any(|r| {
@@ -410,7 +412,8 @@ impl Engine {
         let domain = lm(domain_m, domain_ids);
         let fact_check = lm(fact_m, fact_ids);
         let feedback = lm(feedback_m, feedback_ids);
-        let jailbreak = lm(jb_m, jb_ids);
+        // Jailbreak attempts are a small share of real traffic.
+        let jailbreak = lm(jb_m, jb_ids).map(|m| m.with_prior("jailbreak", JAILBREAK_PRIOR));
         Ok(Self {
             thresholds: Thresholds::from_global(g),
             config,

@@ -24,11 +24,6 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
-/// The MMLU manifest, used by the `domain` family.
-pub(crate) fn builtin_mmlu() -> Result<Manifest, EngineError> {
-    parse_manifest("mmlu", BUILTIN[1].1)
-}
-
 /// A label manifest.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {

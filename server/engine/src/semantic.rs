@@ -16,18 +16,52 @@ use crate::kb::KbBank;
 use crate::state::{ComplexityResult, FamilyResult, SignalState};
 
 /// Softmax temperature that turns bank scores (cosine scale) into label probabilities.
-pub const LABEL_TEMPERATURE: f64 = 0.05;
+pub const LABEL_TEMPERATURE: f64 = 0.04;
 
 /// Labels scored by prototype banks and normalised into probabilities.
+///
+/// `probs = softmax(score / T + ln prior)`: the bank scores act as likelihoods, the prior
+/// encodes how common a label is in real traffic (jailbreaks are rare; a near tie between
+/// "jailbreak" and "benign" exemplars must not read as a 50% risk).
 #[derive(Debug, Clone)]
 pub struct LabelModel {
     /// Label names.
     pub labels: Vec<String>,
     /// One bank per label.
     pub banks: Vec<PrototypeBank>,
+    /// Natural log of each label's prior (0 for a uniform prior).
+    pub log_prior: Vec<f64>,
 }
 
 impl LabelModel {
+    /// A model with a uniform prior.
+    pub fn new(labels: Vec<String>, banks: Vec<PrototypeBank>) -> Self {
+        let log_prior = vec![0.0; labels.len()];
+        Self {
+            labels,
+            banks,
+            log_prior,
+        }
+    }
+
+    /// Sets the prior of one label (the rest share the remaining mass evenly).
+    pub fn with_prior(mut self, label: &str, p: f64) -> Self {
+        if let Some(i) = self.index(label) {
+            let n = self.labels.len().max(2) as f64;
+            let rest = ((1.0 - p) / (n - 1.0)).max(f64::MIN_POSITIVE);
+            self.log_prior = (0..self.labels.len())
+                .map(|j| {
+                    if j == i {
+                        p.max(f64::MIN_POSITIVE).ln()
+                    } else {
+                        rest.ln()
+                    }
+                })
+                .collect();
+        }
+        self
+    }
+
     /// Raw bank scores per label.
     pub fn scores(&self, q: &[f32]) -> Vec<f64> {
         self.banks.iter().map(|b| b.score(q).score).collect()
@@ -35,7 +69,13 @@ impl LabelModel {
 
     /// Probabilities per label.
     pub fn probs(&self, q: &[f32]) -> Vec<f64> {
-        softmax(&self.scores(q), LABEL_TEMPERATURE)
+        let logits: Vec<f64> = self
+            .scores(q)
+            .iter()
+            .zip(&self.log_prior)
+            .map(|(s, lp)| s / LABEL_TEMPERATURE + lp)
+            .collect();
+        softmax(&logits, 1.0)
     }
 
     /// The most probable label and its probability.
@@ -130,14 +170,24 @@ pub fn domains(
     order.sort_by(|a, b| p[*b].total_cmp(&p[*a]));
     let detected: Vec<usize> = if entropy < 0.4 {
         order
-            .into_iter()
+            .iter()
+            .copied()
             .take(1)
             .filter(|&i| p[i] >= threshold)
             .collect()
     } else {
-        order.into_iter().filter(|&i| p[i] >= threshold).collect()
+        order
+            .iter()
+            .copied()
+            .filter(|&i| p[i] >= threshold)
+            .collect()
     };
     state.extra_values.insert("domain:entropy".into(), entropy);
+    for &i in order.iter().take(3) {
+        state
+            .extra_values
+            .insert(format!("domain:label:{}", model.labels[i]), p[i]);
+    }
     let fam = state.family_mut(SignalFamily::Domain);
     let mut labels = Vec::new();
     for i in detected {
