@@ -5,6 +5,48 @@ use vllm_sr_config::model::global::PrototypeScoring;
 
 use crate::embed::dot;
 
+/// Maps an embedding model's cosine scale onto the scale recipe thresholds were written for.
+///
+/// Upstream recipes set absolute similarity thresholds (0.72–0.9) for its 768-dim mmBERT
+/// embedder, under which related requests score high. Smaller models compress related-but-not-
+/// paraphrased pairs much lower (all-MiniLM-L6-v2 puts them around 0.3–0.5), so thresholds are
+/// compared against `scale·cosine + offset`. Only absolute thresholds read calibrated scores;
+/// margins, rankings and softmax probabilities use raw cosines.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    /// Multiplier of the raw cosine.
+    pub scale: f64,
+    /// Added after scaling.
+    pub offset: f64,
+}
+
+impl Calibration {
+    /// No change.
+    pub const IDENTITY: Self = Self {
+        scale: 1.0,
+        offset: 0.0,
+    };
+
+    /// The calibration for a known embedding model id (identity for unknown models).
+    pub fn for_model(id: &str) -> Self {
+        let name = id.rsplit('/').next().unwrap_or(id).to_ascii_lowercase();
+        match name.as_str() {
+            // Measured on the upstream probe suites: maps MiniLM's related-intent range
+            // (0.3–0.5) to 0.65–0.75 and its paraphrase range (0.8+) to 0.9+.
+            "all-minilm-l6-v2" => Self {
+                scale: 0.5,
+                offset: 0.5,
+            },
+            _ => Self::IDENTITY,
+        }
+    }
+
+    /// The calibrated score.
+    pub fn apply(&self, cosine: f64) -> f64 {
+        self.scale * cosine + self.offset
+    }
+}
+
 /// Scoring options of a bank.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BankOptions {

@@ -12,6 +12,10 @@ pub trait Embed: Send + Sync {
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EngineError>;
     /// Vector dimension.
     fn dims(&self) -> usize;
+    /// The model's id (selects a similarity calibration; see `bank::Calibration`).
+    fn model_id(&self) -> &str {
+        ""
+    }
 }
 
 /// Dot product of two equally long vectors (cosine similarity for unit vectors).
@@ -96,6 +100,10 @@ impl Embed for vllm_sr_models::Embedder {
 
     fn dims(&self) -> usize {
         vllm_sr_models::Embedder::dims(self)
+    }
+
+    fn model_id(&self) -> &str {
+        vllm_sr_models::Embedder::model_id(self)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use vllm_sr_config::model::*;
 
-use crate::bank::{BankOptions, PrototypeBank};
+use crate::bank::{BankOptions, Calibration, PrototypeBank};
 use crate::decide::{self, Candidate, Facts};
 use crate::deterministic::Deterministic;
 use crate::embed::Embed;
@@ -75,6 +75,7 @@ pub struct Engine {
     jailbreak: Option<LabelModel>,
     thresholds: Thresholds,
     warnings: Vec<String>,
+    calibration: Calibration,
 }
 
 impl std::fmt::Debug for Engine {
@@ -414,7 +415,9 @@ impl Engine {
         let feedback = lm(feedback_m, feedback_ids);
         // Jailbreak attempts are a small share of real traffic.
         let jailbreak = lm(jb_m, jb_ids).map(|m| m.with_prior("jailbreak", JAILBREAK_PRIOR));
+        let calibration = Calibration::for_model(embedder.model_id());
         Ok(Self {
+            calibration,
             thresholds: Thresholds::from_global(g),
             config,
             recipes,
@@ -609,6 +612,7 @@ impl Engine {
                     &re.embedding,
                     q,
                     cfg,
+                    self.calibration,
                     fam,
                     &mut st.extra_values,
                 );
@@ -658,7 +662,7 @@ impl Engine {
                 semantic::complexity(&s.complexity, &re.complexity, q, st)
             });
             timed(SignalFamily::Kb, &mut state, &mut |st| {
-                semantic::kb(&s.kb, &self.kbs, q, st)
+                semantic::kb(&s.kb, &self.kbs, q, self.calibration, st)
             });
         } else if plan.query.is_some() {
             for f in [

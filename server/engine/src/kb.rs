@@ -196,12 +196,12 @@ impl KbBank {
     }
 
     /// Scores a query vector.
-    pub fn score(&self, query: &[f32]) -> KbScores {
+    pub fn score(&self, query: &[f32], cal: crate::bank::Calibration) -> KbScores {
         let label_scores: Vec<f64> = self.banks.iter().map(|b| b.score(query).score).collect();
         let label_matched: Vec<bool> = label_scores
             .iter()
             .zip(&self.thresholds)
-            .map(|(s, t)| s >= t)
+            .map(|(s, t)| cal.apply(*s) >= *t)
             .collect();
         let group_scores: Vec<f64> = self
             .groups

@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use vllm_sr_config::model::global::{EmbeddingConfig, GlobalConfig};
 use vllm_sr_config::model::*;
 
-use crate::bank::{BankScore, PrototypeBank};
+use crate::bank::{BankScore, Calibration, PrototypeBank};
 use crate::embed::dot;
 use crate::kb::KbBank;
 use crate::state::{ComplexityResult, FamilyResult, SignalState};
@@ -117,10 +117,20 @@ pub fn embeddings(
     banks: &[PrototypeBank],
     q: &[f32],
     cfg: &EmbeddingConfig,
+    cal: Calibration,
     out: &mut FamilyResult,
     extra: &mut IndexMap<String, f64>,
 ) {
-    let scores: Vec<BankScore> = banks.iter().map(|b| b.score(q)).collect();
+    let scores: Vec<BankScore> = banks
+        .iter()
+        .map(|b| {
+            let raw = b.score(q);
+            BankScore {
+                score: cal.apply(raw.score),
+                ..raw
+            }
+        })
+        .collect();
     for (i, r) in rules.iter().enumerate() {
         let s = scores[i];
         out.set_value(i, s.score);
@@ -381,11 +391,17 @@ pub fn jailbreak(
 }
 
 /// `kb[]` (§3.16) and the KB metrics.
-pub fn kb(rules: &[KbRule], kbs: &[Option<KbBank>], q: &[f32], state: &mut SignalState) {
+pub fn kb(
+    rules: &[KbRule],
+    kbs: &[Option<KbBank>],
+    q: &[f32],
+    cal: Calibration,
+    state: &mut SignalState,
+) {
     let mut scored: Vec<Option<crate::kb::KbScores>> = vec![None; kbs.len()];
     for (k, bank) in kbs.iter().enumerate() {
         if let Some(bank) = bank {
-            let s = bank.score(q);
+            let s = bank.score(q, cal);
             state.kb_metrics[k] = s.metrics.clone();
             scored[k] = Some(s);
         }
