@@ -6,7 +6,12 @@
 //! missing the test says so and returns, unless `VLLM_SR_REQUIRE_MODELS=1` (CI) makes a
 //! missing model a failure.
 
-#![allow(clippy::expect_used, clippy::panic, clippy::print_stderr, reason = "test harness")]
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    reason = "test harness"
+)]
 
 use std::collections::HashMap;
 use std::path::Path;
