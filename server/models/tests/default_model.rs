@@ -233,6 +233,12 @@ fn async_runtime_stays_responsive_under_64_callers() {
     // shares 2 cores between them and the model's threads, so single ticks can be late by a
     // scheduler slice; a blocked worker would instead make ticks late by whole forward passes
     // (a 32-text batch takes 100+ ms here) again and again.
-    assert!(p99_late < Duration::from_millis(40), "p99 timer lateness {p99_late:?}");
-    assert!(worst_late < Duration::from_millis(250), "timer was {worst_late:?} late");
+    assert!(
+        p99_late < Duration::from_millis(40),
+        "p99 timer lateness {p99_late:?}"
+    );
+    assert!(
+        worst_late < Duration::from_millis(250),
+        "timer was {worst_late:?} late"
+    );
 }
