@@ -7,7 +7,7 @@
 //! cargo run --release -p vllm-sr-models --example embed_bench -- \
 //!     [--model REF] [--precision f32|q8] [--no-bucketing] [--iters 40] \
 //!     [--lengths 16,64,128,256,512] [--concurrency 1,4,16] [--seconds 4] \
-//!     [--write-texts FILE] [--json FILE]
+//!     [--write-texts FILE] [--json FILE] [--intra-threads N] [--workers N]
 //! ```
 
 #![allow(
@@ -41,6 +41,7 @@ struct Args {
     write_texts: Option<String>,
     json: Option<String>,
     intra: Option<usize>,
+    workers: usize,
 }
 
 fn parse_list(s: &str) -> anyhow::Result<Vec<usize>> {
@@ -61,6 +62,7 @@ fn parse_args() -> anyhow::Result<Args> {
         write_texts: None,
         json: None,
         intra: None,
+        workers: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,6 +78,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--write-texts" => a.write_texts = Some(value()?),
             "--json" => a.json = Some(value()?),
             "--intra-threads" => a.intra = Some(value()?.parse()?),
+            "--workers" => a.workers = value()?.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -190,6 +193,7 @@ fn main() -> anyhow::Result<()> {
             cache_capacity: 0,
             timeout: Duration::from_secs(120),
             intra_op_threads: args.intra,
+            workers: args.workers,
             ..RuntimeOptions::default()
         },
     )?;
