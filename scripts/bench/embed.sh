@@ -3,7 +3,9 @@
 #   candle (this crate, examples/embed_bench) vs onnxruntime vs sentence-transformers/PyTorch.
 #
 #   scripts/bench/embed.sh                      # THREADS=2 ITERS=40 BENCH_SECONDS=4 ROUNDS=1
-#   VARIANTS="q8 nobucket t1" scripts/bench/embed.sh   # extra candle variants
+#   VARIANTS="q8 nobucket t1 candle1 lto" scripts/bench/embed.sh   # extra candle variants:
+#     q8 = q8_0 linear layers; nobucket = no length bucketing; t1 = 1 thread everywhere;
+#     candle1 = candle's element-wise pool off (CANDLE_NUM_THREADS=1); lto = fat LTO, 1 CGU
 #
 # Creates scripts/bench/.venv (PyPI: numpy tokenizers onnxruntime onnx sentence-transformers
 # torch) on first use, installs the default model if missing, writes raw JSON under
@@ -43,7 +45,7 @@ state() {
   {
     echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "commit: $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet || echo ' (dirty)')"
-    echo "nproc: $(nproc)"
+    echo "nproc: $(nproc --all)"
     echo "cpu: $(lscpu | sed -n 's/^Model name: *//p')"
     echo "load (1/5/15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "memory: $(free -g | awk '/Mem:/ {print $2" GiB total, "$7" GiB available"}')"
@@ -72,7 +74,11 @@ for round in $(seq 1 "$ROUNDS"); do
     case "$v" in
       q8) RAYON_NUM_THREADS="$THREADS" "$BIN" --precision q8 --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-q8.json" >&2 ;;
       nobucket) RAYON_NUM_THREADS="$THREADS" "$BIN" --no-bucketing --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-nobucket.json" >&2 ;;
-      t1) RAYON_NUM_THREADS=1 "$BIN" --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-t1.json" >&2 ;;
+      t1) RAYON_NUM_THREADS=1 CANDLE_NUM_THREADS=1 "$BIN" --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-t1.json" >&2 ;;
+      candle1) RAYON_NUM_THREADS="$THREADS" CANDLE_NUM_THREADS=1 "$BIN" --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-ew1.json" >&2 ;;
+      lto)
+        (cd "$REPO" && cargo build -q --profile release-lto -p vllm-sr-models --example embed_bench)
+        RAYON_NUM_THREADS="$THREADS" "$REPO/target/release-lto/examples/embed_bench" --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-lto.json" >&2 ;;
       *) say "unknown variant $v"; exit 1 ;;
     esac
   done

@@ -173,13 +173,16 @@ fn embed(
     let vectors = model.embed(&texts)?;
     let ms = t1.elapsed().as_secs_f64() * 1e3;
     if args.json {
-        let json = serde_json::json!({
-            "model": resolved.id,
-            "dims": model.dims(),
-            "vectors": vectors.iter().map(|v| v.as_slice().to_vec()).collect::<Vec<_>>(),
-            "ms": ms,
-        });
-        writeln!(out, "{json}")?;
+        // Written by hand to keep the documented key order {"model","dims","vectors","ms"}.
+        let vectors: Vec<&[f32]> = vectors.iter().map(|v| v.as_slice()).collect();
+        writeln!(
+            out,
+            "{{\"model\":{},\"dims\":{},\"vectors\":{},\"ms\":{}}}",
+            serde_json::Value::from(resolved.id.as_str()),
+            model.dims(),
+            serde_json::to_string(&vectors)?,
+            serde_json::Value::from(ms)
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(

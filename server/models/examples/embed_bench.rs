@@ -7,7 +7,7 @@
 //! cargo run --release -p vllm-sr-models --example embed_bench -- \
 //!     [--model REF] [--precision f32|q8] [--no-bucketing] [--iters 40] \
 //!     [--lengths 16,64,128,256,512] [--concurrency 1,4,16] [--seconds 4] \
-//!     [--write-texts FILE] [--json FILE]
+//!     [--write-texts FILE] [--json FILE] [--intra-threads N] [--workers N]
 //! ```
 
 #![allow(
@@ -40,6 +40,8 @@ struct Args {
     seconds: f64,
     write_texts: Option<String>,
     json: Option<String>,
+    intra: Option<usize>,
+    workers: usize,
 }
 
 fn parse_list(s: &str) -> anyhow::Result<Vec<usize>> {
@@ -59,6 +61,8 @@ fn parse_args() -> anyhow::Result<Args> {
         seconds: 4.0,
         write_texts: None,
         json: None,
+        intra: None,
+        workers: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,6 +77,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--seconds" => a.seconds = value()?.parse()?,
             "--write-texts" => a.write_texts = Some(value()?),
             "--json" => a.json = Some(value()?),
+            "--intra-threads" => a.intra = Some(value()?.parse()?),
+            "--workers" => a.workers = value()?.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -152,7 +158,10 @@ fn main() -> anyhow::Result<()> {
     let t0 = Instant::now();
     let model = EmbeddingModel::load(&resolved.id, &resolved.dir, &load)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
+    let threads = match args.intra {
+        Some(n) => format!("pool:{n}"),
+        None => std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into()),
+    };
     writeln!(
         out,
         "model {} precision {:?} bucketing {} threads {threads} load {load_ms:.1} ms, RSS {rss_before:.0} -> {:.0} MB",
@@ -183,6 +192,8 @@ fn main() -> anyhow::Result<()> {
         RuntimeOptions {
             cache_capacity: 0,
             timeout: Duration::from_secs(120),
+            intra_op_threads: args.intra,
+            workers: args.workers,
             ..RuntimeOptions::default()
         },
     )?;
@@ -205,13 +216,15 @@ fn main() -> anyhow::Result<()> {
                 ms.push(dt);
             }
         }
+        #[expect(clippy::cast_precision_loss)]
+        let cpu = (cpu_ms() - cpu0) / args.iters.max(1) as f64;
         ms.sort_by(f64::total_cmp);
         let (p50, p99) = (percentile(&ms, 0.5), percentile(&ms, 0.99));
         writeln!(
             out,
-            "latency {n:>4} tok: p50 {p50:8.2} ms  p99 {p99:8.2} ms"
+            "latency {n:>4} tok: p50 {p50:8.2} ms  p99 {p99:8.2} ms  cpu {cpu:8.2} ms/call"
         )?;
-        latency.push(serde_json::json!({"tokens": n, "p50_ms": p50, "p99_ms": p99}));
+        latency.push(serde_json::json!({"tokens": n, "p50_ms": p50, "p99_ms": p99, "cpu_ms": cpu}));
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -248,12 +261,17 @@ fn main() -> anyhow::Result<()> {
             (total, start.elapsed())
         });
         #[expect(clippy::cast_precision_loss)]
-        let rate = done.0 as f64 / done.1.as_secs_f64();
+        let (rate, cpu) = (
+            done.0 as f64 / done.1.as_secs_f64(),
+            (cpu_ms() - cpu0) / done.0.max(1) as f64,
+        );
         writeln!(
             out,
-            "throughput c={c:>2}: {rate:8.1} texts/s (12-51 tokens)"
+            "throughput c={c:>2}: {rate:8.1} texts/s  cpu {cpu:6.2} ms/text (12-51 tokens)"
         )?;
-        throughput.push(serde_json::json!({"concurrency": c, "texts_per_s": rate}));
+        throughput.push(
+            serde_json::json!({"concurrency": c, "texts_per_s": rate, "cpu_ms_per_text": cpu}),
+        );
     }
     let rss = rss_mb();
     writeln!(out, "RSS after run {rss:.0} MB")?;

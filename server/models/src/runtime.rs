@@ -55,6 +55,10 @@ pub struct RuntimeOptions {
     pub cache_capacity: usize,
     /// Worker threads, each owning a clone of the model (weights are shared, not copied).
     pub workers: usize,
+    /// Threads each worker's matmuls and fused kernels may use (a private rayon pool per
+    /// worker). `None` uses rayon's global pool (`RAYON_NUM_THREADS`, else one per core).
+    /// candle's element-wise pool is sized by `CANDLE_NUM_THREADS` separately.
+    pub intra_op_threads: Option<usize>,
 }
 
 impl Default for RuntimeOptions {
@@ -68,6 +72,7 @@ impl Default for RuntimeOptions {
             timeout: Duration::from_secs(5),
             cache_capacity: 4096,
             workers: 1,
+            intra_op_threads: None,
         }
     }
 }
@@ -190,7 +195,21 @@ impl<T: Clone + Send + Sync + 'static> ModelHandle<T> {
         let rx = Arc::new(Mutex::new(rx));
         let counters = Arc::new(Counters::default());
         for n in 0..options.workers.max(1) {
+            let pool = match options.intra_op_threads {
+                None => None,
+                Some(threads) => Some(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads.max(1))
+                        .thread_name(move |i| format!("model-{n}-op-{i}"))
+                        .build()
+                        .map_err(|e| ModelError::Unavailable {
+                            model: id.clone(),
+                            reason: format!("cannot start the intra-op thread pool: {e}"),
+                        })?,
+                ),
+            };
             let worker = Worker {
+                pool,
                 model: model.clone(),
                 rx: Arc::clone(&rx),
                 counters: Arc::clone(&counters),
@@ -402,6 +421,7 @@ impl<T: Clone + Send + Sync + 'static> ModelHandle<T> {
 }
 
 struct Worker<M: InferenceModel> {
+    pool: Option<rayon::ThreadPool>,
     model: M,
     rx: Arc<Mutex<Receiver<Job<M::Output>>>>,
     counters: Arc<Counters>,
@@ -459,7 +479,11 @@ impl<M: InferenceModel> Worker<M> {
             .flat_map(|j| j.texts.iter().map(String::as_str))
             .collect();
         let count = texts.len() as u64;
-        let result = self.model.infer(&texts);
+        let model = &mut self.model;
+        let result = match &self.pool {
+            Some(pool) => pool.install(|| model.infer(&texts)),
+            None => model.infer(&texts),
+        };
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         self.counters
             .texts_inferred

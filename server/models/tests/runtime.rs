@@ -232,3 +232,35 @@ fn workers_stop_when_handles_are_dropped() {
     }
     assert_eq!(Arc::strong_count(&probe), 1, "worker threads did not exit");
 }
+
+/// Reports the size of the rayon pool it runs in.
+#[derive(Clone)]
+struct PoolProbe;
+
+impl InferenceModel for PoolProbe {
+    type Output = usize;
+    fn model_id(&self) -> &str {
+        "probe"
+    }
+    fn infer(&mut self, texts: &[&str]) -> Result<Vec<usize>, ModelError> {
+        Ok(vec![rayon::current_num_threads(); texts.len()])
+    }
+}
+
+#[test]
+fn intra_op_threads_confine_the_model_to_its_own_pool() {
+    for threads in [1, 3] {
+        let h = ModelHandle::spawn(
+            PoolProbe,
+            RuntimeOptions {
+                intra_op_threads: Some(threads),
+                ..RuntimeOptions::default()
+            },
+        )
+        .unwrap();
+        let got = h
+            .run_blocking(vec!["x".into()], Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(got, vec![threads]);
+    }
+}
