@@ -51,6 +51,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    single_threaded_kernels();
     let cli = Cli::parse();
     init_logging(&cli.log_level);
     let result = match cli.command {
@@ -65,6 +66,22 @@ fn main() -> ExitCode {
         Err(err) => {
             output::error(&err);
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Model inference runs on the model runtime's own worker threads; candle's kernels should not
+/// spin up a second pool per forward pass on top of them (measured on 2 cores: 256-token
+/// latency 280 ms with candle's default threads vs 126 ms with one; see
+/// scripts/bench/results). Explicit settings in the environment win.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "set once in main, before any thread exists"
+)]
+fn single_threaded_kernels() {
+    for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, "1");
         }
     }
 }
