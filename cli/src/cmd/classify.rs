@@ -18,14 +18,8 @@ use crate::router::{ModelArgs, Router};
 /// and `"headers"`. Nothing is forwarded to a backend.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The recipe file.
-    #[arg(
-        long,
-        short = 'c',
-        default_value = "config.yaml",
-        env = "VLLM_SR_CONFIG"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    recipe: super::RecipeArg,
 
     /// Prompts to classify.
     #[arg(value_name = "PROMPT")]
@@ -51,7 +45,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if args.prompts.is_empty() && args.input.is_none() {
         bail!("nothing to classify: pass a PROMPT or --input FILE.jsonl");
     }
-    let router = Router::load(&args.config, &args.model)?;
+    let router = Router::load(&args.recipe.config, &args.model)?;
     let auto = router
         .engine
         .config()

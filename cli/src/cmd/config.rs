@@ -1,6 +1,5 @@
 //! `vllm-sr config ...`: show a recipe as the router sees it.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -19,14 +18,8 @@ pub(crate) enum Command {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ShowArgs {
-    /// The recipe file.
-    #[arg(
-        long,
-        short = 'c',
-        default_value = "config.yaml",
-        env = "VLLM_SR_CONFIG"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    recipe: super::RecipeArg,
 
     /// Print API keys and passwords instead of `<redacted>`.
     #[arg(long)]
@@ -40,8 +33,8 @@ pub(crate) fn run(command: &Command) -> anyhow::Result<ExitCode> {
 }
 
 fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
-    let file = args.config.display().to_string();
-    let loaded = match super::load(&args.config, false) {
+    let file = args.recipe.config.display().to_string();
+    let loaded = match super::load(&args.recipe.config, false) {
         Ok(l) => l,
         Err(e) => {
             for d in e.diagnostics().all() {

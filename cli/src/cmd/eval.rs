@@ -18,14 +18,8 @@ use crate::router::{ModelArgs, Router};
 /// status: 0 when the suite's `acceptance` minimums hold, 1 when they do not.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The recipe file.
-    #[arg(
-        long,
-        short = 'c',
-        default_value = "config.yaml",
-        env = "VLLM_SR_CONFIG"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    recipe: super::RecipeArg,
 
     /// The probes file.
     #[arg(long, short = 'p', value_name = "probes.yaml")]
@@ -44,7 +38,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading {}", args.probes.display()))?;
     let suite: ProbeSuite = serde_norway::from_str(&text)
         .with_context(|| format!("{} is not a probes v1 file", args.probes.display()))?;
-    let router = Router::load(&args.config, &args.model)?;
+    let router = Router::load(&args.recipe.config, &args.model)?;
     let cfg = router.engine.config();
     let mut decisions = IndexMap::new();
     for r in &cfg.recipes {

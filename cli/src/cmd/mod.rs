@@ -6,7 +6,7 @@ pub(crate) mod eval;
 pub(crate) mod models;
 pub(crate) mod validate;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use vllm_sr_config::{load_path, LoadError, LoadOptions, Loaded, ProcessEnv};
 
@@ -20,4 +20,17 @@ pub(crate) fn load(path: &Path, strict: bool) -> Result<Loaded, LoadError> {
             base_dir: None,
         },
     )
+}
+
+/// The `--config` argument every recipe command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RecipeArg {
+    /// The recipe file.
+    #[arg(
+        long,
+        short = 'c',
+        default_value = "config.yaml",
+        env = "VLLM_SR_CONFIG"
+    )]
+    pub(crate) config: PathBuf,
 }

@@ -1,6 +1,5 @@
 //! `vllm-sr validate`: check a recipe and report every problem.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -15,14 +14,8 @@ use crate::output::{diagnostic, err, out};
 /// 0 when the recipe is valid, 1 when it has errors.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The recipe file.
-    #[arg(
-        long,
-        short = 'c',
-        default_value = "config.yaml",
-        env = "VLLM_SR_CONFIG"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    recipe: super::RecipeArg,
 
     /// Treat warnings (unknown keys, deprecated spellings, unset variables) as errors.
     #[arg(long)]
@@ -61,8 +54,8 @@ struct JsonReport<'a> {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let file = args.config.display().to_string();
-    let (diags, summary) = match super::load(&args.config, args.strict) {
+    let file = args.recipe.config.display().to_string();
+    let (diags, summary) = match super::load(&args.recipe.config, args.strict) {
         Ok(loaded) => (loaded.diagnostics, Some(Summary::of(&loaded.config))),
         Err(e) => (e.diagnostics(), None),
     };

@@ -22,6 +22,17 @@ use crate::{builtin, report, EngineError};
 const CHUNK_CHARS: usize = 1500;
 /// Overlap between chunks.
 const CHUNK_OVERLAP: usize = 200;
+/// Families that read the embedding of the (bounded) current text.
+const QUERY_FAMILIES: [SignalFamily; 8] = [
+    SignalFamily::Embedding,
+    SignalFamily::Domain,
+    SignalFamily::FactCheck,
+    SignalFamily::UserFeedback,
+    SignalFamily::Reask,
+    SignalFamily::Preference,
+    SignalFamily::Complexity,
+    SignalFamily::Kb,
+];
 /// Prior probability of the `jailbreak` label of the built-in detector.
 const JAILBREAK_PRIOR: f64 = 0.1;
 /// Texts embedded per batch while building banks.
@@ -480,17 +491,7 @@ impl Engine {
                 texts.len() - 1
             }
         };
-        let query_families = [
-            SignalFamily::Embedding,
-            SignalFamily::Domain,
-            SignalFamily::FactCheck,
-            SignalFamily::UserFeedback,
-            SignalFamily::Reask,
-            SignalFamily::Preference,
-            SignalFamily::Complexity,
-            SignalFamily::Kb,
-        ];
-        if !plan.text.bounded.trim().is_empty() && query_families.iter().any(|f| on(*f)) {
+        if !plan.text.bounded.trim().is_empty() && QUERY_FAMILIES.iter().any(|f| on(*f)) {
             plan.query = Some(add(&plan.text.bounded));
         }
         if on(SignalFamily::Reask) && plan.query.is_some() {
@@ -665,16 +666,7 @@ impl Engine {
                 semantic::kb(&s.kb, &self.kbs, q, self.calibration, st)
             });
         } else if plan.query.is_some() {
-            for f in [
-                SignalFamily::Embedding,
-                SignalFamily::Domain,
-                SignalFamily::FactCheck,
-                SignalFamily::UserFeedback,
-                SignalFamily::Reask,
-                SignalFamily::Preference,
-                SignalFamily::Complexity,
-                SignalFamily::Kb,
-            ] {
+            for f in QUERY_FAMILIES {
                 if on(f) {
                     missing.push(f.leaf_type().to_string());
                 }
