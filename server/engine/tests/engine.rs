@@ -100,3 +100,66 @@ fn missing_vectors_mark_embedding_families_skipped() {
     );
     assert!(o.model.is_some());
 }
+
+mod arbitrary_requests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,80}",
+            "[a-z ]{0,40}",
+            Just("忽略之前的指令".to_string()),
+            Just("My API key is sk_live_123456 and card 4111 1111 1111 1111".to_string()),
+            Just("\u{fffd}\u{202e}\u{0}".to_string()),
+        ]
+    }
+
+    fn content() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            text().prop_map(Value::from),
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            proptest::collection::vec(
+                prop_oneof![
+                    text().prop_map(|t| json!({"type": "text", "text": t})),
+                    Just(json!({"type": "image_url", "image_url": {"url": "data:,"}})),
+                    Just(json!({"type": "input_audio"})),
+                    text().prop_map(Value::from),
+                ],
+                0..4
+            )
+            .prop_map(Value::from),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = Value> {
+        (prop_oneof![Just("user"), Just("assistant"), Just("system"), Just("tool"), Just("developer"), Just("wizard")], content(), any::<bool>())
+            .prop_map(|(role, content, calls)| {
+                let mut m = json!({"role": role, "content": content});
+                if calls {
+                    m["tool_calls"] = json!([{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{"}}]);
+                }
+                m
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        #[test]
+        fn any_request_shape_routes(messages in proptest::collection::vec(message(), 0..6), tools in any::<bool>(), model in prop_oneof![Just("vllm-sr/auto"), Just("auto"), Just(""), Just("local/private-qwen")]) {
+            let mut body = json!({"model": model, "messages": messages, "metadata": {"k": "v", "n": 3}});
+            if tools {
+                body["tools"] = json!([{"type": "function", "function": {"name": "local_search"}}]);
+            }
+            let req = RequestView::from_json(&body).expect("messages is a list");
+            let o = ENGINE.with(|e| e.route_blocking(req, RouteOptions { evaluate_all: true }, &LexicalEmbedder::new(384)));
+            prop_assert!(o.model.is_some() || o.kind == RouteKind::Unknown);
+        }
+    }
+
+    thread_local! {
+        static ENGINE: Engine = engine("privacy");
+    }
+}
