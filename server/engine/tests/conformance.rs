@@ -104,7 +104,7 @@ fn pass_rate(recipe: &str, embedder: &Embedder) -> f64 {
 #[test]
 fn upstream_probe_suites_do_not_regress() {
     let Some(e) = embedder() else { return };
-    for (recipe, floor) in [("privacy", 90.0), ("balance", 87.0), ("agent", 92.0)] {
+    for (recipe, floor) in [("privacy", 90.0), ("balance", 89.0), ("agent", 100.0)] {
         let rate = pass_rate(recipe, &e);
         assert!(
             rate >= floor,
