@@ -145,9 +145,10 @@ fn leaf_value(facts: Facts<'_>, target: &LeafTarget) -> Option<f64> {
             .get(*o as usize)
             .copied()
             .flatten(),
-        LeafTarget::Domain(_) | LeafTarget::Role(_) => leaf_match(facts, target)
-            .0
-            .then(|| leaf_match(facts, target).1),
+        LeafTarget::Domain(_) | LeafTarget::Role(_) => {
+            let (matched, confidence) = leaf_match(facts, target);
+            matched.then_some(confidence)
+        }
     }
 }
 
@@ -210,35 +211,42 @@ fn leaf_names(recipe: &Recipe, target: &LeafTarget) -> (&'static str, String, Op
     }
 }
 
+/// AND: every child matches; confidence is their mean. An empty AND matches with confidence 0.
+/// Stops at the first child that does not match.
+fn all_of(results: impl Iterator<Item = (bool, f64)>) -> (bool, f64) {
+    let (mut n, mut sum) = (0usize, 0.0);
+    for (matched, confidence) in results {
+        if !matched {
+            return (false, 0.0);
+        }
+        n += 1;
+        sum += confidence;
+    }
+    if n == 0 {
+        (true, 0.0)
+    } else {
+        (true, sum / n as f64)
+    }
+}
+
+/// OR: any child matches; confidence is the first maximum. An empty OR never matches.
+fn any_of(results: impl Iterator<Item = (bool, f64)>) -> (bool, f64) {
+    let mut best: Option<f64> = None;
+    for (matched, confidence) in results {
+        if matched && best.is_none_or(|b| confidence > b) {
+            best = Some(confidence);
+        }
+    }
+    best.map_or((false, 0.0), |b| (true, b))
+}
+
 /// Evaluates a condition: (matched, confidence). No trace is built.
 pub fn eval(facts: Facts<'_>, c: &Condition) -> (bool, f64) {
     match c {
         Condition::Always => (true, 0.0),
         Condition::Leaf(l) => eval_leaf(facts, l),
-        Condition::And(children) => {
-            if children.is_empty() {
-                return (true, 0.0);
-            }
-            let mut sum = 0.0;
-            for child in children {
-                let (m, conf) = eval(facts, child);
-                if !m {
-                    return (false, 0.0);
-                }
-                sum += conf;
-            }
-            (true, sum / children.len() as f64)
-        }
-        Condition::Or(children) => {
-            let mut best: Option<f64> = None;
-            for child in children {
-                let (m, conf) = eval(facts, child);
-                if m && best.is_none_or(|b| conf > b) {
-                    best = Some(conf);
-                }
-            }
-            best.map_or((false, 0.0), |b| (true, b))
-        }
+        Condition::And(children) => all_of(children.iter().map(|k| eval(facts, k))),
+        Condition::Or(children) => any_of(children.iter().map(|k| eval(facts, k))),
         Condition::Not(child) => {
             let (m, _) = eval(facts, child);
             if m {
@@ -292,7 +300,13 @@ pub fn trace(facts: Facts<'_>, c: &Condition) -> TraceNode {
         }
         Condition::And(children) | Condition::Or(children) => {
             let kids: Vec<TraceNode> = children.iter().map(|k| trace(facts, k)).collect();
-            let (matched, confidence) = eval(facts, c);
+            // Combine the children's results; re-evaluating the subtree would redo it.
+            let results = kids.iter().map(|k| (k.matched, k.confidence));
+            let (matched, confidence) = if matches!(c, Condition::And(_)) {
+                all_of(results)
+            } else {
+                any_of(results)
+            };
             node(
                 if matches!(c, Condition::And(_)) {
                     "AND"

@@ -43,36 +43,21 @@ pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
         ..
     } = input;
     let mut out = Outcome {
-        requested_model: input.request_model.to_string(),
-        kind: RouteKind::Auto,
         recipe: recipe.name.clone(),
-        decision: None,
-        confidence: 0.0,
         model: config
             .defaults
             .default_model
             .map(|m| config.model(m).card.name.clone()),
-        lora: None,
-        use_reasoning: false,
-        reasoning_effort: effort(config, None),
-        recommended_models: Vec::new(),
         algorithm: "static".into(),
         selection_status: "fallback".into(),
         selection_method: "default".into(),
         selection_reason: "no decision matched; using providers.defaults.default_model".into(),
-        plugins: Vec::new(),
-        matched_signals: IndexMap::new(),
         used_signals: used_signals(recipe),
-        unmatched_signals: IndexMap::new(),
-        signal_confidences: IndexMap::new(),
-        signal_values: IndexMap::new(),
         signal_errors: state.errors.clone(),
         skipped_signals: input.skipped,
-        projection_scores: IndexMap::new(),
-        eval_trace: Vec::new(),
-        metrics: IndexMap::new(),
         context_token_count: input.context_tokens,
         timings: input.timings,
+        ..empty(config, input.request_model, RouteKind::Auto)
     };
     if let Some(w) = input.winner {
         let d = &recipe.decisions[w.index];
@@ -157,17 +142,7 @@ pub(crate) fn direct(
     explicit: Option<ModelId>,
 ) -> Outcome {
     Outcome {
-        requested_model: model.to_string(),
-        kind,
-        recipe: String::new(),
-        decision: None,
-        confidence: 0.0,
         model: explicit.map(|m| config.model(m).card.name.clone()),
-        lora: None,
-        use_reasoning: false,
-        reasoning_effort: effort(config, None),
-        recommended_models: Vec::new(),
-        algorithm: String::new(),
         selection_status: if explicit.is_some() {
             "selected".into()
         } else {
@@ -179,6 +154,27 @@ pub(crate) fn direct(
         } else {
             format!("model \"{model}\" is neither an auto name, an entrypoint nor a logical model")
         },
+        ..empty(config, model, kind)
+    }
+}
+
+/// An outcome with nothing decided and nothing measured; callers fill in what they know.
+fn empty(config: &RouterConfig, requested_model: &str, kind: RouteKind) -> Outcome {
+    Outcome {
+        requested_model: requested_model.to_string(),
+        kind,
+        recipe: String::new(),
+        decision: None,
+        confidence: 0.0,
+        model: None,
+        lora: None,
+        use_reasoning: false,
+        reasoning_effort: effort(config, None),
+        recommended_models: Vec::new(),
+        algorithm: String::new(),
+        selection_status: String::new(),
+        selection_method: String::new(),
+        selection_reason: String::new(),
         plugins: Vec::new(),
         matched_signals: IndexMap::new(),
         used_signals: IndexMap::new(),
