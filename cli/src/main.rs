@@ -27,8 +27,9 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter directive).
-    #[arg(long, global = true, env = "VLLM_SR_LOG", default_value = "warn")]
-    log_level: String,
+    /// Default: info for `serve`, warn otherwise.
+    #[arg(long, global = true, env = "VLLM_SR_LOG")]
+    log_level: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -48,18 +49,25 @@ enum Command {
     /// Manage and try embedding models: list, pull, path, embed.
     #[command(subcommand)]
     Models(cmd::models::Command),
+    /// Run the router as an OpenAI-compatible proxy in front of the recipe's backends.
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
     single_threaded_kernels();
     let cli = Cli::parse();
-    init_logging(&cli.log_level);
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_level.as_deref().unwrap_or(default_level));
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Config(command) => cmd::config::run(&command),
         Command::Classify(args) => cmd::classify::run(&args),
         Command::Eval(args) => cmd::eval::run(&args),
         Command::Models(command) => cmd::models::run(&command),
+        Command::Serve(args) => cmd::serve::run(&args),
     };
     match result {
         Ok(code) => code,

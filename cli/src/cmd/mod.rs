@@ -4,6 +4,7 @@ pub(crate) mod classify;
 pub(crate) mod config;
 pub(crate) mod eval;
 pub(crate) mod models;
+pub(crate) mod serve;
 pub(crate) mod validate;
 
 use std::path::{Path, PathBuf};

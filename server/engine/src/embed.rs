@@ -18,6 +18,19 @@ pub trait Embed: Send + Sync {
     }
 }
 
+/// Whether any recipe of `config` declares a family that needs an embedding model (at build
+/// time for its prototypes, per request for the query). Keyword-, structure- or header-only
+/// recipes route without loading a model.
+pub fn needs_embeddings(config: &vllm_sr_config::model::RouterConfig) -> bool {
+    use vllm_sr_config::model::SignalFamily;
+    config.recipes.iter().any(|r| {
+        crate::engine::QUERY_FAMILIES
+            .iter()
+            .chain(&[SignalFamily::Jailbreak])
+            .any(|f| r.signals.count(*f) > 0)
+    })
+}
+
 /// Dot product of two equally long vectors (cosine similarity for unit vectors).
 pub fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter()

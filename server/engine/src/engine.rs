@@ -23,7 +23,7 @@ const CHUNK_CHARS: usize = 1500;
 /// Overlap between chunks.
 const CHUNK_OVERLAP: usize = 200;
 /// Families that read the embedding of the (bounded) current text.
-const QUERY_FAMILIES: [SignalFamily; 8] = [
+pub(crate) const QUERY_FAMILIES: [SignalFamily; 8] = [
     SignalFamily::Embedding,
     SignalFamily::Domain,
     SignalFamily::FactCheck,

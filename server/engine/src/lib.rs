@@ -21,7 +21,7 @@ pub mod semantic;
 pub mod signals;
 pub mod state;
 
-pub use embed::{Embed, LexicalEmbedder};
+pub use embed::{needs_embeddings, Embed, LexicalEmbedder};
 pub use engine::{Engine, Plan, RouteOptions};
 pub use outcome::{Outcome, RouteKind};
 

@@ -1,0 +1,164 @@
+//! `ApiError`: every way a request can fail, and the one place that turns a failure into an
+//! HTTP status and an OpenAI-shaped error body.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// A request failure, as the client will see it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not valid JSON.
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The JSON is well formed but not a valid request.
+    #[error("{message}")]
+    InvalidRequest {
+        /// What is wrong.
+        message: String,
+        /// The offending field.
+        param: Option<String>,
+    },
+    /// The requested model is neither an auto name nor a logical model of the recipe.
+    #[error("model \"{model}\" does not exist; use one of: {known}")]
+    ModelNotFound {
+        /// As requested.
+        model: String,
+        /// The names that would work.
+        known: String,
+    },
+    /// No such endpoint.
+    #[error("unknown endpoint {method} {path}")]
+    NotFound {
+        /// HTTP method.
+        method: String,
+        /// Path.
+        path: String,
+    },
+    /// Body over the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The concurrency limit is reached.
+    #[error("too many concurrent requests (limit {limit}); retry later")]
+    Overloaded {
+        /// The limit.
+        limit: usize,
+    },
+    /// The model has no backend that can take the request.
+    #[error("model \"{model}\" has no available backend: {reason}")]
+    NoBackend {
+        /// Logical model.
+        model: String,
+        /// Why.
+        reason: String,
+    },
+    /// The backend failed (connection, reset, 5xx after retries).
+    #[error("backend {backend} failed: {cause}")]
+    Backend {
+        /// `<model>_<ref>`.
+        backend: String,
+        /// What happened.
+        cause: String,
+    },
+    /// The backend did not answer in time.
+    #[error("backend {backend} did not answer within {after:?}")]
+    UpstreamTimeout {
+        /// `<model>_<ref>`.
+        backend: String,
+        /// The listener timeout.
+        after: Duration,
+    },
+    /// The router is shutting down or not ready.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson(_) | Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::ModelNotFound { .. } | Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::NoBackend { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Backend { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The OpenAI error `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_)
+            | Self::InvalidRequest { .. }
+            | Self::ModelNotFound { .. }
+            | Self::NotFound { .. }
+            | Self::BodyTooLarge { .. } => "invalid_request_error",
+            Self::Overloaded { .. } => "rate_limit_error",
+            Self::NoBackend { .. }
+            | Self::Backend { .. }
+            | Self::UpstreamTimeout { .. }
+            | Self::Unavailable(_) => "server_error",
+        }
+    }
+
+    /// The OpenAI error `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::ModelNotFound { .. } => "model_not_found",
+            Self::NotFound { .. } => "unknown_url",
+            Self::BodyTooLarge { .. } => "request_too_large",
+            Self::Overloaded { .. } => "rate_limit_exceeded",
+            Self::NoBackend { .. } => "no_backend_available",
+            Self::Backend { .. } => "backend_error",
+            Self::UpstreamTimeout { .. } => "backend_timeout",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        self.code()
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            Self::InvalidRequest { param, .. } => param.as_deref(),
+            Self::ModelNotFound { .. } => Some("model"),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), "{self}");
+        } else {
+            tracing::debug!(status = status.as_u16(), "{self}");
+        }
+        let body = json!({"error": {
+            "message": self.to_string(),
+            "type": self.kind(),
+            "code": self.code(),
+            "param": self.param(),
+        }});
+        let mut resp = (status, axum::Json(body)).into_response();
+        let h = resp.headers_mut();
+        h.insert("x-vsr-schema-version", HeaderValue::from_static("2"));
+        h.insert("x-vsr-response-path", HeaderValue::from_static("error"));
+        if matches!(self, Self::Overloaded { .. }) {
+            h.insert("retry-after", HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,373 @@
+//! Forwarding a routed request to one of its model's backends: backend choice, the upstream
+//! request (model id, credentials, header edits), retries where safe, outlier bookkeeping, and
+//! the response relayed to the client chunk by chunk.
+//!
+//! Retries happen only before any byte reached the client: on a connection failure or a
+//! retriable status of the response head. Once the head is relayed, the body streams through
+//! unbuffered; a client disconnect drops the stream, which closes the upstream connection and
+//! so cancels the generation.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::error::ApiError;
+use crate::live::LiveState;
+use crate::metrics::Metrics;
+use crate::rewrite::model_id_for;
+use crate::service::Routed;
+use crate::upstream::{BackendState, Ejection, InflightGuard, Pool};
+
+/// Headers never copied between hops.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+    "accept-encoding",
+];
+
+/// What a forward needs besides the routed request.
+#[derive(Debug)]
+pub struct ForwardCtx<'a> {
+    /// Shared HTTP client (pooled keep-alive connections).
+    pub client: &'a reqwest::Client,
+    /// Metrics.
+    pub metrics: &'a Arc<Metrics>,
+    /// The client's request headers.
+    pub client_headers: &'a HeaderMap,
+    /// The request id.
+    pub request_id: &'a str,
+    /// Listener timeout for the whole upstream exchange.
+    pub timeout: Duration,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The concurrency permit, held until the response body ends.
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The upstream response to relay: status, headers and the streaming body.
+#[derive(Debug)]
+pub struct Relayed {
+    /// Response to send (headers still to be extended by the caller).
+    pub response: Response,
+    /// Backend that answered.
+    pub backend: String,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+fn retriable(policy: &[String], status: Option<u16>) -> bool {
+    let has = |k: &str| {
+        policy
+            .iter()
+            .flat_map(|p| p.split(','))
+            .any(|p| p.trim() == k)
+    };
+    match status {
+        None => has("connect-failure") || has("reset") || has("refused-stream"),
+        Some(s) => {
+            (s >= 500 && has("5xx"))
+                || (matches!(s, 502..=504) && has("gateway-error"))
+                || (s == 429 && has("retriable-4xx"))
+        }
+    }
+}
+
+/// Sends `routed` to a backend of its model and returns the response to relay.
+///
+/// # Errors
+/// No backend (503), every attempt failed (502 naming the last backend and cause), or the
+/// listener timeout passed before the response head (504).
+pub async fn forward(
+    live: &LiveState,
+    routed: &Routed,
+    ctx: ForwardCtx<'_>,
+) -> Result<Relayed, ApiError> {
+    let model_name = live.config.model(routed.model).card.name.clone();
+    let Some(pool) = live.upstreams.pool(routed.model) else {
+        return Err(ApiError::NoBackend {
+            model: model_name,
+            reason: "it has no backend_refs in providers.models".into(),
+        });
+    };
+    let max_attempts = 1 + pool.reliability.retry_count;
+    let mut tried: Vec<usize> = Vec::new();
+    let mut attempt = 0u32;
+    let deadline = ctx.started + ctx.timeout;
+    loop {
+        attempt += 1;
+        let Some(i) = pool.pick(&tried).or_else(|| pool.pick(&[])) else {
+            return Err(ApiError::NoBackend {
+                model: model_name,
+                reason: "every backend was tried".into(),
+            });
+        };
+        tried.push(i);
+        let backend = &pool.backends[i];
+        let request = upstream_request(live, routed, backend, &ctx)?;
+        let guard = backend.start();
+        let t = Instant::now();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let sent = tokio::time::timeout(remaining, request.send()).await;
+        let last = attempt >= max_attempts;
+        match sent {
+            Err(_) => {
+                observe(pool, i, None, ctx.metrics);
+                return Err(ApiError::UpstreamTimeout {
+                    backend: backend.name.clone(),
+                    after: ctx.timeout,
+                });
+            }
+            Ok(Err(e)) => {
+                observe(pool, i, None, ctx.metrics);
+                let cause = describe(&e);
+                if !last && retriable(&pool.reliability.retry_on, None) {
+                    tracing::info!(backend = %backend.name, %cause, attempt, "retrying on another attempt");
+                    ctx.metrics
+                        .retries
+                        .with_label_values(&[backend.name.as_str()])
+                        .inc();
+                    continue;
+                }
+                return Err(ApiError::Backend {
+                    backend: backend.name.clone(),
+                    cause,
+                });
+            }
+            Ok(Ok(resp)) => {
+                let status = resp.status().as_u16();
+                observe(pool, i, Some(status), ctx.metrics);
+                ctx.metrics
+                    .upstream_seconds
+                    .with_label_values(&[model_name.as_str()])
+                    .observe(t.elapsed().as_secs_f64());
+                if status >= 500 {
+                    if !last && retriable(&pool.reliability.retry_on, Some(status)) {
+                        tracing::info!(backend = %backend.name, status, attempt, "retrying after a backend error");
+                        ctx.metrics
+                            .retries
+                            .with_label_values(&[backend.name.as_str()])
+                            .inc();
+                        continue;
+                    }
+                    let message = error_message(resp).await;
+                    return Err(ApiError::Backend {
+                        backend: backend.name.clone(),
+                        cause: format!("HTTP {status}: {message}"),
+                    });
+                }
+                let response = relay(
+                    resp,
+                    guard,
+                    ctx.permit,
+                    ctx.metrics.clone(),
+                    &model_name,
+                    ctx.started,
+                );
+                return Ok(Relayed {
+                    response,
+                    backend: backend.name.clone(),
+                    attempts: attempt,
+                });
+            }
+        }
+    }
+}
+
+fn observe(pool: &Pool, i: usize, status: Option<u16>, metrics: &Metrics) {
+    if let Ejection::Ejected(d) = pool.observe(i, status) {
+        let name = &pool.backends[i].name;
+        tracing::warn!(backend = %name, seconds = d.as_secs_f64(), "backend ejected after consecutive failures");
+        metrics.ejections.with_label_values(&[name.as_str()]).inc();
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = if e.is_connect() {
+        "connection failed".to_string()
+    } else if e.is_timeout() {
+        "timed out".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// The message of a backend's error body (OpenAI shape or plain text), bounded.
+async fn error_message(resp: reqwest::Response) -> String {
+    let bytes = resp.bytes().await.unwrap_or_default();
+    let bytes = &bytes[..bytes.len().min(2048)];
+    let parsed: Option<Value> = serde_json::from_slice(bytes).ok();
+    parsed
+        .as_ref()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(bytes).trim().to_string())
+}
+
+fn upstream_request(
+    live: &LiveState,
+    routed: &Routed,
+    backend: &BackendState,
+    ctx: &ForwardCtx<'_>,
+) -> Result<reqwest::RequestBuilder, ApiError> {
+    let mut body = routed.body.clone();
+    let card = routed.outcome.model.as_deref().unwrap_or_default();
+    let model_id = model_id_for(
+        &live.config,
+        card,
+        routed.outcome.lora.as_deref(),
+        &backend.config,
+    );
+    body.insert("model".into(), Value::String(model_id));
+    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::InvalidRequest {
+        message: format!("cannot serialise the rewritten body: {e}"),
+        param: None,
+    })?;
+    let mut headers = HeaderMap::new();
+    for (k, v) in ctx.client_headers {
+        if !HOP_BY_HOP.contains(&k.as_str()) {
+            headers.append(k.clone(), v.clone());
+        }
+    }
+    let set = |h: &mut HeaderMap, k: &str, v: &str| {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::from_str(v)) {
+            h.insert(k, v);
+        }
+    };
+    set(&mut headers, "content-type", "application/json");
+    set(&mut headers, "x-request-id", ctx.request_id);
+    set(&mut headers, "x-selected-model", card);
+    let b = &backend.config;
+    if let Some(key) = &b.api_key {
+        headers.remove("authorization");
+        set(
+            &mut headers,
+            &b.auth_header,
+            &format!("{}{key}", b.auth_prefix),
+        );
+    }
+    for (k, v) in &b.extra_headers {
+        set(&mut headers, k, v);
+    }
+    if let Some(m) = &routed.header_mutation {
+        for name in &m.delete {
+            headers.remove(name.as_str());
+        }
+        for (k, v) in &m.update {
+            set(&mut headers, k, v);
+        }
+        for (k, v) in &m.add {
+            if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v)) {
+                headers.append(k, v);
+            }
+        }
+    }
+    Ok(ctx
+        .client
+        .post(&backend.chat_url)
+        .headers(headers)
+        .timeout(ctx.timeout)
+        .body(bytes))
+}
+
+/// Relays the upstream response: status and end-to-end headers now, the body as it arrives.
+fn relay(
+    resp: reqwest::Response,
+    guard: InflightGuard,
+    permit: Option<OwnedSemaphorePermit>,
+    metrics: Arc<Metrics>,
+    model: &str,
+    started: Instant,
+) -> Response {
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut headers = HeaderMap::new();
+    for (k, v) in resp.headers() {
+        if !HOP_BY_HOP.contains(&k.as_str()) || k.as_str() == "content-length" {
+            headers.append(k.clone(), v.clone());
+        }
+    }
+    let body = RelayBody {
+        inner: resp.bytes_stream().boxed(),
+        done: Some(Done {
+            _guard: guard,
+            _permit: permit,
+            metrics,
+            model: model.to_string(),
+            started,
+        }),
+    };
+    let mut out = Response::new(Body::from_stream(body));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}
+
+/// Held until the relayed body ends (or the client goes away).
+struct Done {
+    _guard: InflightGuard,
+    _permit: Option<OwnedSemaphorePermit>,
+    metrics: Arc<Metrics>,
+    model: String,
+    started: Instant,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.metrics
+            .total_seconds
+            .with_label_values(&[self.model.as_str()])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+struct RelayBody {
+    inner: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    done: Option<Done>,
+}
+
+impl Stream for RelayBody {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(None) => {
+                self.done.take();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                tracing::warn!(error = %e, "upstream body ended with an error; closing the client stream");
+                self.done.take();
+                Poll::Ready(Some(Err(std::io::Error::other(e))))
+            }
+            Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(b))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The OpenAI-compatible HTTP surface of a listener: `POST /v1/chat/completions`,
+//! `GET /v1/models`, `GET /health`, `GET /ready`, and OpenAI-shaped 404s for everything else.
+//!
+//! Handlers are thin: read the body under the size limit, take the concurrency permit, load
+//! one live-state snapshot, call the routing service, forward, and add the `x-vsr-*` headers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+use crate::forward::{forward, ForwardCtx};
+use crate::live::LiveState;
+use crate::metrics::Metrics;
+use crate::service::{route, RouteParams, Routed};
+
+/// Request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+    /// Concurrent chat requests per process (`None`: unlimited).
+    pub max_concurrency: Option<usize>,
+    /// Deadline of the per-request embedding batch.
+    pub signal_budget: Duration,
+    /// Upstream timeout when the listener sets none.
+    pub default_timeout: Duration,
+}
+
+/// State shared by every listener.
+#[derive(Debug)]
+pub struct AppState {
+    /// The live recipe, swapped on reload.
+    pub live: ArcSwap<LiveState>,
+    /// Pooled client for every backend.
+    pub client: reqwest::Client,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Limits.
+    pub limits: Limits,
+    /// Concurrency limit.
+    pub semaphore: Option<Arc<Semaphore>>,
+    /// Set while draining: `/ready` reports 503.
+    pub draining: AtomicBool,
+}
+
+/// Per-listener state: the shared state plus this listener's timeout.
+#[derive(Debug, Clone)]
+pub struct ListenerState {
+    /// Shared state.
+    pub app: Arc<AppState>,
+    /// The listener's `timeout`.
+    pub timeout: Duration,
+}
+
+/// The router of one listener.
+pub fn router(state: ListenerState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn ready(State(s): State<ListenerState>) -> Response {
+    let live = s.app.live.load();
+    if s.app.draining.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        )
+            .into_response();
+    }
+    if live.upstreams.any_ready() {
+        Json(json!({"status": "ready", "config_generation": live.generation})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": "no backend is healthy yet"})),
+        )
+            .into_response()
+    }
+}
+
+async fn models(State(s): State<ListenerState>) -> Json<Value> {
+    let live = s.app.live.load();
+    let c = &live.config;
+    let mut data: Vec<Value> = c
+        .auto_model_names
+        .iter()
+        .map(|n| {
+            json!({"id": n, "object": "model", "created": 0, "owned_by": "vllm-semantic-router",
+                   "description": "Intelligent Router for Mixture-of-Models",
+                   "routing": {"resolution": "virtual", "selectable": true, "default_route": true}})
+        })
+        .collect();
+    for (name, r) in &c.entrypoints {
+        let recipe = &c.recipes[*r];
+        data.push(
+            json!({"id": name, "object": "model", "created": 0, "owned_by": "vllm-semantic-router",
+            "description": recipe.description,
+            "routing": {"resolution": "virtual", "selectable": true, "recipe": recipe.name}}),
+        );
+    }
+    for m in &c.models {
+        data.push(json!({"id": m.card.name, "object": "model", "created": 0, "owned_by": "upstream-endpoint",
+            "routing": {"resolution": "passthrough", "selectable": true}}));
+    }
+    Json(json!({"object": "list", "data": data}))
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_string)
+}
+
+async fn chat(State(s): State<ListenerState>, req: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let rid = request_id(&parts.headers);
+    let mut resp = match chat_inner(&s, &parts.headers, body, &rid, started).await {
+        Ok(r) => r,
+        Err((e, model)) => {
+            s.app
+                .metrics
+                .errors
+                .with_label_values(&[model.as_str(), e.reason()])
+                .inc();
+            s.app
+                .metrics
+                .requests
+                .with_label_values(&["", model.as_str(), e.status().as_str()])
+                .inc();
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+type Failure = (ApiError, String);
+
+async fn chat_inner(
+    s: &ListenerState,
+    headers: &HeaderMap,
+    body: Body,
+    rid: &str,
+    started: Instant,
+) -> Result<Response, Failure> {
+    let app = &s.app;
+    let fail = |e: ApiError| (e, String::new());
+    let permit = match &app.semaphore {
+        Some(sem) => Some(sem.clone().try_acquire_owned().map_err(|_| {
+            fail(ApiError::Overloaded {
+                limit: app.limits.max_concurrency.unwrap_or(0),
+            })
+        })?),
+        None => None,
+    };
+    let limit = app.limits.max_body_bytes;
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(fail(ApiError::BodyTooLarge { limit }));
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| fail(ApiError::BodyTooLarge { limit }))?;
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|e| fail(ApiError::InvalidJson(e.to_string())))?;
+    let header_list: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let live = app.live.load_full();
+    let params = RouteParams {
+        signal_budget: app.limits.signal_budget,
+    };
+    let routed = route(&live, value, &header_list, params)
+        .await
+        .map_err(fail)?;
+    observe_routing(&app.metrics, &routed);
+    let model = routed.outcome.model.clone().unwrap_or_default();
+    let decision = routed.outcome.decision.clone().unwrap_or_default();
+    let debug = headers
+        .get("x-vsr-debug")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if let Some(message) = &routed.fast_response {
+        let mut resp = fast_response(message, routed.stream);
+        add_headers(resp.headers_mut(), &routed, debug, "fast_response");
+        resp.headers_mut()
+            .insert("x-vsr-fast-response", HeaderValue::from_static("true"));
+        app.metrics
+            .requests
+            .with_label_values(&[decision.as_str(), model.as_str(), "200"])
+            .inc();
+        return Ok(resp);
+    }
+    let ctx = ForwardCtx {
+        client: &app.client,
+        metrics: &app.metrics,
+        client_headers: headers,
+        request_id: rid,
+        timeout: s.timeout,
+        started,
+        permit,
+    };
+    let relayed = forward(&live, &routed, ctx)
+        .await
+        .map_err(|e| (e, model.clone()))?;
+    let mut resp = relayed.response;
+    add_headers(resp.headers_mut(), &routed, debug, "upstream");
+    let status = resp.status();
+    app.metrics
+        .requests
+        .with_label_values(&[decision.as_str(), model.as_str(), status.as_str()])
+        .inc();
+    app.metrics
+        .model_requests
+        .with_label_values(&[model.as_str()])
+        .inc();
+    tracing::info!(
+        request_id = rid,
+        decision = %decision,
+        model = %model,
+        backend = %relayed.backend,
+        attempts = relayed.attempts,
+        status = status.as_u16(),
+        routing_us = routed.routing.as_micros() as u64,
+        "routed"
+    );
+    Ok(resp)
+}
+
+fn observe_routing(m: &Metrics, r: &Routed) {
+    m.routing_seconds.observe(r.routing.as_secs_f64());
+    let t = &r.outcome.timings;
+    m.signals_seconds.observe((t.embed_ms + t.signals_ms) / 1e3);
+    for (family, metric) in &r.outcome.metrics {
+        m.family_seconds
+            .with_label_values(&[family.as_str()])
+            .observe(metric.execution_time_ms / 1e3);
+    }
+    if let Some(d) = &r.outcome.decision {
+        m.decisions.with_label_values(&[d.as_str()]).inc();
+    }
+}
+
+/// A header value from arbitrary text: non-visible bytes and `%` are percent-encoded.
+fn header_value(s: &str) -> HeaderValue {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `matched_signals` key → debug header suffix (contract §3.3).
+fn matched_header(key: &str) -> String {
+    match key {
+        "preferences" => "preference".to_string(),
+        "projection" => "projections".to_string(),
+        other => other.replace('_', "-"),
+    }
+}
+
+fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str) {
+    let o = &r.outcome;
+    let mut put = |name: &str, value: HeaderValue| {
+        if let Ok(n) = HeaderName::try_from(name) {
+            h.insert(n, value);
+        }
+    };
+    put("x-vsr-schema-version", HeaderValue::from_static("2"));
+    put("x-vsr-response-path", HeaderValue::from_static(path));
+    if let Some(m) = &o.model {
+        put("x-vsr-selected-model", header_value(m));
+    }
+    if o.kind != vllm_sr_engine::RouteKind::Auto {
+        return;
+    }
+    put("x-vsr-selected-recipe", header_value(&o.recipe));
+    if let Some(d) = &o.decision {
+        put("x-vsr-selected-decision", header_value(d));
+        put(
+            "x-vsr-selected-confidence",
+            header_value(&format!("{:.4}", o.confidence)),
+        );
+    }
+    put("x-vsr-selected-algorithm", header_value(&o.algorithm));
+    let reasoning = if r.applied.reasoning.unwrap_or(o.use_reasoning) {
+        "on"
+    } else {
+        "off"
+    };
+    put(
+        "x-vsr-selected-reasoning",
+        HeaderValue::from_static(reasoning),
+    );
+    let injected = if r.applied.injected_system_prompt {
+        "true"
+    } else {
+        "false"
+    };
+    put(
+        "x-vsr-injected-system-prompt",
+        HeaderValue::from_static(injected),
+    );
+    if !debug {
+        return;
+    }
+    for (family, names) in &o.matched_signals {
+        if !names.is_empty() {
+            put(
+                &format!("x-vsr-matched-{}", matched_header(family)),
+                header_value(&names.join(",")),
+            );
+        }
+    }
+    if let Some(domains) = o.matched_signals.get("domains").and_then(|d| d.first()) {
+        put("x-vsr-selected-category", header_value(domains));
+    }
+    put(
+        "x-vsr-context-token-count",
+        header_value(&o.context_token_count.to_string()),
+    );
+    if !o.skipped_signals.is_empty() {
+        put(
+            "x-vsr-skipped-signals",
+            header_value(&o.skipped_signals.join(",")),
+        );
+    }
+}
+
+/// The `fast_response` plugin's answer: a complete chat completion, or its SSE form.
+fn fast_response(message: &str, stream: bool) -> Response {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let id = format!("chatcmpl-fast-{now}");
+    if !stream {
+        return Json(json!({
+            "id": id, "object": "chat.completion", "created": now, "model": "router",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": message}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        }))
+        .into_response();
+    }
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": now, "model": "router",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let text = format!(
+        "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+        chunk(
+            json!({"role": "assistant", "content": message}),
+            Value::Null
+        ),
+        chunk(json!({}), json!("stop"))
+    );
+    let mut resp = Response::new(Body::from(text));
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
+    resp
+}

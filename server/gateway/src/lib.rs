@@ -1,0 +1,27 @@
+//! The vllm-sr data plane: an OpenAI-compatible proxy in front of the recipe's backends.
+//!
+//! - `server`: lifecycle (listeners, metrics listener, health checks, config watcher, reload,
+//!   graceful drain).
+//! - `http`: the listener's routes and the `x-vsr-*` response headers.
+//! - `service`: the transport-independent routing step (request → outcome → rewritten body);
+//!   a future Envoy ext_proc server calls the same function.
+//! - `rewrite`: the body rewrite of contract §9 and the request-side plugins.
+//! - `forward` and `upstream`: backend choice, retries, outlier ejection, streaming relay.
+//! - `error`: the one place a failure becomes an HTTP status.
+//!
+//! Model inference runs on the models crate's threads; handlers only await it.
+
+pub mod error;
+pub mod forward;
+pub mod http;
+pub mod live;
+pub mod metrics;
+pub mod rewrite;
+pub mod server;
+pub mod service;
+pub mod upstream;
+
+pub use error::ApiError;
+pub use http::Limits;
+pub use live::{BuildError, LiveState, ModelSource};
+pub use server::{BoundListener, Gateway, ServeOptions, StartError};

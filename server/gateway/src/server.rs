@@ -1,0 +1,385 @@
+//! The gateway's lifecycle: load the recipe, bind one listener per `listeners[]` entry and the
+//! metrics listener, start health checks and the config watcher, reload on demand, and drain
+//! on shutdown.
+//!
+//! Every background task runs on one `TaskTracker` and stops on one `CancellationToken`;
+//! shutdown stops accepting, lets in-flight requests finish within the grace period, then
+//! returns.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::http::{router, AppState, Limits, ListenerState};
+use crate::live::{BuildError, LiveState, ModelSource};
+use crate::metrics::Metrics;
+use crate::upstream::health::spawn_checks;
+
+/// Listener used when the recipe declares none (upstream's default).
+const DEFAULT_LISTENER: &str = "0.0.0.0:8899";
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The recipe file.
+    pub config_path: PathBuf,
+    /// Listen here instead of the recipe's `listeners[]` (tests, benchmarks).
+    pub listen: Option<Vec<SocketAddr>>,
+    /// Prometheus listener (`None`: off).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Embedding model reference (`None`: the offline default).
+    pub embedding_model: Option<String>,
+    /// Request limits.
+    pub limits: Limits,
+    /// Poll the recipe file for changes this often (`None`: only explicit reloads).
+    pub watch_interval: Option<Duration>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The recipe or its model.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({name}): {source}")]
+    Bind {
+        /// Listener name.
+        name: String,
+        /// Address.
+        addr: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The HTTP client or metrics could not be set up.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A bound listener.
+#[derive(Debug, Clone)]
+pub struct BoundListener {
+    /// Recipe listener name.
+    pub name: String,
+    /// Bound address.
+    pub addr: SocketAddr,
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    state: Arc<AppState>,
+    config_path: PathBuf,
+    models: Arc<ModelSource>,
+    listeners: Vec<BoundListener>,
+    metrics_addr: Option<SocketAddr>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    reload_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn http_client() -> Result<reqwest::Client, StartError> {
+    // Several crates may race to install a provider; any installed one is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))
+}
+
+impl Gateway {
+    /// Loads the recipe, binds every listener and starts serving.
+    ///
+    /// # Errors
+    /// An invalid recipe, a missing model, or an address that cannot be bound.
+    pub async fn start(opts: ServeOptions) -> Result<Self, StartError> {
+        let models = Arc::new(ModelSource::new(opts.embedding_model.clone()));
+        let path = opts.config_path.clone();
+        let m = models.clone();
+        let live = tokio::task::spawn_blocking(move || LiveState::load(&path, &m, None, 1))
+            .await
+            .map_err(|e| StartError::Setup(format!("loading task failed: {e}")))??;
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let mut live = live;
+        live.cancel = cancel.child_token();
+        let client = http_client()?;
+        spawn_checks(&live.upstreams, &client, &tracker, &live.cancel);
+        let metrics =
+            Arc::new(Metrics::new().map_err(|e| StartError::Setup(format!("metrics: {e}")))?);
+        metrics.generation.set(1.0);
+        let wanted: Vec<(String, String, Option<f64>)> = match &opts.listen {
+            Some(addrs) => addrs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (format!("listen-{i}"), a.to_string(), None))
+                .collect(),
+            None if live.config.listeners.is_empty() => {
+                vec![("default".into(), DEFAULT_LISTENER.into(), None)]
+            }
+            None => live
+                .config
+                .listeners
+                .iter()
+                .map(|l| {
+                    (
+                        l.name.clone(),
+                        format!("{}:{}", l.address, l.port),
+                        l.timeout_secs,
+                    )
+                })
+                .collect(),
+        };
+        let state = Arc::new(AppState {
+            live: ArcSwap::from_pointee(live),
+            client,
+            metrics,
+            limits: opts.limits,
+            semaphore: opts
+                .limits
+                .max_concurrency
+                .map(|n| Arc::new(Semaphore::new(n))),
+            draining: AtomicBool::new(false),
+        });
+        let mut bound = Vec::new();
+        for (name, addr, timeout) in wanted {
+            let listener = TcpListener::bind(&addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    name: name.clone(),
+                    addr: addr.clone(),
+                    source,
+                })?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| StartError::Setup(format!("listener {name}: {e}")))?;
+            let timeout = timeout
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .map_or(opts.limits.default_timeout, Duration::from_secs_f64);
+            let app = router(ListenerState {
+                app: state.clone(),
+                timeout,
+            });
+            let token = cancel.clone();
+            let listener_name = name.clone();
+            tracker.spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { token.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(listener = %listener_name, "listener stopped: {e}");
+                }
+            });
+            tracing::info!(listener = %name, addr = %local, "listening");
+            bound.push(BoundListener { name, addr: local });
+        }
+        let metrics_addr = match opts.metrics_addr {
+            Some(addr) => Some(serve_metrics(addr, &state, &tracker, &cancel).await?),
+            None => None,
+        };
+        let gw = Self {
+            state,
+            config_path: opts.config_path.clone(),
+            models,
+            listeners: bound,
+            metrics_addr,
+            cancel,
+            tracker,
+            reload_lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        if let Some(every) = opts.watch_interval {
+            gw.watch(every);
+        }
+        Ok(gw)
+    }
+
+    /// The bound data-plane listeners.
+    pub fn listeners(&self) -> &[BoundListener] {
+        &self.listeners
+    }
+
+    /// The bound metrics address.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The live state now.
+    pub fn live(&self) -> Arc<LiveState> {
+        self.state.live.load_full()
+    }
+
+    /// Reloads the recipe: validate, build, swap atomically. An invalid file keeps the old
+    /// state running; every error is logged and returned.
+    ///
+    /// # Errors
+    /// The new recipe's problems.
+    pub async fn reload(&self) -> Result<u64, Arc<BuildError>> {
+        reload(&self.reload_ctx()).await
+    }
+
+    fn reload_ctx(&self) -> ReloadCtx {
+        ReloadCtx {
+            state: self.state.clone(),
+            path: self.config_path.clone(),
+            models: self.models.clone(),
+            cancel: self.cancel.clone(),
+            tracker: self.tracker.clone(),
+            lock: self.reload_lock.clone(),
+        }
+    }
+
+    fn watch(&self, every: Duration) {
+        let ctx = self.reload_ctx();
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            let mut last = stamp(&ctx.path).await;
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(every) => {}
+                }
+                let now = stamp(&ctx.path).await;
+                if now != last {
+                    last = now;
+                    tracing::info!(path = %ctx.path.display(), "recipe file changed; reloading");
+                    let _ = reload(&ctx).await;
+                }
+            }
+        });
+    }
+
+    /// Stops accepting, waits up to `grace` for in-flight requests, then stops every
+    /// background task. Returns false when the grace period ran out.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.state.draining.store(true, Ordering::Relaxed);
+        self.cancel.cancel();
+        self.tracker.close();
+        let drained = tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok();
+        if drained {
+            tracing::info!("shut down cleanly");
+        } else {
+            tracing::warn!(?grace, "grace period over; closing remaining connections");
+        }
+        drained
+    }
+}
+
+#[derive(Debug)]
+struct ReloadCtx {
+    state: Arc<AppState>,
+    path: PathBuf,
+    models: Arc<ModelSource>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+async fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let m = tokio::fs::metadata(path).await.ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+async fn reload(ctx: &ReloadCtx) -> Result<u64, Arc<BuildError>> {
+    let _one_at_a_time = ctx.lock.lock().await;
+    let previous = ctx.state.live.load_full();
+    let generation = previous.generation + 1;
+    let path = ctx.path.clone();
+    let models = ctx.models.clone();
+    let prev = previous.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        LiveState::load(&path, &models, Some(&prev), generation)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(BuildError::Invalid {
+            path: ctx.path.clone(),
+            errors: vec![format!("reload task failed: {e}")],
+        })
+    });
+    let metrics = &ctx.state.metrics;
+    match built {
+        Ok(mut live) => {
+            if live.config.listeners != previous.config.listeners {
+                tracing::warn!(
+                    "listeners changed in the recipe; restart vllm-sr to bind the new ones"
+                );
+            }
+            live.cancel = ctx.cancel.child_token();
+            spawn_checks(
+                &live.upstreams,
+                &ctx.state.client,
+                &ctx.tracker,
+                &live.cancel,
+            );
+            ctx.state.live.store(Arc::new(live));
+            previous.cancel.cancel();
+            metrics.reloads.with_label_values(&["success"]).inc();
+            metrics.generation.set(generation as f64);
+            tracing::info!(generation, path = %ctx.path.display(), "config reloaded");
+            Ok(generation)
+        }
+        Err(e) => {
+            metrics.reloads.with_label_values(&["failure"]).inc();
+            tracing::error!(
+                "reload rejected; generation {} keeps serving. {e}",
+                previous.generation
+            );
+            Err(Arc::new(e))
+        }
+    }
+}
+
+async fn serve_metrics(
+    addr: SocketAddr,
+    state: &Arc<AppState>,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Result<SocketAddr, StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            name: "metrics".into(),
+            addr: addr.to_string(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| StartError::Setup(format!("metrics listener: {e}")))?;
+    let s = state.clone();
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let s = s.clone();
+            async move {
+                let live = s.live.load();
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    s.metrics.render(&live.upstreams),
+                )
+            }
+        }),
+    );
+    let token = cancel.clone();
+    tracker.spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await;
+    });
+    tracing::info!(addr = %local, "metrics listening");
+    Ok(local)
+}

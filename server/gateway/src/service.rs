@@ -1,0 +1,154 @@
+//! The routing service: an OpenAI chat body and its headers in, the routing outcome and the
+//! rewritten body out. Transport-independent: the HTTP proxy calls it today and an Envoy
+//! ext_proc server can call the very same function.
+//!
+//! The embedding batch runs on the model's own threads under the signal budget; when the
+//! budget passes, embedding-backed families count as unmatched and the outcome lists them as
+//! skipped. Everything else here is microseconds of CPU.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use vllm_sr_config::model::{HeaderMutation, ModelId, Plugin};
+use vllm_sr_engine::{Outcome, RequestError, RequestView, RouteKind, RouteOptions};
+
+use crate::error::ApiError;
+use crate::live::LiveState;
+use crate::rewrite::{self, Applied};
+
+/// A routed request, ready to forward.
+#[derive(Debug)]
+pub struct Routed {
+    /// What the engine decided (for an explicit model: a direct outcome).
+    pub outcome: Outcome,
+    /// The logical model to forward to.
+    pub model: ModelId,
+    /// The body to forward, rewritten except for `model` (set per backend).
+    pub body: Map<String, Value>,
+    /// What the rewrite did.
+    pub applied: Applied,
+    /// The decision's `header_mutation`, applied to the upstream request.
+    pub header_mutation: Option<HeaderMutation>,
+    /// The decision's `fast_response` message: answer without calling a backend.
+    pub fast_response: Option<String>,
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// Time spent routing.
+    pub routing: Duration,
+}
+
+/// Per-request knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteParams {
+    /// Deadline of the embedding batch.
+    pub signal_budget: Duration,
+}
+
+/// Routes one chat-completions request.
+///
+/// # Errors
+/// A body that is not a chat request (400), an unknown model (404), or a route that ends on
+/// no model (503).
+pub async fn route(
+    live: &LiveState,
+    body: Value,
+    headers: &[(String, String)],
+    params: RouteParams,
+) -> Result<Routed, ApiError> {
+    let started = Instant::now();
+    let view = RequestView::from_json(&body).map_err(request_error)?;
+    let view = view.with_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let Value::Object(mut body) = body else {
+        return Err(request_error(RequestError::NotAnObject));
+    };
+    let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let plan = live.engine.plan(view, RouteOptions::default());
+    if plan.kind == RouteKind::Unknown {
+        return Err(ApiError::ModelNotFound {
+            model: plan.request.model.clone(),
+            known: live.model_names().join(", "),
+        });
+    }
+    let (vectors, embed_ms) = embed(live, &plan.texts, params.signal_budget).await;
+    let outcome = live.engine.evaluate(plan, vectors.as_deref(), embed_ms);
+    let Some(model) = outcome
+        .model
+        .as_deref()
+        .and_then(|m| live.config.model_by_name(m))
+    else {
+        return Err(ApiError::NoBackend {
+            model: outcome.requested_model.clone(),
+            reason: "no decision matched and the recipe has no providers.defaults.default_model"
+                .into(),
+        });
+    };
+    let mut routed = Routed {
+        model,
+        body: Map::new(),
+        applied: Applied::default(),
+        header_mutation: None,
+        fast_response: None,
+        stream,
+        routing: Duration::ZERO,
+        outcome,
+    };
+    if routed.outcome.kind == RouteKind::Auto {
+        let decision = routed
+            .outcome
+            .decision
+            .as_deref()
+            .and_then(|d| live.decision(&routed.outcome.recipe, d));
+        routed.applied = rewrite::apply_routed(
+            &mut body,
+            &live.config,
+            &routed.outcome,
+            decision,
+            live.dialect(model),
+        );
+        for p in decision.map(|d| d.plugins.as_slice()).unwrap_or_default() {
+            match p {
+                Plugin::HeaderMutation(h) => routed.header_mutation = Some(h.clone()),
+                Plugin::FastResponse { message } => routed.fast_response = Some(message.clone()),
+                _ => {}
+            }
+        }
+    }
+    routed.body = body;
+    routed.routing = started.elapsed();
+    Ok(routed)
+}
+
+/// Embeds the plan's texts within the budget; `None` when the model missed it or failed.
+async fn embed(
+    live: &LiveState,
+    texts: &[String],
+    budget: Duration,
+) -> (Option<Vec<Vec<f32>>>, f64) {
+    if texts.is_empty() {
+        return (Some(Vec::new()), 0.0);
+    }
+    let Some(embedder) = &live.embedder else {
+        return (None, 0.0);
+    };
+    let t = Instant::now();
+    let result = embedder.embed_with_timeout(texts.to_vec(), budget).await;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    match result {
+        Ok(v) => (Some(v.iter().map(|e| e.as_slice().to_vec()).collect()), ms),
+        Err(e) => {
+            tracing::warn!(error = %e, "embedding missed the signal budget or failed; embedding-backed signals count as unmatched");
+            (None, ms)
+        }
+    }
+}
+
+fn request_error(e: RequestError) -> ApiError {
+    let param = match e {
+        RequestError::MissingMessages => Some("messages".to_string()),
+        _ => None,
+    };
+    ApiError::InvalidRequest {
+        message: e.to_string(),
+        param,
+    }
+}

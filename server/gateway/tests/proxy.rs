@@ -1,0 +1,605 @@
+//! End-to-end tests of the data plane through real listeners: a keyword-only recipe (no model
+//! needed) in front of mock OpenAI backends that speak the real protocol.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    reason = "tests"
+)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use vllm_sr_gateway::{Gateway, Limits, ServeOptions};
+use vllm_sr_testkit::{Behavior, MockBackend};
+
+struct Setup {
+    gw: Gateway,
+    fast: MockBackend,
+    think_a: MockBackend,
+    think_b: MockBackend,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    client: reqwest::Client,
+}
+
+fn recipe(fast: &str, a: &str, b: &str, extra_keyword: &str) -> String {
+    format!(
+        r#"
+version: v0.3
+listeners:
+  - {{name: http, address: 127.0.0.1, port: 0, timeout: 2s}}
+providers:
+  defaults:
+    default_model: fast
+    reasoning_families:
+      qwen3: {{type: chat_template_kwargs, parameter: enable_thinking}}
+  models:
+    - name: fast
+      provider_model_id: Qwen/Qwen3-1.7B
+      backend_refs: [{{name: primary, endpoint: "{fast}"}}]
+    - name: thinker
+      provider_model_id: Qwen/Qwen3-8B
+      reasoning_family: qwen3
+      reliability:
+        lb_policy: round_robin
+        retry_count: 1
+        retry_on: connect-failure,5xx
+        consecutive_5xx: 2
+        base_ejection_time: 60s
+        max_ejection_percent: 50
+      backend_refs:
+        - {{name: a, endpoint: "{a}"}}
+        - {{name: b, endpoint: "{b}"}}
+routing:
+  modelCards:
+    - {{name: fast}}
+    - {{name: thinker}}
+  signals:
+    keywords:
+      - name: reasoning_kw
+        operator: OR
+        keywords: [prove, step by step{extra_keyword}]
+      - name: canned_kw
+        operator: OR
+        keywords: [ping the router]
+  decisions:
+    - name: reasoning
+      priority: 200
+      rules: {{operator: OR, conditions: [{{type: keyword, name: reasoning_kw}}]}}
+      modelRefs: [{{model: thinker, use_reasoning: true, reasoning_effort: high}}]
+      plugins:
+        - type: system_prompt
+          configuration: {{system_prompt: "You are careful.", mode: insert}}
+        - type: header_mutation
+          configuration: {{add: [{{name: x-lane, value: reasoning}}]}}
+    - name: canned
+      priority: 150
+      rules: {{operator: OR, conditions: [{{type: keyword, name: canned_kw}}]}}
+      modelRefs: [{{model: fast}}]
+      plugins:
+        - type: fast_response
+          configuration: {{message: "pong"}}
+    - name: everyday
+      priority: 100
+      rules: {{operator: AND, conditions: []}}
+      modelRefs: [{{model: fast}}]
+"#
+    )
+}
+
+async fn setup_with(limits: Limits) -> Setup {
+    let named = |n: &str| Behavior {
+        name: n.to_string(),
+        ..Behavior::default()
+    };
+    let fast = MockBackend::start(named("fast")).await.unwrap();
+    let think_a = MockBackend::start(named("think-a")).await.unwrap();
+    let think_b = MockBackend::start(named("think-b")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("recipe.yaml");
+    std::fs::write(
+        &path,
+        recipe(
+            &fast.endpoint(),
+            &think_a.endpoint(),
+            &think_b.endpoint(),
+            "",
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(ServeOptions {
+        config_path: path.clone(),
+        listen: None,
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+        embedding_model: None,
+        limits,
+        watch_interval: Some(Duration::from_millis(100)),
+    })
+    .await
+    .unwrap();
+    Setup {
+        gw,
+        fast,
+        think_a,
+        think_b,
+        _dir: dir,
+        path,
+        client: reqwest::Client::new(),
+    }
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_body_bytes: 64 * 1024,
+        max_concurrency: Some(64),
+        signal_budget: Duration::from_millis(500),
+        default_timeout: Duration::from_secs(5),
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with(limits()).await
+}
+
+impl Setup {
+    fn addr(&self) -> SocketAddr {
+        self.gw.listeners()[0].addr
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr())
+    }
+
+    async fn chat(&self, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn chat_with(&self, body: Value, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(self.url("/v1/chat/completions"))
+            .json(&body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+fn ask(model: &str, text: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": text}], "temperature": 0.2, "x_vendor_field": {"keep": true}})
+}
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+async fn error_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"].is_string(),
+        "OpenAI error shape: {body}"
+    );
+    assert!(body["error"]["type"].is_string(), "{body}");
+    assert!(body["error"].get("param").is_some(), "{body}");
+    (status, body)
+}
+
+#[tokio::test]
+async fn routes_by_decision_and_rewrites_the_body() {
+    let s = setup().await;
+    let r = s
+        .chat(ask("auto", "Please prove that sqrt(2) is irrational"))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-vsr-selected-decision"), "reasoning");
+    assert_eq!(header(&r, "x-vsr-selected-model"), "thinker");
+    assert_eq!(header(&r, "x-vsr-selected-reasoning"), "on");
+    assert_eq!(header(&r, "x-vsr-injected-system-prompt"), "true");
+    assert!(!header(&r, "x-request-id").is_empty());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert!(body["usage"]["total_tokens"].as_u64().unwrap() > 0);
+
+    let sent = s
+        .think_a
+        .last()
+        .or_else(|| s.think_b.last())
+        .expect("a thinker backend got it");
+    assert_eq!(sent.body["model"], "Qwen/Qwen3-8B");
+    assert_eq!(sent.body["chat_template_kwargs"]["enable_thinking"], true);
+    assert_eq!(
+        sent.body["messages"][0],
+        json!({"role": "system", "content": "You are careful."})
+    );
+    assert_eq!(sent.body["temperature"], 0.2);
+    assert_eq!(
+        sent.body["x_vendor_field"],
+        json!({"keep": true}),
+        "unknown fields pass through"
+    );
+    assert_eq!(sent.header("x-lane"), Some("reasoning"));
+    assert_eq!(sent.header("x-selected-model"), Some("thinker"));
+    assert!(s.fast.last().is_none());
+
+    let r = s.chat(ask("MoM", "what is the capital of France?")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-vsr-selected-decision"), "everyday");
+    assert_eq!(header(&r, "x-vsr-selected-reasoning"), "off");
+    assert_eq!(header(&r, "x-vsr-injected-system-prompt"), "false");
+    let sent = s.fast.last().unwrap();
+    assert_eq!(sent.body["model"], "Qwen/Qwen3-1.7B");
+    assert!(sent.body.get("chat_template_kwargs").is_none());
+}
+
+#[tokio::test]
+async fn explicit_model_bypasses_routing_and_debug_headers_list_signals() {
+    let s = setup().await;
+    let r = s.chat(ask("fast", "please prove it")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-vsr-selected-model"), "fast");
+    assert_eq!(header(&r, "x-vsr-selected-decision"), "");
+    assert_eq!(s.fast.last().unwrap().body["model"], "Qwen/Qwen3-1.7B");
+
+    let r = s
+        .chat_with(
+            ask("auto", "step by step please"),
+            &[("x-vsr-debug", "true"), ("x-request-id", "req-42")],
+        )
+        .await;
+    assert_eq!(header(&r, "x-vsr-matched-keywords"), "reasoning_kw");
+    assert_eq!(header(&r, "x-request-id"), "req-42");
+    assert!(!header(&r, "x-vsr-context-token-count").is_empty());
+    assert_eq!(
+        s.think_a
+            .last()
+            .or_else(|| s.think_b.last())
+            .unwrap()
+            .header("x-request-id"),
+        Some("req-42")
+    );
+}
+
+#[tokio::test]
+async fn streaming_relays_every_chunk_in_order_with_headers_first() {
+    let s = setup().await;
+    s.fast.set(|b| {
+        b.chunks = 6;
+        b.chunk_delay = Duration::from_millis(20);
+    });
+    let mut body = ask("auto", "hello there");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let r = s.chat(body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-type"), "text/event-stream");
+    assert_eq!(header(&r, "x-vsr-selected-decision"), "everyday");
+    let mut stream = r.bytes_stream();
+    let mut text = String::new();
+    let mut pieces = 0;
+    while let Some(chunk) = stream.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        pieces += 1;
+    }
+    assert!(
+        pieces > 1,
+        "chunks arrive separately, not buffered ({pieces})"
+    );
+    let frames: Vec<&str> = text.split("\n\n").filter(|f| !f.is_empty()).collect();
+    assert_eq!(frames.last(), Some(&"data: [DONE]"));
+    let content: String = frames
+        .iter()
+        .filter_map(|f| f.strip_prefix("data: "))
+        .filter(|f| *f != "[DONE]")
+        .map(|f| serde_json::from_str::<Value>(f).unwrap())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(content, "fast-0 fast-1 fast-2 fast-3 fast-4 fast-5 ");
+    assert!(
+        frames.iter().any(|f| f.contains("\"usage\"")),
+        "final usage chunk relayed"
+    );
+}
+
+#[tokio::test]
+async fn client_disconnect_cancels_the_upstream_stream() {
+    let s = setup().await;
+    s.fast.set(|b| {
+        b.chunks = 50;
+        b.chunk_delay = Duration::from_millis(50);
+    });
+    let mut body = ask("auto", "hello");
+    body["stream"] = json!(true);
+    let r = s.chat(body).await;
+    let mut stream = r.bytes_stream();
+    let _first = stream.next().await;
+    drop(stream);
+    let mut aborted = false;
+    for _ in 0..40 {
+        if s.fast.aborted_streams() == 1 {
+            aborted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(aborted, "the backend saw the stream abandoned");
+}
+
+#[tokio::test]
+async fn error_cases_are_openai_shaped_with_the_right_status() {
+    let s = setup_with(Limits {
+        max_concurrency: Some(1),
+        ..limits()
+    })
+    .await;
+    let raw = s
+        .client
+        .post(s.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(raw).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid_json");
+
+    let (status, body) = error_of(s.chat(json!({"model": "auto"})).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["param"], "messages");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("messages"));
+
+    let (status, body) = error_of(s.chat(ask("gpt-9", "hi")).await).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "model_not_found");
+    assert!(body["error"]["message"].as_str().unwrap().contains("auto"));
+
+    let (status, _) = error_of(s.client.get(s.url("/v1/embeddings")).send().await.unwrap()).await;
+    assert_eq!(status, 404);
+
+    let big = "x".repeat(70 * 1024);
+    let (status, body) = error_of(s.chat(ask("auto", &big)).await).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "request_too_large");
+
+    // One slow request holds the only permit; the next is refused with 429.
+    s.fast.set(|b| b.latency = Duration::from_millis(400));
+    let slow = s.chat(ask("auto", "hi"));
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.chat(ask("auto", "hi")).await
+    };
+    let (first, second) = tokio::join!(slow, second);
+    assert_eq!(first.status(), 200);
+    let (status, body) = error_of(second).await;
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+
+    // Listener timeout is 2 s: a backend slower than that is a 504 naming the backend.
+    s.fast.set(|b| b.latency = Duration::from_secs(3));
+    let (status, body) = error_of(s.chat(ask("auto", "hi")).await).await;
+    assert_eq!(status, 504);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fast_primary"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn fast_response_answers_without_a_backend() {
+    let s = setup().await;
+    let r = s.chat(ask("auto", "ping the router please")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-vsr-fast-response"), "true");
+    assert_eq!(header(&r, "x-vsr-selected-decision"), "canned");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "pong");
+    assert_eq!(s.fast.served(), 0);
+}
+
+#[tokio::test]
+async fn dead_backend_is_retried_then_ejected_and_a_502_names_the_backend() {
+    let s = setup().await;
+    // Backend a fails every request; round robin alternates, retries go to b.
+    s.think_a.set(|b| {
+        b.fail_status = 503;
+        b.fail_count = 1000;
+    });
+    for _ in 0..6 {
+        let r = s.chat(ask("auto", "prove it")).await;
+        assert_eq!(r.status(), 200, "a retry on b hides a's failure");
+    }
+    let a_before = s.think_a.served();
+    assert!(
+        a_before <= 3,
+        "a is ejected after 2 consecutive 5xx (served {a_before})"
+    );
+    for _ in 0..4 {
+        assert_eq!(s.chat(ask("auto", "prove it")).await.status(), 200);
+    }
+    assert_eq!(
+        s.think_a.served(),
+        a_before,
+        "no traffic to an ejected backend"
+    );
+
+    // With both down, the answer is a 502 that names the backend and the cause.
+    s.think_b.set(|b| {
+        b.fail_status = 500;
+        b.fail_count = 1000;
+    });
+    let (status, body) = error_of(s.chat(ask("auto", "prove it")).await).await;
+    assert_eq!(status, 502);
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("thinker_"), "{msg}");
+    assert!(msg.contains("HTTP 50"), "{msg}");
+
+    let metrics = s
+        .client
+        .get(format!("http://{}/metrics", s.gw.metrics_addr().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vsr_backend_ejections_total{backend=\"thinker_a\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics
+        .contains("vsr_requests_total{decision=\"reasoning\",model=\"thinker\",status=\"200\"}"));
+    assert!(metrics.contains("llm_model_routing_latency_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_a_502_naming_the_backend() {
+    let s = setup().await;
+    // Stop the fast backend: its port now refuses connections.
+    let Setup {
+        gw, fast, client, ..
+    } = s;
+    fast.shutdown().await;
+    let r = client
+        .post(format!(
+            "http://{}/v1/chat/completions",
+            gw.listeners()[0].addr
+        ))
+        .json(&ask("auto", "hello"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(r).await;
+    assert_eq!(status, 502);
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("fast_primary") && msg.contains("connection"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn models_health_and_ready() {
+    let s = setup().await;
+    let models: Value = s
+        .client
+        .get(s.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["object"], "list");
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    for want in ["auto", "MoM", "vllm-sr/auto", "fast", "thinker"] {
+        assert!(ids.contains(&want), "{want} in {ids:?}");
+    }
+    assert_eq!(
+        s.client
+            .get(s.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        s.client.get(s.url("/ready")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn hot_reload_applies_a_valid_file_and_keeps_the_old_one_on_errors() {
+    let s = setup().await;
+    assert_eq!(
+        s.chat(ask("auto", "use a whiteboard")).await.headers()["x-vsr-selected-decision"],
+        "everyday"
+    );
+    std::fs::write(
+        &s.path,
+        recipe(
+            &s.fast.endpoint(),
+            &s.think_a.endpoint(),
+            &s.think_b.endpoint(),
+            ", whiteboard",
+        ),
+    )
+    .unwrap();
+    let mut generation = 1;
+    for _ in 0..50 {
+        generation = s.gw.live().generation;
+        if generation == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(generation, 2, "the watcher reloaded the changed file");
+    assert_eq!(
+        s.chat(ask("auto", "use a whiteboard")).await.headers()["x-vsr-selected-decision"],
+        "reasoning"
+    );
+
+    std::fs::write(&s.path, "version: v0.3\nrouting: [this is not valid\n").unwrap();
+    let err =
+        s.gw.reload()
+            .await
+            .expect_err("an invalid file is rejected");
+    assert!(err.to_string().contains("not a valid recipe"), "{err}");
+    assert_eq!(s.gw.live().generation, 2, "the old config keeps serving");
+    assert_eq!(s.chat(ask("auto", "use a whiteboard")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests() {
+    let s = setup().await;
+    s.fast.set(|b| b.latency = Duration::from_millis(300));
+    let url = s.url("/v1/chat/completions");
+    let client = s.client.clone();
+    let in_flight =
+        tokio::spawn(async move { client.post(url).json(&ask("auto", "hi")).send().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let Setup { gw, .. } = s;
+    let addr = gw.listeners()[0].addr;
+    assert!(
+        gw.shutdown(Duration::from_secs(5)).await,
+        "drained within the grace period"
+    );
+    let r = in_flight.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200, "the in-flight request completed");
+    assert!(
+        reqwest::get(format!("http://{addr}/health")).await.is_err(),
+        "no longer accepting"
+    );
+}
