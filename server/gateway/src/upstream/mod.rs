@@ -199,17 +199,22 @@ impl Pool {
             }
             LbPolicy::Random => by_ticket(fastrand::u64(0..total)),
             LbPolicy::LeastRequest => {
-                // Power of two choices among weighted random picks; fewest in flight per
-                // unit of weight wins.
-                let a = by_ticket(fastrand::u64(0..total));
-                let b = by_ticket(fastrand::u64(0..total));
+                // Fewest requests in flight per unit of weight; ties broken by weight. Pools
+                // are small (a handful of backends), so a full scan beats sampling two.
                 let load =
                     |i: usize| f64::from(self.backends[i].inflight()) / self.weight(i) as f64;
-                if load(b) < load(a) {
-                    b
-                } else {
-                    a
+                let min = c.iter().map(|i| load(*i)).fold(f64::INFINITY, f64::min);
+                let tied: Vec<usize> = c.iter().copied().filter(|i| load(*i) <= min).collect();
+                let total: u64 = tied.iter().map(|i| self.weight(*i)).sum();
+                let mut t = fastrand::u64(0..total.max(1));
+                for i in &tied {
+                    let w = self.weight(*i);
+                    if t < w {
+                        return *i;
+                    }
+                    t -= w;
                 }
+                tied[0]
             }
         }
     }

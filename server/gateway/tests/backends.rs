@@ -1,0 +1,163 @@
+//! Backend handling end to end: active health checks and `/ready`, load-balancing weights and
+//! policies, provider credentials, reasoning-effort injection.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod common;
+
+use common::*;
+
+#[tokio::test]
+async fn health_checks_steer_traffic_and_drive_ready() {
+    let m = mocks(2).await;
+    let yaml = one_model(
+        "{lb_policy: round_robin, health_check_path: /health, health_check_interval: 50ms, health_check_timeout: 1s}",
+        &format!("[{{name: a, endpoint: \"{}\"}}, {{name: b, endpoint: \"{}\"}}]", m[0].endpoint(), m[1].endpoint()),
+        "",
+    );
+    let (gw, _dir) = start_yaml(&yaml).await;
+    let addr = gw.listeners()[0].addr;
+    let client = reqwest::Client::new();
+    let ready = |c: reqwest::Client| async move {
+        c.get(format!("http://{addr}/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert!(eventually(|| m[0].health_checks() > 0 && m[1].health_checks() > 0).await);
+    assert!(eventually(|| gw.live().upstreams.any_ready()).await);
+    assert_eq!(ready(client.clone()).await, 200);
+
+    m[0].set(|b| b.health_status = 503);
+    let checks = m[0].health_checks();
+    assert!(eventually(|| m[0].health_checks() > checks + 1).await);
+    let before = m[0].served();
+    for _ in 0..6 {
+        assert_eq!(post(&client, addr, &hello()).await.status(), 200);
+    }
+    assert_eq!(
+        m[0].served(),
+        before,
+        "an unhealthy backend gets no traffic"
+    );
+    assert_eq!(m[1].served(), 6);
+
+    m[1].set(|b| b.health_status = 500);
+    let checks = m[1].health_checks();
+    assert!(eventually(|| m[1].health_checks() > checks + 1).await);
+    assert_eq!(
+        ready(client.clone()).await,
+        503,
+        "no healthy backend: not ready"
+    );
+
+    m[0].set(|b| b.health_status = 200);
+    let checks = m[0].health_checks();
+    assert!(eventually(|| m[0].health_checks() > checks + 1).await);
+    assert_eq!(ready(client.clone()).await, 200, "recovered");
+}
+
+#[tokio::test]
+async fn weights_shape_round_robin_and_random() {
+    let m = mocks(2).await;
+    let backends = format!(
+        "[{{name: a, endpoint: \"{}\", weight: 3}}, {{name: b, endpoint: \"{}\", weight: 1}}]",
+        m[0].endpoint(),
+        m[1].endpoint()
+    );
+    let (gw, _dir) = start_yaml(&one_model("{lb_policy: round_robin}", &backends, "")).await;
+    let client = reqwest::Client::new();
+    for _ in 0..40 {
+        post(&client, gw.listeners()[0].addr, &hello()).await;
+    }
+    assert_eq!(
+        (m[0].served(), m[1].served()),
+        (30, 10),
+        "round robin honours 3:1 weights exactly"
+    );
+
+    let (gw, _dir) = start_yaml(&one_model("{lb_policy: random}", &backends, "")).await;
+    for _ in 0..200 {
+        post(&client, gw.listeners()[0].addr, &hello()).await;
+    }
+    let a = m[0].served() - 30;
+    assert!(
+        (120..=180).contains(&a),
+        "random picks a about 3/4 of the time ({a}/200)"
+    );
+}
+
+#[tokio::test]
+async fn least_request_prefers_the_idle_backend() {
+    let m = mocks(2).await;
+    m[0].set(|b| b.latency = std::time::Duration::from_millis(300));
+    let backends = format!(
+        "[{{name: a, endpoint: \"{}\"}}, {{name: b, endpoint: \"{}\"}}]",
+        m[0].endpoint(),
+        m[1].endpoint()
+    );
+    let (gw, _dir) = start_yaml(&one_model("{lb_policy: least_request}", &backends, "")).await;
+    let addr = gw.listeners()[0].addr;
+    let client = reqwest::Client::new();
+    // Keep four slow requests in flight on a, then send more sequentially.
+    let body = hello();
+    let slow: Vec<_> = (0..4).map(|_| post(&client, addr, &body)).collect();
+    let fast = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        for _ in 0..20 {
+            post(&client, addr, &body).await;
+        }
+    };
+    let _ = tokio::join!(futures_util::future::join_all(slow), fast);
+    assert!(
+        m[1].served() >= 16,
+        "the idle backend took most of the later requests (b {})",
+        m[1].served()
+    );
+}
+
+#[tokio::test]
+async fn provider_key_replaces_the_client_credential_and_effort_is_injected() {
+    let m = mocks(1).await;
+    let backends = format!(
+        "[{{name: a, endpoint: \"{}\", api_key: sk-backend, extra_headers: {{x-org: acme}}}}]",
+        m[0].endpoint()
+    );
+    let (gw, _dir) = start_yaml(&one_model(
+        "{}",
+        &backends,
+        "      reasoning_family: effort",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let mut body = hello();
+    body["reasoning_effort"] = serde_json::json!("minimal");
+    let r = client
+        .post(format!(
+            "http://{}/v1/chat/completions",
+            gw.listeners()[0].addr
+        ))
+        .header("authorization", "Bearer client-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sent = m[0].last().unwrap();
+    assert_eq!(sent.header("authorization"), Some("Bearer sk-backend"));
+    assert_eq!(sent.header("x-org"), Some("acme"));
+    assert_eq!(sent.body["model"], "org/model-m");
+    // vLLM dialect: the effort goes into chat_template_kwargs; the client's top-level one is removed.
+    assert_eq!(
+        sent.body["chat_template_kwargs"]["reasoning_effort"],
+        "high"
+    );
+    assert!(sent.body.get("reasoning_effort").is_none());
+}
