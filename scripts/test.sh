@@ -21,6 +21,20 @@ bash scripts/fetch-models.sh
 # Model-backed tests must not skip in CI: a missing model is a failure there.
 export VLLM_SR_REQUIRE_MODELS=1
 
+step "test clients (curl; the official openai Python SDK in .cache/venv-test)"
+if ! command -v curl >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq curl
+fi
+VENV="$ROOT/.cache/venv-test"
+if ! "$VENV/bin/python" -c "import openai" >/dev/null 2>&1; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check openai
+fi
+"$VENV/bin/python" -c "import openai; print('openai', openai.__version__)"
+export VLLM_SR_TEST_PYTHON="$VENV/bin/python"
+# Tests that need these clients fail instead of skipping.
+export VLLM_SR_REQUIRE_TOOLS=1
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
