@@ -244,8 +244,11 @@ impl Gateway {
     fn watch(&self, every: Duration) {
         let ctx = self.reload_ctx();
         let cancel = self.cancel.clone();
+        // The baseline is the file as loaded, taken before the task first runs.
+        let mut last = std::fs::metadata(&ctx.path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
         self.tracker.spawn(async move {
-            let mut last = stamp(&ctx.path).await;
             loop {
                 tokio::select! {
                     () = cancel.cancelled() => break,

@@ -421,3 +421,38 @@ async fn shutdown_drains_in_flight_requests() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn a_stream_cut_upstream_ends_the_client_stream_without_done() {
+    let s = setup().await;
+    s.fast.set(|b| {
+        b.chunks = 6;
+        b.chunk_delay = Duration::from_millis(20);
+        b.cut_after = Some(2);
+    });
+    let mut body = ask("auto", "hello");
+    body["stream"] = json!(true);
+    let r = s.chat(body).await;
+    assert_eq!(r.status(), 200, "the head was already relayed");
+    let mut stream = r.bytes_stream();
+    let mut text = String::new();
+    let mut errored = false;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("the client stream ends instead of hanging")
+    {
+        match chunk {
+            Ok(b) => text.push_str(std::str::from_utf8(&b).unwrap()),
+            Err(_) => {
+                errored = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        text.contains("fast-0"),
+        "chunks before the cut arrive: {text}"
+    );
+    assert!(!text.contains("[DONE]"), "no [DONE] after a cut");
+    assert!(errored, "the client sees the stream fail, not a clean end");
+}

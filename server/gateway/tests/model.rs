@@ -1,0 +1,86 @@
+//! The quickstart recipe (keywords plus an embedding signal) through the gateway with the real
+//! offline embedding model. Needs a release build and the model from `scripts/fetch-models.sh`;
+//! skips otherwise, unless `VLLM_SR_REQUIRE_MODELS=1` (CI) makes a missing model a failure.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    reason = "tests"
+)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use vllm_sr_gateway::{Gateway, ServeOptions};
+use vllm_sr_models::{ModelRegistry, DEFAULT_EMBEDDING_MODEL};
+
+fn model_available() -> bool {
+    if cfg!(debug_assertions) {
+        eprintln!("skipping: model-backed routing needs a release build");
+        return false;
+    }
+    match ModelRegistry::from_env().resolve(DEFAULT_EMBEDDING_MODEL) {
+        Ok(_) => true,
+        Err(e) if std::env::var("VLLM_SR_REQUIRE_MODELS").is_ok_and(|v| v == "1") => panic!("{e}"),
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quickstart_routes_by_embedding_similarity_through_the_proxy() {
+    if !model_available() {
+        return;
+    }
+    let m = mocks(1).await;
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/quickstart.yaml");
+    let text = std::fs::read_to_string(quickstart).unwrap().replace(
+        "${OPENAI_COMPAT_ENDPOINT:-127.0.0.1:8000}",
+        &m[0].endpoint(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quickstart.yaml");
+    std::fs::write(&path, text).unwrap();
+    let gw = Gateway::start(ServeOptions {
+        config_path: path,
+        listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
+        metrics_addr: None,
+        embedding_model: None,
+        limits: vllm_sr_gateway::Limits {
+            signal_budget: Duration::from_secs(5),
+            ..limits()
+        },
+        watch_interval: None,
+    })
+    .await
+    .unwrap();
+    let addr = gw.listeners()[0].addr;
+    let client = reqwest::Client::new();
+    let ask =
+        |text: &str| json!({"model": "auto", "messages": [{"role": "user", "content": text}]});
+
+    // No reasoning keyword: only the embedding signal can pick the reasoning lane.
+    let r = post(
+        &client,
+        addr,
+        &ask("My program crashes when the list is empty; find the bug and explain why it happens."),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-vsr-selected-decision"], "reasoning");
+    let sent = m[0].last().unwrap();
+    assert_eq!(sent.body["model"], "Qwen/Qwen3-8B");
+    assert_eq!(sent.body["chat_template_kwargs"]["enable_thinking"], true);
+
+    let r = post(&client, addr, &ask("hi! what's a good name for a cat?")).await;
+    assert_eq!(r.headers()["x-vsr-selected-decision"], "fast");
+    assert_eq!(m[0].last().unwrap().body["model"], "Qwen/Qwen3-1.7B");
+}
