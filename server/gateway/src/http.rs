@@ -52,6 +52,8 @@ pub struct AppState {
     pub semaphore: Option<Arc<Semaphore>>,
     /// Set while draining: `/ready` reports 503.
     pub draining: AtomicBool,
+    /// Router Learning state (kept across reloads).
+    pub sessions: crate::learning::Sessions,
 }
 
 /// Per-listener state: the shared state plus this listener's timeout.
@@ -206,7 +208,7 @@ async fn chat_inner(
     let params = RouteParams {
         signal_budget: app.limits.signal_budget,
     };
-    let routed = route(&live, value, &header_list, params)
+    let routed = route(&live, &app.sessions, value, &header_list, params)
         .await
         .map_err(fail)?;
     observe_routing(&app.metrics, &routed);
@@ -341,6 +343,26 @@ fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str) {
         "x-vsr-injected-system-prompt",
         HeaderValue::from_static(injected),
     );
+    if let Some(l) = &r.learning {
+        let m = l.method;
+        put("x-vsr-learning-methods", HeaderValue::from_static(m));
+        put(
+            "x-vsr-learning-actions",
+            header_value(&format!("{m}={}", l.action.as_str())),
+        );
+        put(
+            "x-vsr-learning-scopes",
+            header_value(&format!("{m}={}", l.scope)),
+        );
+        put(
+            "x-vsr-learning-reasons",
+            header_value(&format!("{m}={}={}", l.action.as_str(), l.reason)),
+        );
+        put(
+            "x-vsr-learning-modes",
+            header_value(&format!("{m}={}", l.mode)),
+        );
+    }
     if !debug {
         return;
     }

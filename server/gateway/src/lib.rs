@@ -5,6 +5,7 @@
 //! - `http`: the listener's routes and the `x-vsr-*` response headers.
 //! - `service`: the transport-independent routing step (request → outcome → rewritten body);
 //!   a future Envoy ext_proc server calls the same function.
+//! - `learning`: Router Learning's session-aware protection (stay, switch, hard lock, bypass).
 //! - `rewrite`: the body rewrite of contract §9 and the request-side plugins.
 //! - `forward` and `upstream`: backend choice, retries, outlier ejection, streaming relay.
 //! - `error`: the one place a failure becomes an HTTP status.
@@ -14,6 +15,7 @@
 pub mod error;
 pub mod forward;
 pub mod http;
+pub mod learning;
 pub mod live;
 pub mod metrics;
 pub mod rewrite;

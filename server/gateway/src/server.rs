@@ -153,6 +153,7 @@ impl Gateway {
                 .max_concurrency
                 .map(|n| Arc::new(Semaphore::new(n))),
             draining: AtomicBool::new(false),
+            sessions: crate::learning::Sessions::default(),
         });
         let mut bound = Vec::new();
         for (name, addr, timeout) in wanted {

@@ -13,6 +13,7 @@ use vllm_sr_config::model::{HeaderMutation, ModelId, Plugin};
 use vllm_sr_engine::{Outcome, RequestError, RequestView, RouteKind, RouteOptions};
 
 use crate::error::ApiError;
+use crate::learning::{BaseRoute, Facts, LearningTrace, Sessions};
 use crate::live::LiveState;
 use crate::rewrite::{self, Applied};
 
@@ -35,6 +36,8 @@ pub struct Routed {
     pub stream: bool,
     /// Time spent routing.
     pub routing: Duration,
+    /// Router Learning's step, when learning is on and the request was auto-routed.
+    pub learning: Option<LearningTrace>,
 }
 
 /// Per-request knobs.
@@ -51,6 +54,7 @@ pub struct RouteParams {
 /// no model (503).
 pub async fn route(
     live: &LiveState,
+    sessions: &Sessions,
     body: Value,
     headers: &[(String, String)],
     params: RouteParams,
@@ -62,6 +66,7 @@ pub async fn route(
         return Err(request_error(RequestError::NotAnObject));
     };
     let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let facts = Facts::of(&live.config, &view);
     let plan = live.engine.plan(view, RouteOptions::default());
     if plan.kind == RouteKind::Unknown {
         return Err(ApiError::ModelNotFound {
@@ -70,7 +75,29 @@ pub async fn route(
         });
     }
     let (vectors, embed_ms) = embed(live, &plan.texts, params.signal_budget).await;
-    let outcome = live.engine.evaluate(plan, vectors.as_deref(), embed_ms);
+    let mut outcome = live.engine.evaluate(plan, vectors.as_deref(), embed_ms);
+    let learning = match (&facts, outcome.kind, outcome.model.clone()) {
+        (Some(f), RouteKind::Auto, Some(model)) => {
+            let decision = outcome
+                .decision
+                .as_deref()
+                .and_then(|d| live.decision(&outcome.recipe, d));
+            let trace = sessions.protect(
+                &live.config,
+                f,
+                BaseRoute {
+                    decision,
+                    model: &model,
+                    confidence: outcome.confidence,
+                },
+            );
+            if trace.final_model != model {
+                retarget(&mut outcome, decision, &trace.final_model);
+            }
+            Some(trace)
+        }
+        _ => None,
+    };
     let Some(model) = outcome
         .model
         .as_deref()
@@ -90,6 +117,7 @@ pub async fn route(
         fast_response: None,
         stream,
         routing: Duration::ZERO,
+        learning,
         outcome,
     };
     if routed.outcome.kind == RouteKind::Auto {
@@ -116,6 +144,23 @@ pub async fn route(
     routed.body = body;
     routed.routing = started.elapsed();
     Ok(routed)
+}
+
+/// Points the outcome at the model learning kept; reasoning follows that model's modelRef in
+/// the decision when it has one.
+fn retarget(
+    outcome: &mut Outcome,
+    decision: Option<&vllm_sr_config::model::Decision>,
+    model: &str,
+) {
+    outcome.model = Some(model.to_string());
+    outcome.lora = None;
+    if let Some(r) = decision.and_then(|d| d.model_refs.iter().find(|r| r.model_name == model)) {
+        outcome.use_reasoning = r.use_reasoning;
+        if let Some(e) = &r.reasoning_effort {
+            outcome.reasoning_effort = e.clone();
+        }
+    }
 }
 
 /// Embeds the plan's texts within the budget; `None` when the model missed it or failed.
