@@ -1,0 +1,2 @@
+//! Placeholder replaced by the write benchmark in a later commit.
+fn main() {}
