@@ -18,6 +18,11 @@ use crate::error::{Result, StoreError};
 /// the bound keeps a stuck peer from hanging a thread forever.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page size of new database files. Replay rows are ~2–3 KB: with SQLite's default 4 KiB
+/// pages only one fits per page (~4 KiB on disk and in the WAL per row); 16 KiB pages hold
+/// six or seven (see scripts/bench/results/store-2026-11-21.md).
+const PAGE_SIZE: u32 = 16_384;
+
 /// Ordered migrations; index 0 produces version 1.
 const MIGRATIONS: &[&str] = &[
     // v1: the replay table. Queryable fields are real columns, the whole record is JSON.
@@ -57,6 +62,8 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| open_error(path, &e))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Only takes effect on a new, empty file (before WAL is switched on); see PAGE_SIZE.
+    conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}"))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Open {
@@ -168,6 +175,10 @@ mod tests {
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 1, "NORMAL");
+        let page: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(page, i64::from(PAGE_SIZE));
         drop(conn);
         let conn = open_writer(&path).unwrap();
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);

@@ -3,9 +3,10 @@
 //! Owns everything that modifies rows: batched inserts and retention. The request path only
 //! ever calls [`ReplaySink::record`], a `try_send` that never blocks: when the queue is full
 //! the record is dropped and counted ([`ReplaySink::dropped`], exported by the gateway as
-//! `replay_dropped_total`). The writer thread takes the first queued record, keeps
-//! collecting until it has `batch_max_rows` records or `flush_interval` has passed, and
-//! inserts the batch in one transaction; a crash loses at most the batch being collected.
+//! `replay_dropped_total`). The writer thread blocks for the first queued record, then polls
+//! the queue (so producers never pay for waking it) until it has `batch_max_rows` records or
+//! `flush_interval` has passed, and inserts the batch in one transaction; a crash loses at
+//! most the batch being collected.
 //! After each batch it trims the table to `max_records` (oldest first); every
 //! `retention_interval` it deletes rows older than `ttl`. Retention deletes at most
 //! [`RETENTION_CHUNK`] rows per step so a large backlog never stalls inserts for long.
@@ -27,6 +28,10 @@ use crate::rows::{now_ms, ReplayRecord};
 
 /// Most rows one retention step deletes before the writer goes back to inserting.
 pub const RETENTION_CHUNK: u64 = 10_000;
+
+/// How long the writer sleeps between looks at the queue while a batch is open. At 8 192
+/// queue slots, only a burst of over 4 million records/s could fill the queue in one tick.
+const POLL_TICK: Duration = Duration::from_millis(2);
 
 /// How the writer batches and what it keeps.
 #[derive(Debug, Clone)]
@@ -149,7 +154,7 @@ impl ReplaySink {
                 .ttl
                 .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
             retention_interval: options.retention_interval.max(Duration::from_millis(1)),
-            rows_upper_bound: u64::try_from(rows).unwrap_or(0),
+            rows: u64::try_from(rows).unwrap_or(0),
             last_sweep: None,
         };
         let handle = std::thread::Builder::new()
@@ -265,18 +270,20 @@ impl ReplaySink {
     }
 }
 
-const UPSERT: &str = "INSERT INTO replay (id, ts_ms, decision, final_model, session_hash, status,
+/// New ids are inserted; `changes() == 0` tells the writer the id exists, and then
+/// [`UPDATE`] replaces it. Knowing which rows are new keeps the row count exact without a
+/// `count(*)` per batch.
+const INSERT: &str = "INSERT INTO replay (id, ts_ms, decision, final_model, session_hash, status,
         lifecycle, prompt_tokens, cached_prompt_tokens, completion_tokens, actual_cost,
         baseline_cost, currency, total_ms, cache_hit, record)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-    ON CONFLICT (id) DO UPDATE SET ts_ms = excluded.ts_ms, decision = excluded.decision,
-        final_model = excluded.final_model, session_hash = excluded.session_hash,
-        status = excluded.status, lifecycle = excluded.lifecycle,
-        prompt_tokens = excluded.prompt_tokens,
-        cached_prompt_tokens = excluded.cached_prompt_tokens,
-        completion_tokens = excluded.completion_tokens, actual_cost = excluded.actual_cost,
-        baseline_cost = excluded.baseline_cost, currency = excluded.currency,
-        total_ms = excluded.total_ms, cache_hit = excluded.cache_hit, record = excluded.record";
+    ON CONFLICT (id) DO NOTHING";
+
+const UPDATE: &str = "UPDATE replay SET ts_ms = ?2, decision = ?3, final_model = ?4,
+        session_hash = ?5, status = ?6, lifecycle = ?7, prompt_tokens = ?8,
+        cached_prompt_tokens = ?9, completion_tokens = ?10, actual_cost = ?11,
+        baseline_cost = ?12, currency = ?13, total_ms = ?14, cache_hit = ?15, record = ?16
+    WHERE id = ?1";
 
 struct Writer {
     conn: Connection,
@@ -288,9 +295,9 @@ struct Writer {
     max_records: Option<u64>,
     ttl_ms: Option<i64>,
     retention_interval: Duration,
-    /// Rows in the table or more (an upsert of an existing id counts once too many); a
-    /// `count(*)` corrects it whenever it crosses `max_records`.
-    rows_upper_bound: u64,
+    /// Rows in the table: counted at open and at every TTL sweep (in case another process
+    /// writes the same file), kept exact in between.
+    rows: u64,
     /// When the TTL sweep last finished a full pass; `None`: never (sweep on first batch).
     last_sweep: Option<Instant>,
 }
@@ -334,30 +341,29 @@ impl Writer {
 
     /// Gathers records after the first until the batch is full, `flush_interval` passes, or
     /// a control message arrives.
+    ///
+    /// Polls (drain what is queued, then sleep up to [`POLL_TICK`]) instead of blocking on
+    /// the channel: a receiver blocked in `recv` makes every `try_send` a futex wake-up and
+    /// the writer a context switch per record, which costs more CPU than the insert itself.
+    /// While the writer sleeps, `record` is a plain lock-free push.
     fn collect(&mut self) -> Option<Control> {
         let deadline = Instant::now() + self.flush_interval;
-        while self.batch.len() < self.batch_max_rows {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            let msg = if wait.is_zero() {
+        loop {
+            while self.batch.len() < self.batch_max_rows {
                 match self.rx.try_recv() {
-                    Ok(m) => m,
-                    Err(mpsc::TryRecvError::Empty) => return None,
+                    Ok(Msg::Record(r)) => self.batch.push(*r),
+                    Ok(Msg::Flush(reply)) => return Some(Control::Flush(reply)),
+                    Ok(Msg::Shutdown(reply)) => return Some(Control::Shutdown(reply)),
+                    Err(mpsc::TryRecvError::Empty) => break,
                     Err(mpsc::TryRecvError::Disconnected) => return Some(Control::Disconnected),
                 }
-            } else {
-                match self.rx.recv_timeout(wait) {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => return None,
-                    Err(RecvTimeoutError::Disconnected) => return Some(Control::Disconnected),
-                }
-            };
-            match msg {
-                Msg::Record(r) => self.batch.push(*r),
-                Msg::Flush(reply) => return Some(Control::Flush(reply)),
-                Msg::Shutdown(reply) => return Some(Control::Shutdown(reply)),
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.batch.len() >= self.batch_max_rows || left.is_zero() {
+                return None;
+            }
+            std::thread::sleep(left.min(POLL_TICK));
         }
-        None
     }
 
     /// After shutdown: commits records that raced in behind the shutdown message.
@@ -389,10 +395,10 @@ impl Writer {
         let result = insert_batch(&mut self.conn, &mut self.batch);
         self.batch.clear();
         match result {
-            Ok(()) => {
+            Ok(inserted) => {
                 self.counters.written.fetch_add(n, Ordering::Relaxed);
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);
-                self.rows_upper_bound = self.rows_upper_bound.saturating_add(n);
+                self.rows = self.rows.saturating_add(inserted);
                 Ok(())
             }
             Err(e) => {
@@ -417,14 +423,7 @@ impl Writer {
         let Some(max) = self.max_records else {
             return Ok(());
         };
-        if self.rows_upper_bound <= max {
-            return Ok(());
-        }
-        let rows: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM replay", [], |r| r.get(0))?;
-        self.rows_upper_bound = u64::try_from(rows).unwrap_or(0);
-        let excess = self.rows_upper_bound.saturating_sub(max);
+        let excess = self.rows.saturating_sub(max);
         if excess > 0 {
             let n = self.conn.execute(
                 "DELETE FROM replay WHERE id IN
@@ -446,6 +445,10 @@ impl Writer {
         if !(due || force) {
             return Ok(());
         }
+        let rows: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM replay", [], |r| r.get(0))?;
+        self.rows = u64::try_from(rows).unwrap_or(0);
         let cutoff = now_ms().saturating_sub(ttl_ms);
         let n = self.conn.execute(
             "DELETE FROM replay WHERE id IN
@@ -461,15 +464,17 @@ impl Writer {
     }
 
     fn deleted(&mut self, n: u64) {
-        self.rows_upper_bound = self.rows_upper_bound.saturating_sub(n);
+        self.rows = self.rows.saturating_sub(n);
         self.counters.deleted.fetch_add(n, Ordering::Relaxed);
     }
 }
 
-fn insert_batch(conn: &mut Connection, batch: &mut [ReplayRecord]) -> Result<()> {
+/// Inserts (or replaces) every record in one transaction; returns how many ids were new.
+fn insert_batch(conn: &mut Connection, batch: &mut [ReplayRecord]) -> Result<u64> {
     let tx = conn.transaction()?;
+    let mut inserted = 0;
     {
-        let mut stmt = tx.prepare_cached(UPSERT)?;
+        let mut insert = tx.prepare_cached(INSERT)?;
         for record in batch.iter_mut() {
             record.sanitize();
             let json =
@@ -479,7 +484,7 @@ fn insert_batch(conn: &mut Connection, batch: &mut [ReplayRecord]) -> Result<()>
                 })?;
             let usage = record.usage;
             let cost = record.cost.as_ref();
-            stmt.execute(params![
+            let values = params![
                 record.id,
                 record.timestamp_ms,
                 record.decision,
@@ -496,9 +501,14 @@ fn insert_batch(conn: &mut Connection, batch: &mut [ReplayRecord]) -> Result<()>
                 record.timings.total_ms,
                 record.cache_hit,
                 json,
-            ])?;
+            ];
+            if insert.execute(values)? == 1 {
+                inserted += 1;
+            } else {
+                tx.prepare_cached(UPDATE)?.execute(values)?;
+            }
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(inserted)
 }

@@ -305,6 +305,32 @@ fn retention_keeps_the_newest_max_records() {
 }
 
 #[test]
+fn replacing_records_does_not_count_against_max_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_records: Some(5),
+        ..options()
+    };
+    let store = open(dir.path(), &opts);
+    let records: Vec<ReplayRecord> = (0..5).map(full_record).collect();
+    for round in 0..3 {
+        for r in &records {
+            let mut r = r.clone();
+            r.status = Some(200 + round);
+            store.sink().record(r);
+        }
+        store.sink().flush().unwrap();
+    }
+    let page = store
+        .reader()
+        .list(&ReplayFilter::default(), None, 10)
+        .unwrap();
+    assert_eq!(page.records.len(), 5);
+    assert!(page.records.iter().all(|r| r.status == Some(202)));
+    assert_eq!(store.sink().stats().deleted, 0);
+}
+
+#[test]
 fn retention_deletes_records_older_than_the_ttl() {
     let dir = tempfile::tempdir().unwrap();
     let opts = StoreOptions {
