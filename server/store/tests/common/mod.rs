@@ -129,3 +129,15 @@ pub fn random_record(rng: &mut fastrand::Rng, timestamp_ms: i64) -> ReplayRecord
     }
     r
 }
+
+/// A record of about 2 KB of JSON (benchmarks): every field set, a ~900-byte request body.
+pub fn realistic_record(seq: i64) -> ReplayRecord {
+    let mut r = full_record(1_763_700_000_000 + seq);
+    let content = "Write a Rust function that parses an RFC 3339 timestamp and returns the Unix \
+                   time in milliseconds; handle offsets and leap seconds. ";
+    r.request_body = Some(format!(
+        r#"{{"model":"MoM","stream":true,"messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"{}"}}]}}"#,
+        content.repeat(6)
+    ));
+    r
+}
