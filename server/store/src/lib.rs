@@ -1,0 +1,36 @@
+//! vllm-sr's store: Router Replay records and the insights computed from them, in one SQLite
+//! file under the state directory. The only crate that knows SQL.
+//!
+//! - [`Store::open`] creates or migrates `vllm-sr.sqlite3` (WAL) and starts one writer thread.
+//! - [`ReplaySink::record`] is what the request path calls: a `try_send` into a bounded
+//!   queue that never blocks; a full queue drops the record and counts it
+//!   ([`ReplaySink::dropped`] is `replay_dropped_total`).
+//! - [`ReplayReader`] answers the replay API (`get`, `list` with cursor pagination, `count`)
+//!   and [`ReplayReader::insights`]; its methods block, so async callers use
+//!   `spawn_blocking`.
+//! - [`PriceTable`] turns backend-reported usage into the actual and baseline [`Cost`] the
+//!   gateway puts in each record.
+//!
+//! The crate knows nothing of HTTP, the recipe types or the engine: callers convert their
+//! own types into a [`ReplayRecord`].
+
+mod cost;
+mod error;
+mod insights;
+mod migrate;
+mod query;
+mod rows;
+mod store;
+mod writer;
+
+pub use cost::{PriceTable, Pricing};
+pub use error::{Result, StoreError};
+pub use insights::{Group, GroupStats, Insights, Percentiles, TimeBucket};
+pub use migrate::SCHEMA_VERSION;
+pub use query::{Page, ReplayFilter, ReplayReader, MAX_PAGE};
+pub use rows::{
+    cap_body, new_record_id, now_ms, Cost, LearningTrace, Lifecycle, ReplayRecord, Timings, Usage,
+    RECORD_SCHEMA_VERSION,
+};
+pub use store::{Store, DB_FILE_NAME};
+pub use writer::{ReplaySink, SinkStats, StoreOptions, RETENTION_CHUNK};

@@ -1,0 +1,269 @@
+//! Schema and connection setup: pragmas, and ordered migrations keyed by `PRAGMA user_version`.
+//!
+//! Owns every `CREATE`/`ALTER` statement. Migration *n* (1-based) turns a version *n − 1*
+//! database into version *n* inside one transaction that also bumps `user_version`, so a
+//! crash mid-migration leaves the previous version intact. Opening a database newer than
+//! [`SCHEMA_VERSION`] is an error, never a silent downgrade. Migrations are append-only:
+//! once released, an entry never changes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Result, StoreError};
+
+/// How long a connection waits for another connection's lock before `SQLITE_BUSY`.
+/// The writer commits small batches, so readers and the writer normally wait microseconds;
+/// the bound keeps a stuck peer from hanging a thread forever.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Page size of new database files. Replay rows are ~2–3 KB: with SQLite's default 4 KiB
+/// pages only one fits per page (~4 KiB on disk and in the WAL per row); 16 KiB pages hold
+/// six or seven (see scripts/bench/results/store-2026-11-21.md).
+const PAGE_SIZE: u32 = 16_384;
+
+/// Ordered migrations; index 0 produces version 1.
+const MIGRATIONS: &[&str] = &[
+    // v1: the replay table. Queryable fields are real columns, the whole record is JSON.
+    "CREATE TABLE replay (
+        id                   TEXT    NOT NULL PRIMARY KEY,
+        ts_ms                INTEGER NOT NULL,
+        decision             TEXT,
+        final_model          TEXT,
+        session_hash         TEXT,
+        status               INTEGER,
+        lifecycle            TEXT    NOT NULL,
+        prompt_tokens        INTEGER,
+        cached_prompt_tokens INTEGER,
+        completion_tokens    INTEGER,
+        actual_cost          REAL,
+        baseline_cost        REAL,
+        currency             TEXT,
+        total_ms             REAL,
+        cache_hit            INTEGER NOT NULL DEFAULT 0,
+        record               TEXT    NOT NULL
+    );
+    CREATE INDEX replay_by_time     ON replay (ts_ms, id);
+    CREATE INDEX replay_by_decision ON replay (decision, ts_ms);
+    CREATE INDEX replay_by_model    ON replay (final_model, ts_ms);
+    CREATE INDEX replay_by_session  ON replay (session_hash, ts_ms);",
+];
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Opens (creating if needed) the database for writing: WAL, `synchronous=NORMAL`, busy
+/// timeout, then migrates it to [`SCHEMA_VERSION`].
+///
+/// With WAL and `synchronous=NORMAL` a committed transaction survives the process being
+/// killed (the WAL is in the OS page cache); only an OS crash or power loss can lose the
+/// last commits, never corrupt the file.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| open_error(path, &e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Only takes effect on a new, empty file (before WAL is switched on); see PAGE_SIZE.
+    conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}"))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Open {
+            path: path.to_owned(),
+            reason: format!("cannot switch to WAL mode (journal_mode is {mode})"),
+        });
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    migrate(&conn, path)?;
+    Ok(conn)
+}
+
+/// Opens an existing, migrated database read-only.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, &e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let found = user_version(&conn)?;
+    match found.cmp(&SCHEMA_VERSION) {
+        std::cmp::Ordering::Equal => Ok(conn),
+        std::cmp::Ordering::Greater => Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        std::cmp::Ordering::Less => Err(StoreError::SchemaTooOld {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+    }
+}
+
+fn open_error(path: &Path, e: &rusqlite::Error) -> StoreError {
+    StoreError::Open {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// `PRAGMA user_version`.
+pub(crate) fn user_version(conn: &Connection) -> Result<u32> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok(u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+/// Applies every migration after the database's current version, each in its own
+/// transaction.
+pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<()> {
+    migrate_with(conn, path, MIGRATIONS)
+}
+
+fn migrate_with(conn: &Connection, path: &Path, migrations: &[&str]) -> Result<()> {
+    let found = user_version(conn)?;
+    let supported = migrations.len() as u32;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            supported,
+        });
+    }
+    for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
+        let version = i as u32 + 1;
+        apply(conn, sql, version).map_err(|source| StoreError::Migration { version, source })?;
+        tracing::info!(path = %path.display(), version, "replay store schema migrated");
+    }
+    Ok(())
+}
+
+fn apply(conn: &Connection, sql: &str, version: u32) -> rusqlite::Result<()> {
+    // BEGIN IMMEDIATE: two processes opening the same file never run a migration twice.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let run = || -> rusqlite::Result<()> {
+        // Another process may have migrated between our version read and the lock.
+        let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now >= i64::from(version) {
+            return Ok(());
+        }
+        conn.execute_batch(sql)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {version}"))
+    };
+    match run() {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_migrates_to_current_and_reopens_without_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        let conn = open_writer(&path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 1, "NORMAL");
+        let page: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(page, i64::from(PAGE_SIZE));
+        drop(conn);
+        let conn = open_writer(&path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        let reader = open_reader(&path).unwrap();
+        let n: i64 = reader
+            .query_row("SELECT count(*) FROM replay", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn newer_schema_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 7))
+            .unwrap();
+        drop(conn);
+        let err = open_writer(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found, .. } if found == SCHEMA_VERSION + 7)
+        );
+        assert!(
+            err.to_string().contains("newer than this build supports"),
+            "{err}"
+        );
+        assert!(matches!(
+            open_reader(&path).unwrap_err(),
+            StoreError::SchemaTooNew { .. }
+        ));
+    }
+
+    #[test]
+    fn reader_refuses_an_unmigrated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        drop(Connection::open(&path).unwrap());
+        assert!(matches!(
+            open_reader(&path).unwrap_err(),
+            StoreError::SchemaTooOld { found: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn an_older_database_is_migrated_in_place_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        let conn = open_writer(&path).unwrap();
+        conn.execute(
+            "INSERT INTO replay (id, ts_ms, lifecycle, record) VALUES ('a', 1, 'completed', '{}')",
+            [],
+        )
+        .unwrap();
+        // A future build's list: today's migrations plus one more.
+        let mut next: Vec<&str> = MIGRATIONS.to_vec();
+        next.push("ALTER TABLE replay ADD COLUMN tenant TEXT; CREATE INDEX replay_by_tenant ON replay (tenant);");
+        migrate_with(&conn, &path, &next).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION + 1);
+        let (id, tenant): (String, Option<String>) = conn
+            .query_row("SELECT id, tenant FROM replay", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((id.as_str(), tenant), ("a", None));
+        // Running it again is a no-op; this build now sees a newer file.
+        migrate_with(&conn, &path, &next).unwrap();
+        assert!(matches!(
+            migrate(&conn, &path).unwrap_err(),
+            StoreError::SchemaTooNew { .. }
+        ));
+    }
+
+    #[test]
+    fn failed_migration_leaves_the_previous_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        let conn = Connection::open(&path).unwrap();
+        // A table in the way makes migration 1 fail halfway (its CREATE TABLE collides).
+        conn.execute_batch("CREATE TABLE replay (x INTEGER)")
+            .unwrap();
+        let err = migrate(&conn, &path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Migration { version: 1, .. }),
+            "{err}"
+        );
+        assert_eq!(user_version(&conn).unwrap(), 0);
+    }
+}

@@ -1,0 +1,427 @@
+//! Stored types: the replay record as it is written to and read from the database.
+//!
+//! These are the store's own serde types (architecture convention 12: wire and stored types
+//! are separate). The gateway fills a [`ReplayRecord`] from its routing outcome and response;
+//! the store serialises it to the `record` JSON column and copies the queryable fields into
+//! real columns. Records must stay readable forever: every field added after
+//! [`RECORD_SCHEMA_VERSION`] 1 has a serde default, and unknown fields are ignored, so an
+//! older build reads newer records and a newer build reads older ones.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the [`ReplayRecord`] JSON shape written by this build.
+pub const RECORD_SCHEMA_VERSION: u32 = 1;
+
+/// A new record id: a UUIDv7 (millisecond timestamp first) as 32 lowercase hex digits, so
+/// ids sort by creation time and match upstream's 32-hex record id format.
+#[must_use]
+pub fn new_record_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Milliseconds since the Unix epoch, now (0 if the clock is before 1970).
+#[must_use]
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Cuts `text` to at most `max_bytes` bytes on a character boundary.
+///
+/// Returns the kept text and whether anything was cut. Callers use it for
+/// `request_body`/`response_body` with the decision's `router_replay.max_body_bytes`.
+#[must_use]
+pub fn cap_body(text: &str, max_bytes: usize) -> (String, bool) {
+    if text.len() <= max_bytes {
+        return (text.to_owned(), false);
+    }
+    let mut end = max_bytes;
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (text.get(..end).unwrap_or_default().to_owned(), true)
+}
+
+/// Where a request ended up.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// The upstream response was relayed to the end.
+    #[default]
+    Completed,
+    /// The request failed (routing, upstream error status, upstream cut).
+    Failed,
+    /// The client went away before the end.
+    Aborted,
+    /// Written before the end (e.g. at stream start); a later record with the same id
+    /// replaces it.
+    InProgress,
+    /// A state this build does not know (written by a newer one).
+    #[serde(other)]
+    Unknown,
+}
+
+impl Lifecycle {
+    /// The lowercase name stored in the `lifecycle` column.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Aborted => "aborted",
+            Self::InProgress => "in_progress",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// Parses a stored name; anything unknown is [`Lifecycle::Unknown`].
+    #[must_use]
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            "aborted" => Self::Aborted,
+            "in_progress" => Self::InProgress,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// What session learning did to this request (upstream runtime spec §4.4).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LearningTrace {
+    /// E.g. `stay`, `switch`, `rescue`.
+    pub action: Option<String>,
+    /// Why the action was taken.
+    pub reason: Option<String>,
+    /// `session` or `conversation`.
+    pub scope: Option<String>,
+    /// `observe` (shadow) or `enforce`.
+    pub mode: Option<String>,
+    /// Estimated cost of switching models mid-session (prefix cache lost), if computed.
+    pub switch_cost: Option<f64>,
+    /// The full learning trace (protection, adaptation, scores) as the engine reports it.
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Stage timings in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Timings {
+    /// Signal extraction, embeddings included.
+    pub signals_ms: f64,
+    /// Projections, decisions and model selection.
+    pub routing_ms: f64,
+    /// From sending upstream to the upstream response head; `None` if never reached.
+    pub upstream_ttfb_ms: Option<f64>,
+    /// From request arrival to the last byte (or failure).
+    pub total_ms: f64,
+}
+
+/// Token usage as the backend reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Usage {
+    /// Prompt tokens, cached ones included.
+    pub prompt_tokens: u64,
+    /// The part of `prompt_tokens` served from the backend's prefix cache.
+    pub cached_prompt_tokens: u64,
+    /// Completion tokens (reasoning included).
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    /// Prompt plus completion tokens.
+    #[must_use]
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+}
+
+/// What the request cost and what it would have cost on the most expensive model.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Cost {
+    /// Usage priced at the final model's pricing.
+    pub actual: f64,
+    /// The same usage priced at the baseline (most expensive) model.
+    pub baseline: f64,
+    /// ISO currency code, e.g. `USD`.
+    pub currency: String,
+    /// The model `baseline` was priced at.
+    pub baseline_model: Option<String>,
+}
+
+impl Cost {
+    /// `baseline - actual`.
+    #[must_use]
+    pub fn savings(&self) -> f64 {
+        self.baseline - self.actual
+    }
+}
+
+/// One routed request, as stored.
+///
+/// Only `id`, `timestamp_ms` and `lifecycle` are required; everything else may be absent
+/// (a request rejected before routing has no decision, a failed one no usage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplayRecord {
+    /// Shape version of this record ([`RECORD_SCHEMA_VERSION`] when written by this build).
+    pub schema_version: u32,
+    /// Time-sortable id, see [`new_record_id`]. Recording an id that is already stored
+    /// replaces the stored record.
+    pub id: String,
+    /// Request arrival, ms since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// Request end, ms since the Unix epoch.
+    pub ended_ms: Option<i64>,
+    /// The client's or the gateway's request id (`x-request-id`).
+    pub request_id: Option<String>,
+    /// Hash of the session identity (never the raw header).
+    pub session_hash: Option<String>,
+    /// Hash of the conversation identity.
+    pub conversation_hash: Option<String>,
+    /// The model the client asked for (the auto name, e.g. `MoM`).
+    pub requested_model: Option<String>,
+    /// Recipe name.
+    pub recipe: Option<String>,
+    /// Winning decision.
+    pub decision: Option<String>,
+    /// Confidence of the winning decision.
+    pub confidence: Option<f64>,
+    /// Model the decision chose before learning.
+    pub base_model: Option<String>,
+    /// Model the request was sent to.
+    pub final_model: Option<String>,
+    /// Upstream backend (name or address) that served it.
+    pub backend: Option<String>,
+    /// HTTP status returned to the client.
+    pub status: Option<u16>,
+    /// Where the request ended up.
+    pub lifecycle: Lifecycle,
+    /// Whether the response was streamed (SSE).
+    pub streaming: bool,
+    /// Matched rule names per signal family.
+    pub signals: BTreeMap<String, Vec<String>>,
+    /// Confidence per matched signal (`family:rule`).
+    pub signal_confidences: BTreeMap<String, f64>,
+    /// Projection outputs (scores and bands) by name.
+    pub projection_scores: BTreeMap<String, f64>,
+    /// The decision evaluation trace as the engine reports it.
+    pub eval_trace: Option<serde_json::Value>,
+    /// Session learning, when enabled.
+    pub learning: Option<LearningTrace>,
+    /// Plugins applied, in order.
+    pub plugins: Vec<String>,
+    /// Whether reasoning was switched on.
+    pub use_reasoning: Option<bool>,
+    /// Reasoning effort sent upstream.
+    pub reasoning_effort: Option<String>,
+    /// Stage timings.
+    pub timings: Timings,
+    /// Backend-reported usage.
+    pub usage: Option<Usage>,
+    /// Estimated cost, when the models have pricing.
+    pub cost: Option<Cost>,
+    /// Served from the semantic cache.
+    pub cache_hit: bool,
+    /// Why the request ended, when not plainly completed (e.g. `client_disconnect`).
+    pub terminal_reason: Option<String>,
+    /// Request body, already capped by the caller (see [`cap_body`]).
+    pub request_body: Option<String>,
+    /// Whether `request_body` was cut.
+    pub request_body_truncated: bool,
+    /// Response body (for streams, the reassembled text), already capped by the caller.
+    pub response_body: Option<String>,
+    /// Whether `response_body` was cut.
+    pub response_body_truncated: bool,
+}
+
+impl Default for ReplayRecord {
+    /// An empty record with version 1 and no id; readers fill missing fields from it.
+    fn default() -> Self {
+        Self {
+            schema_version: RECORD_SCHEMA_VERSION,
+            id: String::new(),
+            timestamp_ms: 0,
+            ended_ms: None,
+            request_id: None,
+            session_hash: None,
+            conversation_hash: None,
+            requested_model: None,
+            recipe: None,
+            decision: None,
+            confidence: None,
+            base_model: None,
+            final_model: None,
+            backend: None,
+            status: None,
+            lifecycle: Lifecycle::Completed,
+            streaming: false,
+            signals: BTreeMap::new(),
+            signal_confidences: BTreeMap::new(),
+            projection_scores: BTreeMap::new(),
+            eval_trace: None,
+            learning: None,
+            plugins: Vec::new(),
+            use_reasoning: None,
+            reasoning_effort: None,
+            timings: Timings::default(),
+            usage: None,
+            cost: None,
+            cache_hit: false,
+            terminal_reason: None,
+            request_body: None,
+            request_body_truncated: false,
+            response_body: None,
+            response_body_truncated: false,
+        }
+    }
+}
+
+impl ReplayRecord {
+    /// A record with a fresh id ([`new_record_id`]) stamped `timestamp_ms`; fill the rest
+    /// with struct update syntax or field by field.
+    #[must_use]
+    pub fn new(timestamp_ms: i64) -> Self {
+        Self {
+            id: new_record_id(),
+            timestamp_ms,
+            ..Self::default()
+        }
+    }
+
+    /// Whether insights count this request as an error: lifecycle `failed`, or an HTTP
+    /// status of 400 or more.
+    #[must_use]
+    pub fn is_error(&self) -> bool {
+        self.lifecycle == Lifecycle::Failed || self.status.is_some_and(|s| s >= 400)
+    }
+
+    /// Replaces non-finite floats (NaN, ±∞), which JSON cannot carry, so that every stored
+    /// record reads back: optional ones become `None`, required ones and map values `0`.
+    pub(crate) fn sanitize(&mut self) {
+        fn finite(x: &mut f64) {
+            if !x.is_finite() {
+                *x = 0.0;
+            }
+        }
+        fn finite_opt(x: &mut Option<f64>) {
+            if x.is_some_and(|v| !v.is_finite()) {
+                *x = None;
+            }
+        }
+        finite_opt(&mut self.confidence);
+        self.signal_confidences.values_mut().for_each(finite);
+        self.projection_scores.values_mut().for_each(finite);
+        if let Some(l) = &mut self.learning {
+            finite_opt(&mut l.switch_cost);
+        }
+        finite(&mut self.timings.signals_ms);
+        finite(&mut self.timings.routing_ms);
+        finite_opt(&mut self.timings.upstream_ttfb_ms);
+        finite(&mut self.timings.total_ms);
+        if let Some(c) = &mut self.cost {
+            finite(&mut c.actual);
+            finite(&mut c.baseline);
+        }
+    }
+
+    /// The record without its bodies (what a list view without details shows).
+    #[must_use]
+    pub fn without_bodies(mut self) -> Self {
+        self.request_body = None;
+        self.response_body = None;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_32_hex_and_sort_by_time() {
+        let a = new_record_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_record_id();
+        assert_eq!(a.len(), 32);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(a < b, "{a} !< {b}");
+    }
+
+    #[test]
+    fn cap_body_cuts_on_char_boundary() {
+        assert_eq!(cap_body("hello", 10), ("hello".to_owned(), false));
+        assert_eq!(cap_body("hello", 5), ("hello".to_owned(), false));
+        assert_eq!(cap_body("hello", 3), ("hel".to_owned(), true));
+        // "é" is two bytes: cutting inside it keeps the character out.
+        assert_eq!(cap_body("aé", 2), ("a".to_owned(), true));
+        assert_eq!(cap_body("é", 0), (String::new(), true));
+    }
+
+    #[test]
+    fn old_minimal_json_reads_with_defaults_and_unknown_fields_are_ignored() {
+        let json = r#"{"id":"abc","timestamp_ms":5,"lifecycle":"weird","future_field":1}"#;
+        let r: ReplayRecord = serde_json::from_str(json).unwrap();
+        assert_eq!(r.id, "abc");
+        assert_eq!(r.timestamp_ms, 5);
+        assert_eq!(r.lifecycle, Lifecycle::Unknown);
+        assert_eq!(r.schema_version, RECORD_SCHEMA_VERSION);
+        assert!(r.signals.is_empty());
+    }
+
+    #[test]
+    fn lifecycle_names_round_trip() {
+        for l in [
+            Lifecycle::Completed,
+            Lifecycle::Failed,
+            Lifecycle::Aborted,
+            Lifecycle::InProgress,
+            Lifecycle::Unknown,
+        ] {
+            assert_eq!(Lifecycle::from_name(l.as_str()), l);
+            let json = serde_json::to_string(&l).unwrap();
+            assert_eq!(json, format!("\"{}\"", l.as_str()));
+        }
+    }
+
+    #[test]
+    fn sanitized_records_with_non_finite_floats_read_back() {
+        let mut r = ReplayRecord::new(1);
+        r.confidence = Some(f64::NAN);
+        r.timings.total_ms = f64::INFINITY;
+        r.signal_confidences.insert("k".into(), f64::NEG_INFINITY);
+        r.cost = Some(Cost {
+            actual: f64::NAN,
+            ..Cost::default()
+        });
+        r.sanitize();
+        let back: ReplayRecord = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.confidence, None);
+        assert_eq!(back.timings.total_ms, 0.0);
+    }
+
+    #[test]
+    fn errors_are_failed_or_4xx_5xx() {
+        let mut r = ReplayRecord::new(1);
+        assert!(!r.is_error());
+        r.status = Some(502);
+        assert!(r.is_error());
+        r.status = Some(200);
+        r.lifecycle = Lifecycle::Failed;
+        assert!(r.is_error());
+        r.lifecycle = Lifecycle::Aborted;
+        assert!(!r.is_error());
+    }
+}

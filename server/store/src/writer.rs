@@ -1,0 +1,514 @@
+//! The write side: one OS thread owning the write connection, fed by a bounded queue.
+//!
+//! Owns everything that modifies rows: batched inserts and retention. The request path only
+//! ever calls [`ReplaySink::record`], a `try_send` that never blocks: when the queue is full
+//! the record is dropped and counted ([`ReplaySink::dropped`], exported by the gateway as
+//! `replay_dropped_total`). The writer thread blocks for the first queued record, then polls
+//! the queue (so producers never pay for waking it) until it has `batch_max_rows` records or
+//! `flush_interval` has passed, and inserts the batch in one transaction; a crash loses at
+//! most the batch being collected.
+//! After each batch it trims the table to `max_records` (oldest first); every
+//! `retention_interval` it deletes rows older than `ttl`. Retention deletes at most
+//! [`RETENTION_CHUNK`] rows per step so a large backlog never stalls inserts for long.
+//!
+//! This module must not be reached from an async task for anything but `record`, `dropped`,
+//! `queued` and `stats`: `flush` and `shutdown` block (use `spawn_blocking`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection};
+
+use crate::error::{Result, StoreError};
+use crate::rows::{now_ms, ReplayRecord};
+
+/// Most rows one retention step deletes before the writer goes back to inserting.
+pub const RETENTION_CHUNK: u64 = 10_000;
+
+/// How long the writer sleeps between looks at the queue while a batch is open. At 8 192
+/// queue slots, only a burst of over 4 million records/s could fill the queue in one tick.
+const POLL_TICK: Duration = Duration::from_millis(2);
+
+/// How the writer batches and what it keeps.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Records that may wait for the writer; beyond that `record` drops and counts.
+    pub queue_capacity: usize,
+    /// Most records inserted in one transaction.
+    pub batch_max_rows: usize,
+    /// Longest a record waits for its batch to fill before it is committed (zero: commit
+    /// whatever is queued at once).
+    pub flush_interval: Duration,
+    /// Keep at most this many records (oldest deleted first); `None`: no limit.
+    pub max_records: Option<u64>,
+    /// Delete records older than this (by `timestamp_ms`); `None`: keep forever.
+    pub ttl: Option<Duration>,
+    /// How often the TTL sweep runs (also when idle).
+    pub retention_interval: Duration,
+    /// Read-only connections of the [`crate::ReplayReader`] (at least one).
+    pub read_connections: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            // ~4 s of a 2 000 req/s burst while the writer is stalled (checkpoint, TTL
+            // sweep); a record is ~2–6 KB, so the worst case is ~50 MB of memory.
+            queue_capacity: 8192,
+            // Large enough that the per-transaction cost is amortised (see
+            // scripts/bench/results/store-2026-11-21.md), small enough to commit in a few ms.
+            batch_max_rows: 256,
+            flush_interval: Duration::from_millis(100),
+            // Upstream's router_replay default.
+            max_records: Some(10_000),
+            // Upstream's router_replay ttl_seconds default: 30 days.
+            ttl: Some(Duration::from_secs(2_592_000)),
+            retention_interval: Duration::from_secs(10),
+            read_connections: 2,
+        }
+    }
+}
+
+/// Counters of the write path since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    /// Records accepted into the queue.
+    pub accepted: u64,
+    /// Records refused (queue full, or the writer has stopped): `replay_dropped_total`.
+    pub dropped: u64,
+    /// Records committed to the database.
+    pub written: u64,
+    /// Records lost because their batch failed to commit (logged once per batch).
+    pub failed: u64,
+    /// Transactions committed.
+    pub batches: u64,
+    /// Rows deleted by retention.
+    pub deleted: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    dropped: AtomicU64,
+    written: AtomicU64,
+    failed: AtomicU64,
+    batches: AtomicU64,
+    deleted: AtomicU64,
+}
+
+enum Msg {
+    Record(Box<ReplayRecord>),
+    Flush(SyncSender<Result<()>>),
+    Shutdown(SyncSender<Result<()>>),
+}
+
+#[derive(Debug)]
+struct SinkInner {
+    tx: SyncSender<Msg>,
+    counters: Arc<Counters>,
+    closed: AtomicBool,
+    capacity: usize,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The request path's handle to the writer: cheap to clone, `record` never blocks.
+///
+/// The writer thread stops on [`ReplaySink::shutdown`] (from any clone), or once every
+/// clone is dropped; only `shutdown` waits for the last batch to be committed, so call it
+/// before the process exits.
+#[derive(Debug, Clone)]
+pub struct ReplaySink {
+    inner: Arc<SinkInner>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Record(_) => "Record",
+            Self::Flush(_) => "Flush",
+            Self::Shutdown(_) => "Shutdown",
+        })
+    }
+}
+
+impl ReplaySink {
+    /// Starts the writer thread that owns `conn` (already migrated).
+    pub(crate) fn spawn(conn: Connection, options: &StoreOptions) -> Result<Self> {
+        let capacity = options.queue_capacity.max(1);
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        let counters = Arc::new(Counters::default());
+        let rows: i64 = conn.query_row("SELECT count(*) FROM replay", [], |r| r.get(0))?;
+        let writer = Writer {
+            conn,
+            rx,
+            counters: Arc::clone(&counters),
+            batch: Vec::with_capacity(options.batch_max_rows.max(1)),
+            batch_max_rows: options.batch_max_rows.max(1),
+            flush_interval: options.flush_interval,
+            max_records: options.max_records,
+            ttl_ms: options
+                .ttl
+                .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+            retention_interval: options.retention_interval.max(Duration::from_millis(1)),
+            rows: u64::try_from(rows).unwrap_or(0),
+            last_sweep: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("vsr-replay-writer".into())
+            .spawn(move || writer.run())
+            .map_err(StoreError::Spawn)?;
+        Ok(Self {
+            inner: Arc::new(SinkInner {
+                tx,
+                counters,
+                closed: AtomicBool::new(false),
+                capacity,
+                thread: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// Queues `record` for the writer without blocking. Returns `false` if it was dropped
+    /// (queue full or writer stopped); the drop is counted in [`ReplaySink::dropped`].
+    pub fn record(&self, record: ReplayRecord) -> bool {
+        let c = &self.inner.counters;
+        if self.inner.closed.load(Ordering::Acquire) {
+            c.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        // Counted before sending so `queued` never sees a write before its acceptance.
+        c.accepted.fetch_add(1, Ordering::Relaxed);
+        match self.inner.tx.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                c.accepted.fetch_sub(1, Ordering::Relaxed);
+                c.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Records dropped so far (`replay_dropped_total`).
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.inner.counters.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Records accepted but not yet committed (or failed).
+    #[must_use]
+    pub fn queued(&self) -> u64 {
+        let c = &self.inner.counters;
+        let done = c.written.load(Ordering::Relaxed) + c.failed.load(Ordering::Relaxed);
+        c.accepted.load(Ordering::Relaxed).saturating_sub(done)
+    }
+
+    /// The queue's capacity.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
+    /// All counters.
+    #[must_use]
+    pub fn stats(&self) -> SinkStats {
+        let c = &self.inner.counters;
+        SinkStats {
+            accepted: c.accepted.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            deleted: c.deleted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Blocks until every record queued before this call is committed and retention has
+    /// run. Async callers use `spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`StoreError::WriterStopped`] after shutdown; the SQLite error if the final commit
+    /// or the retention step failed.
+    pub fn flush(&self) -> Result<()> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.inner
+            .tx
+            .send(Msg::Flush(reply))
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.recv().map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Stops accepting records, commits everything already queued, and joins the writer
+    /// thread. Idempotent; blocks (async callers use `spawn_blocking`).
+    ///
+    /// # Errors
+    /// The SQLite error of the last commit; [`StoreError::WriterStopped`] if the writer
+    /// thread had died (it panicked).
+    pub fn shutdown(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::Release);
+        let Some(handle) = self.inner.thread.lock().take() else {
+            return Ok(());
+        };
+        let (reply, answer) = mpsc::sync_channel(1);
+        let result = match self.inner.tx.send(Msg::Shutdown(reply)) {
+            Ok(()) => answer.recv().unwrap_or(Err(StoreError::WriterStopped)),
+            Err(_) => Err(StoreError::WriterStopped),
+        };
+        if handle.join().is_err() {
+            return Err(StoreError::WriterStopped);
+        }
+        result
+    }
+
+    /// Whether `shutdown` has been called.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+}
+
+/// New ids are inserted; `changes() == 0` tells the writer the id exists, and then
+/// [`UPDATE`] replaces it. Knowing which rows are new keeps the row count exact without a
+/// `count(*)` per batch.
+const INSERT: &str = "INSERT INTO replay (id, ts_ms, decision, final_model, session_hash, status,
+        lifecycle, prompt_tokens, cached_prompt_tokens, completion_tokens, actual_cost,
+        baseline_cost, currency, total_ms, cache_hit, record)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+    ON CONFLICT (id) DO NOTHING";
+
+const UPDATE: &str = "UPDATE replay SET ts_ms = ?2, decision = ?3, final_model = ?4,
+        session_hash = ?5, status = ?6, lifecycle = ?7, prompt_tokens = ?8,
+        cached_prompt_tokens = ?9, completion_tokens = ?10, actual_cost = ?11,
+        baseline_cost = ?12, currency = ?13, total_ms = ?14, cache_hit = ?15, record = ?16
+    WHERE id = ?1";
+
+struct Writer {
+    conn: Connection,
+    rx: Receiver<Msg>,
+    counters: Arc<Counters>,
+    batch: Vec<ReplayRecord>,
+    batch_max_rows: usize,
+    flush_interval: Duration,
+    max_records: Option<u64>,
+    ttl_ms: Option<i64>,
+    retention_interval: Duration,
+    /// Rows in the table: counted at open and at every TTL sweep (in case another process
+    /// writes the same file), kept exact in between.
+    rows: u64,
+    /// When the TTL sweep last finished a full pass; `None`: never (sweep on first batch).
+    last_sweep: Option<Instant>,
+}
+
+/// What ended a batch besides size or time.
+enum Control {
+    Flush(SyncSender<Result<()>>),
+    Shutdown(SyncSender<Result<()>>),
+    /// Every sender is gone.
+    Disconnected,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let control = match self.rx.recv_timeout(self.retention_interval) {
+                Ok(Msg::Record(r)) => {
+                    self.batch.push(*r);
+                    self.collect()
+                }
+                Ok(Msg::Flush(reply)) => Some(Control::Flush(reply)),
+                Ok(Msg::Shutdown(reply)) => Some(Control::Shutdown(reply)),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(Control::Disconnected),
+            };
+            let committed = self.commit();
+            let retained = self.retain(matches!(control, Some(Control::Flush(_))));
+            match control {
+                None => {}
+                Some(Control::Flush(reply)) => {
+                    let _ = reply.send(committed.and(retained));
+                }
+                Some(Control::Shutdown(reply)) => {
+                    let _ = reply.send(committed.and(self.drain()));
+                    return;
+                }
+                Some(Control::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Gathers records after the first until the batch is full, `flush_interval` passes, or
+    /// a control message arrives.
+    ///
+    /// Polls (drain what is queued, then sleep up to [`POLL_TICK`]) instead of blocking on
+    /// the channel: a receiver blocked in `recv` makes every `try_send` a futex wake-up and
+    /// the writer a context switch per record, which costs more CPU than the insert itself.
+    /// While the writer sleeps, `record` is a plain lock-free push.
+    fn collect(&mut self) -> Option<Control> {
+        let deadline = Instant::now() + self.flush_interval;
+        loop {
+            while self.batch.len() < self.batch_max_rows {
+                match self.rx.try_recv() {
+                    Ok(Msg::Record(r)) => self.batch.push(*r),
+                    Ok(Msg::Flush(reply)) => return Some(Control::Flush(reply)),
+                    Ok(Msg::Shutdown(reply)) => return Some(Control::Shutdown(reply)),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => return Some(Control::Disconnected),
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.batch.len() >= self.batch_max_rows || left.is_zero() {
+                return None;
+            }
+            std::thread::sleep(left.min(POLL_TICK));
+        }
+    }
+
+    /// After shutdown: commits records that raced in behind the shutdown message.
+    fn drain(&mut self) -> Result<()> {
+        let mut result = Ok(());
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Record(r) => {
+                    self.batch.push(*r);
+                    if self.batch.len() >= self.batch_max_rows {
+                        result = result.and(self.commit());
+                    }
+                }
+                Msg::Flush(reply) | Msg::Shutdown(reply) => {
+                    let _ = reply.send(Err(StoreError::WriterStopped));
+                }
+            }
+        }
+        result.and(self.commit())
+    }
+
+    /// Inserts the batch in one transaction. On failure the batch is dropped and counted in
+    /// `failed`; the error is logged here, once, and returned for `flush`.
+    fn commit(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let n = self.batch.len() as u64;
+        let result = insert_batch(&mut self.conn, &mut self.batch);
+        self.batch.clear();
+        match result {
+            Ok(inserted) => {
+                self.counters.written.fetch_add(n, Ordering::Relaxed);
+                self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                self.rows = self.rows.saturating_add(inserted);
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.failed.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!(error = %e, records = n, "replay batch lost");
+                Err(e)
+            }
+        }
+    }
+
+    /// Trims to `max_records` (cheap unless over the limit), then the TTL sweep when due or
+    /// `force`d.
+    fn retain(&mut self, force: bool) -> Result<()> {
+        let result = self.trim_to_max().and_then(|()| self.sweep_ttl(force));
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "replay retention failed");
+        }
+        result
+    }
+
+    fn trim_to_max(&mut self) -> Result<()> {
+        let Some(max) = self.max_records else {
+            return Ok(());
+        };
+        let excess = self.rows.saturating_sub(max);
+        if excess > 0 {
+            let n = self.conn.execute(
+                "DELETE FROM replay WHERE id IN
+                    (SELECT id FROM replay ORDER BY ts_ms ASC, id ASC LIMIT ?1)",
+                params![excess.min(RETENTION_CHUNK) as i64],
+            )? as u64;
+            self.deleted(n);
+        }
+        Ok(())
+    }
+
+    fn sweep_ttl(&mut self, force: bool) -> Result<()> {
+        let Some(ttl_ms) = self.ttl_ms else {
+            return Ok(());
+        };
+        let due = self
+            .last_sweep
+            .is_none_or(|t| t.elapsed() >= self.retention_interval);
+        if !(due || force) {
+            return Ok(());
+        }
+        let rows: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM replay", [], |r| r.get(0))?;
+        self.rows = u64::try_from(rows).unwrap_or(0);
+        let cutoff = now_ms().saturating_sub(ttl_ms);
+        let n = self.conn.execute(
+            "DELETE FROM replay WHERE id IN
+                (SELECT id FROM replay WHERE ts_ms < ?1 ORDER BY ts_ms ASC, id ASC LIMIT ?2)",
+            params![cutoff, RETENTION_CHUNK as i64],
+        )? as u64;
+        self.deleted(n);
+        // A full chunk means more may be left: stay due so the next pass continues.
+        if n < RETENTION_CHUNK {
+            self.last_sweep = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    fn deleted(&mut self, n: u64) {
+        self.rows = self.rows.saturating_sub(n);
+        self.counters.deleted.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Inserts (or replaces) every record in one transaction; returns how many ids were new.
+fn insert_batch(conn: &mut Connection, batch: &mut [ReplayRecord]) -> Result<u64> {
+    let tx = conn.transaction()?;
+    let mut inserted = 0;
+    {
+        let mut insert = tx.prepare_cached(INSERT)?;
+        for record in batch.iter_mut() {
+            record.sanitize();
+            let json =
+                serde_json::to_string(record).map_err(|source| StoreError::CorruptRecord {
+                    id: record.id.clone(),
+                    source,
+                })?;
+            let usage = record.usage;
+            let cost = record.cost.as_ref();
+            let values = params![
+                record.id,
+                record.timestamp_ms,
+                record.decision,
+                record.final_model,
+                record.session_hash,
+                record.status,
+                record.lifecycle.as_str(),
+                usage.map(|u| u.prompt_tokens as i64),
+                usage.map(|u| u.cached_prompt_tokens as i64),
+                usage.map(|u| u.completion_tokens as i64),
+                cost.map(|c| c.actual),
+                cost.map(|c| c.baseline),
+                cost.map(|c| c.currency.as_str()),
+                record.timings.total_ms,
+                record.cache_hit,
+                json,
+            ];
+            if insert.execute(values)? == 1 {
+                inserted += 1;
+            } else {
+                tx.prepare_cached(UPDATE)?.execute(values)?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(inserted)
+}

@@ -1,0 +1,468 @@
+//! The store end to end through its public API: write, read back, list, retention,
+//! back-pressure and shutdown.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "tests (and, in crash.rs, the child process a test runs)"
+)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::{full_record, options, random_record};
+use vllm_sr_store::{
+    now_ms, Lifecycle, ReplayFilter, ReplayReader, ReplayRecord, Store, StoreError, StoreOptions,
+    DB_FILE_NAME,
+};
+
+fn open(dir: &std::path::Path, options: &StoreOptions) -> Store {
+    Store::open(dir, options).unwrap()
+}
+
+#[test]
+fn a_full_record_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("state"), &options());
+    let rec = full_record(1_763_700_000_000);
+    assert!(store.sink().record(rec.clone()));
+    store.sink().flush().unwrap();
+    let back = store.reader().get(&rec.id).unwrap().unwrap();
+    assert_eq!(back, rec);
+    assert!(store.reader().get("missing").unwrap().is_none());
+    assert_eq!(store.path(), dir.path().join("state").join(DB_FILE_NAME));
+}
+
+#[test]
+fn the_database_is_in_wal_mode_and_queryable_columns_are_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &options());
+    let rec = full_record(42);
+    store.sink().record(rec.clone());
+    store.shutdown().unwrap();
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let row: (
+        i64,
+        String,
+        String,
+        String,
+        i64,
+        String,
+        i64,
+        i64,
+        i64,
+        f64,
+        f64,
+        f64,
+    ) = conn
+        .query_row(
+            "SELECT ts_ms, decision, final_model, session_hash, status, lifecycle, prompt_tokens,
+                    cached_prompt_tokens, completion_tokens, actual_cost, baseline_cost, total_ms
+             FROM replay WHERE id = ?1",
+            [&rec.id],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                    r.get(11)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        (
+            42,
+            "code_generation".into(),
+            "qwen3-32b".into(),
+            "s:9f86d081".into(),
+            200,
+            "completed".into(),
+            1200,
+            1024,
+            350,
+            0.00042,
+            0.0105,
+            812.0
+        )
+    );
+}
+
+#[test]
+fn reopening_keeps_records_and_a_standalone_reader_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &options());
+    let rec = full_record(7);
+    store.sink().record(rec.clone());
+    store.shutdown().unwrap();
+    drop(store);
+    let reader = ReplayReader::open(&dir.path().join(DB_FILE_NAME), 1).unwrap();
+    assert_eq!(reader.get(&rec.id).unwrap().as_ref(), Some(&rec));
+    drop(reader);
+    let store = open(dir.path(), &options());
+    assert_eq!(store.reader().count(&ReplayFilter::default()).unwrap(), 1);
+}
+
+#[test]
+fn recording_an_existing_id_replaces_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &options());
+    let mut rec = full_record(100);
+    rec.lifecycle = Lifecycle::InProgress;
+    rec.usage = None;
+    store.sink().record(rec.clone());
+    store.sink().flush().unwrap();
+    rec.lifecycle = Lifecycle::Aborted;
+    rec.terminal_reason = Some("client_disconnect".into());
+    store.sink().record(rec.clone());
+    store.sink().flush().unwrap();
+    let reader = store.reader();
+    assert_eq!(reader.count(&ReplayFilter::default()).unwrap(), 1);
+    assert_eq!(reader.get(&rec.id).unwrap().unwrap(), rec);
+    let aborted = ReplayFilter {
+        lifecycle: Some(Lifecycle::Aborted),
+        ..ReplayFilter::default()
+    };
+    assert_eq!(reader.count(&aborted).unwrap(), 1);
+}
+
+/// Newest first by (timestamp, id): the order pages must follow.
+fn expected_order(records: &[ReplayRecord], filter: &ReplayFilter) -> Vec<String> {
+    let mut v: Vec<&ReplayRecord> = records
+        .iter()
+        .filter(|r| {
+            filter
+                .decision
+                .as_ref()
+                .is_none_or(|d| r.decision.as_ref() == Some(d))
+                && filter
+                    .model
+                    .as_ref()
+                    .is_none_or(|m| r.final_model.as_ref() == Some(m))
+                && filter
+                    .session
+                    .as_ref()
+                    .is_none_or(|s| r.session_hash.as_ref() == Some(s))
+                && filter.status.is_none_or(|s| r.status == Some(s))
+                && filter.lifecycle.is_none_or(|l| r.lifecycle == l)
+                && filter.since_ms.is_none_or(|t| r.timestamp_ms >= t)
+                && filter.until_ms.is_none_or(|t| r.timestamp_ms < t)
+        })
+        .collect();
+    v.sort_by(|a, b| (b.timestamp_ms, &b.id).cmp(&(a.timestamp_ms, &a.id)));
+    v.into_iter().map(|r| r.id.clone()).collect()
+}
+
+fn all_pages(reader: &ReplayReader, filter: &ReplayFilter, limit: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = reader.list(filter, cursor.as_deref(), limit).unwrap();
+        assert!(page.records.len() <= limit);
+        ids.extend(page.records.into_iter().map(|r| r.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return ids,
+        }
+    }
+}
+
+#[test]
+fn list_filters_and_paginates_without_duplicates_or_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &options());
+    let mut rng = fastrand::Rng::with_seed(7);
+    // Many records share a timestamp, so the id tiebreak matters.
+    let records: Vec<ReplayRecord> = (0..157)
+        .map(|i| random_record(&mut rng, 1_000 + i / 4))
+        .collect();
+    for r in &records {
+        assert!(store.sink().record(r.clone()));
+    }
+    store.sink().flush().unwrap();
+    let reader = store.reader();
+    let filters = [
+        ReplayFilter::default(),
+        ReplayFilter {
+            decision: Some("code".into()),
+            ..ReplayFilter::default()
+        },
+        ReplayFilter {
+            model: Some("large".into()),
+            ..ReplayFilter::default()
+        },
+        ReplayFilter {
+            session: Some("s3".into()),
+            ..ReplayFilter::default()
+        },
+        ReplayFilter {
+            status: Some(502),
+            ..ReplayFilter::default()
+        },
+        ReplayFilter {
+            lifecycle: Some(Lifecycle::Failed),
+            ..ReplayFilter::default()
+        },
+        ReplayFilter {
+            since_ms: Some(1_010),
+            until_ms: Some(1_030),
+            ..ReplayFilter::default()
+        },
+        ReplayFilter {
+            decision: Some("math".into()),
+            model: Some("small".into()),
+            since_ms: Some(1_005),
+            ..ReplayFilter::default()
+        },
+    ];
+    for filter in &filters {
+        let expected = expected_order(&records, filter);
+        for limit in [1, 7, 50, 1000] {
+            let got = all_pages(&reader, filter, limit);
+            assert_eq!(got, expected, "{filter:?} limit {limit}");
+        }
+        assert_eq!(
+            reader.count(filter).unwrap(),
+            expected.len() as u64,
+            "{filter:?}"
+        );
+    }
+    assert!(
+        expected_order(&records, &filters[1]).len() > 10,
+        "the filters select something"
+    );
+    // Newer records written between pages do not shift the older pages.
+    let first = reader.list(&ReplayFilter::default(), None, 20).unwrap();
+    for i in 0..30 {
+        store.sink().record(random_record(&mut rng, 5_000 + i));
+    }
+    store.sink().flush().unwrap();
+    let mut rest = Vec::new();
+    let mut cursor = first.next_cursor.clone();
+    while let Some(c) = cursor {
+        let page = reader.list(&ReplayFilter::default(), Some(&c), 20).unwrap();
+        rest.extend(page.records.into_iter().map(|r| r.id));
+        cursor = page.next_cursor;
+    }
+    let mut ids: Vec<String> = first.records.into_iter().map(|r| r.id).collect();
+    ids.extend(rest);
+    assert_eq!(ids, expected_order(&records, &ReplayFilter::default()));
+    assert!(matches!(
+        reader.list(&ReplayFilter::default(), Some("not-a-cursor"), 5),
+        Err(StoreError::InvalidCursor(_))
+    ));
+}
+
+#[test]
+fn retention_keeps_the_newest_max_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_records: Some(10),
+        batch_max_rows: 3,
+        ..options()
+    };
+    let store = open(dir.path(), &opts);
+    let mut rng = fastrand::Rng::with_seed(1);
+    let records: Vec<ReplayRecord> = (0..25)
+        .map(|i| random_record(&mut rng, 1_000 + i))
+        .collect();
+    for r in &records {
+        store.sink().record(r.clone());
+    }
+    store.sink().flush().unwrap();
+    let kept = all_pages(&store.reader(), &ReplayFilter::default(), 100);
+    let newest: Vec<String> = expected_order(&records, &ReplayFilter::default())
+        .into_iter()
+        .take(10)
+        .collect();
+    assert_eq!(kept, newest);
+    assert_eq!(store.sink().stats().deleted, 15);
+    // Reopening counts what is there: the limit still holds on the next write.
+    store.shutdown().unwrap();
+    drop(store);
+    let store = open(dir.path(), &opts);
+    store.sink().record(random_record(&mut rng, 2_000));
+    store.sink().flush().unwrap();
+    assert_eq!(store.reader().count(&ReplayFilter::default()).unwrap(), 10);
+}
+
+#[test]
+fn replacing_records_does_not_count_against_max_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_records: Some(5),
+        ..options()
+    };
+    let store = open(dir.path(), &opts);
+    let records: Vec<ReplayRecord> = (0..5).map(full_record).collect();
+    for round in 0..3 {
+        for r in &records {
+            let mut r = r.clone();
+            r.status = Some(200 + round);
+            store.sink().record(r);
+        }
+        store.sink().flush().unwrap();
+    }
+    let page = store
+        .reader()
+        .list(&ReplayFilter::default(), None, 10)
+        .unwrap();
+    assert_eq!(page.records.len(), 5);
+    assert!(page.records.iter().all(|r| r.status == Some(202)));
+    assert_eq!(store.sink().stats().deleted, 0);
+}
+
+#[test]
+fn retention_deletes_records_older_than_the_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        ttl: Some(Duration::from_secs(3600)),
+        ..options()
+    };
+    let store = open(dir.path(), &opts);
+    let now = now_ms();
+    let mut rng = fastrand::Rng::with_seed(2);
+    let old: Vec<ReplayRecord> = (0..5)
+        .map(|i| random_record(&mut rng, now - 7_200_000 + i))
+        .collect();
+    let fresh: Vec<ReplayRecord> = (0..5)
+        .map(|i| random_record(&mut rng, now - 1_000 + i))
+        .collect();
+    for r in old.iter().chain(&fresh) {
+        store.sink().record(r.clone());
+    }
+    store.sink().flush().unwrap();
+    let kept: HashSet<String> = all_pages(&store.reader(), &ReplayFilter::default(), 100)
+        .into_iter()
+        .collect();
+    assert_eq!(kept, fresh.iter().map(|r| r.id.clone()).collect());
+}
+
+#[test]
+fn the_ttl_sweep_also_runs_while_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        ttl: Some(Duration::from_millis(300)),
+        retention_interval: Duration::from_millis(20),
+        ..options()
+    };
+    let store = open(dir.path(), &opts);
+    store.sink().record(full_record(now_ms()));
+    store.sink().flush().unwrap();
+    assert_eq!(store.reader().count(&ReplayFilter::default()).unwrap(), 1);
+    let start = Instant::now();
+    while store.reader().count(&ReplayFilter::default()).unwrap() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the idle sweep never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(store.sink().stats().deleted, 1);
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_instead_of_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        queue_capacity: 4,
+        batch_max_rows: 1,
+        flush_interval: Duration::ZERO,
+        ..options()
+    };
+    let store = open(dir.path(), &opts);
+    let sink = store.sink();
+    // Another connection holds the write lock: the writer stalls on its first insert.
+    let blocker = rusqlite::Connection::open(store.path()).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    assert!(sink.record(full_record(1)));
+    let start = Instant::now();
+    while sink.queued() > 0 && start.elapsed() < Duration::from_millis(200) {
+        // Wait until the writer has taken it off the queue (it stays "queued" until
+        // committed, so this just gives the writer time to block).
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut accepted = 1;
+    let started = Instant::now();
+    for i in 0..100 {
+        if sink.record(full_record(2 + i)) {
+            accepted += 1;
+        }
+    }
+    // Never blocks: 100 refused sends take microseconds, not the 5 s busy timeout.
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(
+        accepted <= 1 + opts.queue_capacity as u64,
+        "accepted {accepted}"
+    );
+    assert_eq!(sink.dropped(), 101 - accepted);
+    assert!(sink.dropped() >= 95);
+    blocker.execute_batch("COMMIT").unwrap();
+    sink.flush().unwrap();
+    let stats = sink.stats();
+    assert_eq!(
+        (stats.accepted, stats.written, stats.failed),
+        (accepted, accepted, 0)
+    );
+    assert_eq!(sink.queued(), 0);
+    assert_eq!(
+        store.reader().count(&ReplayFilter::default()).unwrap(),
+        accepted
+    );
+}
+
+#[test]
+fn shutdown_commits_the_queue_and_later_records_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        flush_interval: Duration::from_secs(60),
+        batch_max_rows: 10_000,
+        ..options()
+    };
+    let store = open(dir.path(), &opts);
+    let sink = store.sink();
+    for i in 0..500 {
+        assert!(sink.record(full_record(i)));
+    }
+    // The batch would wait a minute; shutdown commits it now.
+    let started = Instant::now();
+    store.shutdown().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(store.reader().count(&ReplayFilter::default()).unwrap(), 500);
+    assert!(sink.is_closed());
+    assert!(!sink.record(full_record(1)));
+    assert_eq!(sink.dropped(), 1);
+    assert!(matches!(sink.flush(), Err(StoreError::WriterStopped)));
+    store.shutdown().unwrap();
+}
+
+#[test]
+fn a_newer_database_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE_NAME)).unwrap();
+    conn.execute_batch("PRAGMA user_version = 999").unwrap();
+    drop(conn);
+    let err = Store::open(dir.path(), &options()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
+        "{err}"
+    );
+}
