@@ -97,6 +97,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             signal_budget: Duration::from_millis(args.signal_budget_ms),
             default_timeout: Duration::from_secs(args.timeout_secs),
         },
+        state_dir: Some(state_dir.clone()),
         watch_interval: (args.watch_interval_ms > 0)
             .then(|| Duration::from_millis(args.watch_interval_ms)),
     };

@@ -18,12 +18,15 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
+use vllm_sr_store::Lifecycle;
 
 use crate::error::ApiError;
 use crate::live::LiveState;
 use crate::metrics::Metrics;
+use crate::replay::{End, Pending};
 use crate::rewrite::model_id_for;
 use crate::service::Routed;
+use crate::tap::Tap;
 use crate::upstream::{BackendState, Ejection, InflightGuard, Pool};
 
 /// Headers never copied between hops.
@@ -57,6 +60,9 @@ pub struct ForwardCtx<'a> {
     pub started: Instant,
     /// The concurrency permit, held until the response body ends.
     pub permit: Option<OwnedSemaphorePermit>,
+    /// The request's replay record; taken when the response is relayed, left for the caller
+    /// to finish as failed otherwise.
+    pub pending: &'a mut Option<Pending>,
 }
 
 /// The upstream response to relay: status, headers and the streaming body.
@@ -118,6 +124,9 @@ pub async fn forward(
         };
         tried.push(i);
         let backend = &pool.backends[i];
+        if let Some(p) = ctx.pending.as_mut() {
+            p.record.backend = Some(backend.name.clone());
+        }
         let request = upstream_request(live, routed, backend, &ctx)?;
         let guard = backend.start();
         let t = Instant::now();
@@ -170,13 +179,24 @@ pub async fn forward(
                         cause: format!("HTTP {status}: {message}"),
                     });
                 }
+                let mut pending = ctx.pending.take();
+                if let Some(p) = pending.as_mut() {
+                    p.upstream(&backend.name, status, t.elapsed().as_secs_f64() * 1e3);
+                }
+                let tap = pending
+                    .as_ref()
+                    .map(|p| Tap::new(routed.stream, routed.strip_usage, p.capture_response));
                 let response = relay(
                     resp,
-                    guard,
-                    ctx.permit,
-                    ctx.metrics.clone(),
-                    &model_name,
-                    ctx.started,
+                    Done {
+                        _guard: guard,
+                        _permit: ctx.permit,
+                        metrics: ctx.metrics.clone(),
+                        model: model_name.clone(),
+                        started: ctx.started,
+                    },
+                    tap,
+                    pending,
                 );
                 return Ok(Relayed {
                     response,
@@ -297,33 +317,37 @@ fn upstream_request(
 /// Relays the upstream response: status and end-to-end headers now, the body as it arrives.
 fn relay(
     resp: reqwest::Response,
-    guard: InflightGuard,
-    permit: Option<OwnedSemaphorePermit>,
-    metrics: Arc<Metrics>,
-    model: &str,
-    started: Instant,
+    done: Done,
+    tap: Option<Tap>,
+    pending: Option<Pending>,
 ) -> Response {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = HeaderMap::new();
     for (k, v) in resp.headers() {
-        if !HOP_BY_HOP.contains(&k.as_str()) || k.as_str() == "content-length" {
+        let keep = !HOP_BY_HOP.contains(&k.as_str())
+            || (k.as_str() == "content-length" && !stripping(&tap));
+        if keep {
             headers.append(k.clone(), v.clone());
         }
     }
+    let expected = resp.content_length();
     let body = RelayBody {
-        inner: resp.bytes_stream().boxed(),
-        done: Some(Done {
-            _guard: guard,
-            _permit: permit,
-            metrics,
-            model: model.to_string(),
-            started,
-        }),
+        expected,
+        sent: 0,
+        inner: resp.bytes_stream().fuse().boxed(),
+        tap,
+        pending,
+        done: Some(done),
     };
     let mut out = Response::new(Body::from_stream(body));
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     out
+}
+
+/// A tap that may drop bytes makes the upstream `content-length` wrong.
+fn stripping(tap: &Option<Tap>) -> bool {
+    tap.as_ref().is_some_and(Tap::may_strip)
 }
 
 /// Held until the relayed body ends (or the client goes away).
@@ -345,8 +369,51 @@ impl Drop for Done {
 }
 
 struct RelayBody {
+    /// The upstream `content-length`, when it sent one.
+    expected: Option<u64>,
+    /// Bytes relayed so far.
+    sent: u64,
     inner: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    tap: Option<Tap>,
+    pending: Option<Pending>,
     done: Option<Done>,
+}
+
+impl RelayBody {
+    /// Ends the exchange once: finishes the replay record and releases the backend slot.
+    fn end(&mut self, lifecycle: Lifecycle, reason: Option<String>) {
+        if let Some(p) = self.pending.take() {
+            let (usage, response_body) = match &self.tap {
+                Some(t) => (t.usage(), t.captured()),
+                None => (None, None),
+            };
+            p.finish(End {
+                lifecycle,
+                reason,
+                usage,
+                response_body,
+                ..End::default()
+            });
+        }
+        self.done.take();
+    }
+}
+
+impl Drop for RelayBody {
+    fn drop(&mut self) {
+        if self.done.is_none() {
+            return;
+        }
+        // The server stops polling a body once it has written `content-length` bytes.
+        if self.expected.is_some_and(|n| n == self.sent) {
+            if let Some(t) = self.tap.as_mut() {
+                t.finish();
+            }
+            self.end(Lifecycle::Completed, None);
+        } else {
+            self.end(Lifecycle::Aborted, Some("client_disconnect".into()));
+        }
+    }
 }
 
 impl Stream for RelayBody {
@@ -356,18 +423,33 @@ impl Stream for RelayBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Self::Item>> {
-        match self.inner.poll_next_unpin(cx) {
-            Poll::Ready(None) => {
-                self.done.take();
-                Poll::Ready(None)
+        if self.done.is_none() {
+            return Poll::Ready(None);
+        }
+        loop {
+            match self.inner.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(b))) => {
+                    self.sent += b.len() as u64;
+                    let out = match self.tap.as_mut() {
+                        Some(t) => t.chunk(b),
+                        None => b,
+                    };
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "upstream body ended with an error; closing the client stream");
+                    self.end(Lifecycle::Failed, Some(format!("upstream_error: {e}")));
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                }
+                Poll::Ready(None) => {
+                    let rest = self.tap.as_mut().and_then(Tap::finish);
+                    self.end(Lifecycle::Completed, None);
+                    return Poll::Ready(rest.map(Ok));
+                }
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(Some(Err(e))) => {
-                tracing::warn!(error = %e, "upstream body ended with an error; closing the client stream");
-                self.done.take();
-                Poll::Ready(Some(Err(std::io::Error::other(e))))
-            }
-            Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(b))),
-            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -17,11 +17,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
+use vllm_sr_store::Lifecycle;
 
 use crate::error::ApiError;
 use crate::forward::{forward, ForwardCtx};
 use crate::live::LiveState;
 use crate::metrics::Metrics;
+use crate::replay::{End, Pending, Replay, RequestInfo};
 use crate::service::{route, RouteParams, Routed};
 
 /// Request limits.
@@ -54,6 +56,8 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Router Learning state (kept across reloads).
     pub sessions: crate::learning::Sessions,
+    /// Router Replay (`None` when no state directory was given).
+    pub replay: Option<Arc<Replay>>,
 }
 
 /// Per-listener state: the shared state plus this listener's timeout.
@@ -148,7 +152,11 @@ async fn chat(State(s): State<ListenerState>, req: Request) -> Response {
     let rid = request_id(&parts.headers);
     let mut resp = match chat_inner(&s, &parts.headers, body, &rid, started).await {
         Ok(r) => r,
-        Err((e, model)) => {
+        Err(Failure {
+            error: e,
+            model,
+            replay_id,
+        }) => {
             s.app
                 .metrics
                 .errors
@@ -159,7 +167,11 @@ async fn chat(State(s): State<ListenerState>, req: Request) -> Response {
                 .requests
                 .with_label_values(&["", model.as_str(), e.status().as_str()])
                 .inc();
-            e.into_response()
+            let mut resp = e.into_response();
+            if let Some(id) = replay_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+                resp.headers_mut().insert("x-vsr-replay-id", id);
+            }
+            resp
         }
     };
     if let Ok(v) = HeaderValue::from_str(&rid) {
@@ -168,7 +180,12 @@ async fn chat(State(s): State<ListenerState>, req: Request) -> Response {
     resp
 }
 
-type Failure = (ApiError, String);
+/// A failed chat request: the error, the model it was for, and its replay record id.
+struct Failure {
+    error: ApiError,
+    model: String,
+    replay_id: Option<String>,
+}
 
 async fn chat_inner(
     s: &ListenerState,
@@ -178,7 +195,11 @@ async fn chat_inner(
     started: Instant,
 ) -> Result<Response, Failure> {
     let app = &s.app;
-    let fail = |e: ApiError| (e, String::new());
+    let fail = |error: ApiError| Failure {
+        error,
+        model: String::new(),
+        replay_id: None,
+    };
     let permit = match &app.semaphore {
         Some(sem) => Some(sem.clone().try_acquire_owned().map_err(|_| {
             fail(ApiError::Overloaded {
@@ -207,6 +228,7 @@ async fn chat_inner(
     let live = app.live.load_full();
     let params = RouteParams {
         signal_budget: app.limits.signal_budget,
+        want_usage: app.replay.is_some(),
     };
     let routed = route(&live, &app.sessions, value, &header_list, params)
         .await
@@ -218,9 +240,36 @@ async fn chat_inner(
         .get("x-vsr-debug")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let mut pending = app.replay.as_ref().map(|r| {
+        Pending::start(
+            r,
+            &live,
+            &routed,
+            RequestInfo {
+                request_id: rid,
+                headers: &header_list,
+                body: &bytes,
+                started,
+            },
+        )
+    });
     if let Some(message) = &routed.fast_response {
+        if let Some(p) = pending.take() {
+            p.finish(End {
+                lifecycle: Lifecycle::Completed,
+                status: Some(200),
+                cache_hit: true,
+                ..End::default()
+            });
+        }
         let mut resp = fast_response(message, routed.stream);
-        add_headers(resp.headers_mut(), &routed, debug, "fast_response");
+        add_headers(
+            resp.headers_mut(),
+            &routed,
+            debug,
+            "fast_response",
+            app.replay.is_some(),
+        );
         resp.headers_mut()
             .insert("x-vsr-fast-response", HeaderValue::from_static("true"));
         app.metrics
@@ -237,12 +286,36 @@ async fn chat_inner(
         timeout: s.timeout,
         started,
         permit,
+        pending: &mut pending,
     };
-    let relayed = forward(&live, &routed, ctx)
-        .await
-        .map_err(|e| (e, model.clone()))?;
+    let relayed = match forward(&live, &routed, ctx).await {
+        Ok(r) => r,
+        Err(error) => {
+            let replay_id = pending.take().map(|p| {
+                let id = p.record.id.clone();
+                p.finish(End {
+                    lifecycle: Lifecycle::Failed,
+                    reason: Some(error.to_string()),
+                    status: Some(error.status().as_u16()),
+                    ..End::default()
+                });
+                id
+            });
+            return Err(Failure {
+                error,
+                model,
+                replay_id,
+            });
+        }
+    };
     let mut resp = relayed.response;
-    add_headers(resp.headers_mut(), &routed, debug, "upstream");
+    add_headers(
+        resp.headers_mut(),
+        &routed,
+        debug,
+        "upstream",
+        app.replay.is_some(),
+    );
     let status = resp.status();
     app.metrics
         .requests
@@ -301,7 +374,7 @@ fn matched_header(key: &str) -> String {
     }
 }
 
-fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str) {
+fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str, replay: bool) {
     let o = &r.outcome;
     let mut put = |name: &str, value: HeaderValue| {
         if let Ok(n) = HeaderName::try_from(name) {
@@ -309,6 +382,9 @@ fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str) {
         }
     };
     put("x-vsr-schema-version", HeaderValue::from_static("2"));
+    if replay {
+        put("x-vsr-replay-id", header_value(&r.replay_id));
+    }
     put("x-vsr-response-path", HeaderValue::from_static(path));
     if let Some(m) = &o.model {
         put("x-vsr-selected-model", header_value(m));

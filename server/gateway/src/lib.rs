@@ -8,6 +8,8 @@
 //! - `learning`: Router Learning's session-aware protection (stay, switch, hard lock, bypass).
 //! - `rewrite`: the body rewrite of contract §9 and the request-side plugins.
 //! - `forward` and `upstream`: backend choice, retries, outlier ejection, streaming relay.
+//! - `replay` and `tap`: a Router Replay record per routed request (usage and capped bodies
+//!   read off the relayed response), written through the store's bounded queue.
 //! - `error`: the one place a failure becomes an HTTP status.
 //!
 //! Model inference runs on the models crate's threads; handlers only await it.
@@ -18,9 +20,11 @@ pub mod http;
 pub mod learning;
 pub mod live;
 pub mod metrics;
+pub mod replay;
 pub mod rewrite;
 pub mod server;
 pub mod service;
+pub mod tap;
 pub mod upstream;
 
 pub use error::ApiError;

@@ -115,6 +115,8 @@ pub struct LiveState {
     pub generation: u64,
     /// Reasoning dialect per model (its highest-weight backend's).
     dialects: Vec<Dialect>,
+    /// Model prices, for replay costs.
+    pub prices: Arc<vllm_sr_store::PriceTable>,
     /// Stops this state's background loops (health checks) when it is replaced.
     pub(crate) cancel: CancellationToken,
 }
@@ -193,6 +195,7 @@ impl LiveState {
             })
             .collect();
         Ok(Self {
+            prices: Arc::new(crate::replay::price_table(&config)),
             config,
             engine,
             upstreams,

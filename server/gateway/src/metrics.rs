@@ -6,7 +6,7 @@
 
 use prometheus::{
     CounterVec, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec,
-    Opts, Registry, TextEncoder,
+    IntGauge, Opts, Registry, TextEncoder,
 };
 
 use crate::upstream::{Health, Upstreams};
@@ -56,6 +56,8 @@ pub struct Metrics {
     pub reloads: CounterVec,
     /// Generation of the live config.
     pub generation: Gauge,
+    /// Replay records dropped because the writer's queue was full.
+    pub replay_dropped: IntGauge,
 }
 
 fn histogram(
@@ -165,6 +167,10 @@ impl Metrics {
                 "vsr_config_generation",
                 "Generation of the live config (1 = startup)",
             )?,
+            replay_dropped: IntGauge::new(
+                "replay_dropped_total",
+                "Replay records dropped because the store's queue was full",
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -183,6 +189,7 @@ impl Metrics {
         r.register(Box::new(m.backend_inflight.clone()))?;
         r.register(Box::new(m.reloads.clone()))?;
         r.register(Box::new(m.generation.clone()))?;
+        r.register(Box::new(m.replay_dropped.clone()))?;
         Ok(m)
     }
 

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::http::{router, AppState, Limits, ListenerState};
 use crate::live::{BuildError, LiveState, ModelSource};
 use crate::metrics::Metrics;
+use crate::replay::Replay;
 use crate::upstream::health::spawn_checks;
 
 /// Listener used when the recipe declares none (upstream's default).
@@ -43,6 +44,8 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Poll the recipe file for changes this often (`None`: only explicit reloads).
     pub watch_interval: Option<Duration>,
+    /// Runtime state (the replay database); `None` keeps no replay.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Why the gateway could not start.
@@ -143,6 +146,15 @@ impl Gateway {
                 })
                 .collect(),
         };
+        let replay = match opts.state_dir.clone() {
+            Some(dir) => Some(Arc::new(
+                tokio::task::spawn_blocking(move || Replay::open(&dir))
+                    .await
+                    .map_err(|e| StartError::Setup(format!("replay store task failed: {e}")))?
+                    .map_err(|e| StartError::Setup(format!("replay store: {e}")))?,
+            )),
+            None => None,
+        };
         let state = Arc::new(AppState {
             live: ArcSwap::from_pointee(live),
             client,
@@ -154,6 +166,7 @@ impl Gateway {
                 .map(|n| Arc::new(Semaphore::new(n))),
             draining: AtomicBool::new(false),
             sessions: crate::learning::Sessions::default(),
+            replay,
         });
         let mut bound = Vec::new();
         for (name, addr, timeout) in wanted {
@@ -217,6 +230,11 @@ impl Gateway {
         self.metrics_addr
     }
 
+    /// Router Replay, when a state directory was given.
+    pub fn replay(&self) -> Option<Arc<Replay>> {
+        self.state.replay.clone()
+    }
+
     /// The live state now.
     pub fn live(&self) -> Arc<LiveState> {
         self.state.live.load_full()
@@ -274,6 +292,10 @@ impl Gateway {
         let drained = tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_ok();
+        if let Some(r) = self.state.replay.clone() {
+            // Commits the records still queued (blocking: the writer thread joins).
+            let _ = tokio::task::spawn_blocking(move || r.shutdown()).await;
+        }
         if drained {
             tracing::info!("shut down cleanly");
         } else {
@@ -371,6 +393,9 @@ async fn serve_metrics(
             let s = s.clone();
             async move {
                 let live = s.live.load();
+                if let Some(r) = &s.replay {
+                    s.metrics.replay_dropped.set(r.sink.dropped() as i64);
+                }
                 (
                     [("content-type", "text/plain; version=0.0.4")],
                     s.metrics.render(&live.upstreams),

@@ -38,6 +38,11 @@ pub struct Routed {
     pub routing: Duration,
     /// Router Learning's step, when learning is on and the request was auto-routed.
     pub learning: Option<LearningTrace>,
+    /// Replay record id (`x-vsr-replay-id`).
+    pub replay_id: String,
+    /// The router asked the backend for a usage chunk the client did not request; the relay
+    /// removes it from the client's stream.
+    pub strip_usage: bool,
 }
 
 /// Per-request knobs.
@@ -45,6 +50,8 @@ pub struct Routed {
 pub struct RouteParams {
     /// Deadline of the embedding batch.
     pub signal_budget: Duration,
+    /// Ask streaming backends for a final usage chunk (for replay and cost).
+    pub want_usage: bool,
 }
 
 /// Routes one chat-completions request.
@@ -118,6 +125,8 @@ pub async fn route(
         stream,
         routing: Duration::ZERO,
         learning,
+        replay_id: vllm_sr_store::new_record_id(),
+        strip_usage: false,
         outcome,
     };
     if routed.outcome.kind == RouteKind::Auto {
@@ -141,9 +150,36 @@ pub async fn route(
             }
         }
     }
+    if stream && params.want_usage {
+        routed.strip_usage = request_usage(&mut body);
+    }
     routed.body = body;
     routed.routing = started.elapsed();
     Ok(routed)
+}
+
+/// Sets `stream_options.include_usage`; true when the client had not asked for it.
+fn request_usage(body: &mut Map<String, Value>) -> bool {
+    let asked = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    if asked {
+        return false;
+    }
+    match body.get_mut("stream_options") {
+        Some(Value::Object(o)) => {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+        _ => {
+            body.insert(
+                "stream_options".into(),
+                serde_json::json!({"include_usage": true}),
+            );
+        }
+    }
+    true
 }
 
 /// Points the outcome at the model learning kept; reasoning follows that model's modelRef in

@@ -67,6 +67,7 @@ async fn start(scope: &str) -> Agentic {
             ..limits()
         },
         watch_interval: None,
+        state_dir: Some(dir.path().join("state")),
     })
     .await
     .unwrap();

@@ -59,6 +59,7 @@ async fn quickstart_routes_by_embedding_similarity_through_the_proxy() {
             ..limits()
         },
         watch_interval: None,
+        state_dir: Some(dir.path().join("state")),
     })
     .await
     .unwrap();

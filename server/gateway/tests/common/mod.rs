@@ -119,6 +119,7 @@ pub async fn setup_with(limits: Limits) -> Setup {
         embedding_model: None,
         limits,
         watch_interval: Some(Duration::from_millis(100)),
+        state_dir: Some(dir.path().join("state")),
     })
     .await
     .unwrap();
@@ -211,6 +212,7 @@ pub async fn start_yaml(yaml: &str) -> (Gateway, tempfile::TempDir) {
         embedding_model: None,
         limits: limits(),
         watch_interval: None,
+        state_dir: Some(dir.path().join("state")),
     })
     .await
     .unwrap();

@@ -1,0 +1,272 @@
+//! Router Replay from the data plane: one record per routed request, started when routing is
+//! done and finished when the response ends (completed, aborted by the client, or failed),
+//! then handed to the store's bounded queue (never blocking the request) and broadcast to live
+//! subscribers (`/api/v1/events`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+use vllm_sr_config::model::{Plugin, RouterConfig};
+use vllm_sr_store::{
+    cap_body, now_ms, LearningTrace as StoredLearning, Lifecycle, PriceTable, Pricing,
+    ReplayReader, ReplayRecord, ReplaySink, Store, StoreError, StoreOptions, Timings, Usage,
+};
+
+use crate::live::LiveState;
+use crate::service::Routed;
+
+/// Events kept for slow subscribers before they start losing the oldest.
+const EVENT_BACKLOG: usize = 1024;
+
+/// The replay store and its live feed.
+#[derive(Debug)]
+pub struct Replay {
+    store: Store,
+    /// Write handle (bounded, non-blocking).
+    pub sink: ReplaySink,
+    /// Read side for the management API (blocking: use `spawn_blocking`).
+    pub reader: ReplayReader,
+    /// Finished records, for `/api/v1/events`.
+    pub events: broadcast::Sender<Arc<ReplayRecord>>,
+}
+
+impl Replay {
+    /// Opens (or creates) the database under `state_dir` and starts its writer thread.
+    ///
+    /// # Errors
+    /// The database cannot be created, opened or migrated.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        let store = Store::open(state_dir, &StoreOptions::default())?;
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        Ok(Self {
+            sink: store.sink(),
+            reader: store.reader(),
+            store,
+            events,
+        })
+    }
+
+    /// Flushes queued records and stops the writer (blocking).
+    pub fn shutdown(&self) {
+        if let Err(e) = self.store.shutdown() {
+            tracing::warn!("closing the replay store: {e}");
+        }
+    }
+
+    /// Stores and broadcasts a finished record.
+    pub fn submit(&self, record: ReplayRecord) {
+        let record = Arc::new(record);
+        let _ = self.events.send(record.clone());
+        if !self.sink.record(Arc::unwrap_or_clone(record)) {
+            tracing::debug!("replay queue full; record dropped");
+        }
+    }
+}
+
+/// Prices of every priced model of a recipe.
+pub fn price_table(config: &RouterConfig) -> PriceTable {
+    PriceTable::new(config.models.iter().filter_map(|m| {
+        let p = &m.provider.as_ref()?.pricing;
+        let priced = p.prompt_per_1m > 0.0 || p.completion_per_1m > 0.0;
+        priced.then(|| {
+            (
+                m.card.name.clone(),
+                Pricing {
+                    currency: if p.currency.is_empty() {
+                        "USD".into()
+                    } else {
+                        p.currency.clone()
+                    },
+                    prompt_per_million: p.prompt_per_1m,
+                    cached_prompt_per_million: p.cached_input_per_1m,
+                    completion_per_million: p.completion_per_1m,
+                },
+            )
+        })
+    }))
+}
+
+fn hash(v: &str) -> String {
+    Sha256::digest(v.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A record whose routing half is filled; the response fills the rest.
+#[derive(Debug)]
+pub struct Pending {
+    /// The record so far.
+    pub record: ReplayRecord,
+    /// Keep up to this many response bytes.
+    pub capture_response: Option<usize>,
+    prices: Arc<PriceTable>,
+    replay: Arc<Replay>,
+    started: Instant,
+}
+
+/// What the request carried, for the record.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    /// `x-request-id`.
+    pub request_id: &'a str,
+    /// Request headers.
+    pub headers: &'a [(String, String)],
+    /// The raw request body.
+    pub body: &'a [u8],
+    /// When the request arrived.
+    pub started: Instant,
+}
+
+impl Pending {
+    /// Starts the record of a routed request.
+    pub fn start(
+        replay: &Arc<Replay>,
+        live: &LiveState,
+        routed: &Routed,
+        req: RequestInfo<'_>,
+    ) -> Self {
+        let o = &routed.outcome;
+        let ids = &live
+            .config
+            .global
+            .router
+            .learning
+            .protection
+            .identity
+            .headers;
+        let header = |name: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| hash(v))
+        };
+        let decision = o
+            .decision
+            .as_deref()
+            .and_then(|d| live.decision(&o.recipe, d));
+        let capture = decision.and_then(|d| {
+            d.plugins.iter().find_map(|p| match p {
+                Plugin::RouterReplay(r) if r.enabled => Some(r.clone()),
+                _ => None,
+            })
+        });
+        let cap = |enabled: bool| {
+            capture
+                .as_ref()
+                .filter(|_| enabled)
+                .map(|r| r.max_body_bytes.unwrap_or(4096) as usize)
+        };
+        let mut record = ReplayRecord::new(now_ms());
+        record.id = routed.replay_id.clone();
+        record.request_id = Some(req.request_id.to_string());
+        record.session_hash = header(&ids.session);
+        record.conversation_hash = header(&ids.conversation);
+        record.requested_model = Some(o.requested_model.clone());
+        record.recipe = Some(o.recipe.clone());
+        record.decision = o.decision.clone();
+        record.confidence = Some(o.confidence);
+        record.base_model = Some(routed.learning.as_ref().map_or_else(
+            || o.model.clone().unwrap_or_default(),
+            |l| l.base_model.clone(),
+        ));
+        record.final_model = o.model.clone();
+        record.streaming = routed.stream;
+        record.lifecycle = Lifecycle::InProgress;
+        record.signals = o
+            .matched_signals
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        record.signal_confidences = o
+            .signal_confidences
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        record.projection_scores = o
+            .projection_scores
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        record.eval_trace = serde_json::to_value(&o.eval_trace).ok();
+        record.learning = routed.learning.as_ref().map(|l| StoredLearning {
+            action: Some(l.action.as_str().to_string()),
+            reason: Some(l.reason.clone()),
+            scope: Some(l.scope.clone()),
+            mode: Some(l.mode.to_string()),
+            switch_cost: Some(l.switch_cost),
+            detail: serde_json::to_value(l).ok(),
+        });
+        record.plugins = o.plugins.clone();
+        record.use_reasoning = Some(routed.applied.reasoning.unwrap_or(o.use_reasoning));
+        record.reasoning_effort = Some(o.reasoning_effort.clone());
+        record.timings = Timings {
+            signals_ms: o.timings.embed_ms + o.timings.signals_ms,
+            routing_ms: routed.routing.as_secs_f64() * 1e3,
+            upstream_ttfb_ms: None,
+            total_ms: 0.0,
+        };
+        if let Some(max) = cap(capture.as_ref().is_some_and(|r| r.capture_request_body)) {
+            let (body, truncated) = cap_body(&String::from_utf8_lossy(req.body), max);
+            record.request_body = Some(body);
+            record.request_body_truncated = truncated;
+        }
+        Self {
+            record,
+            capture_response: cap(capture.as_ref().is_some_and(|r| r.capture_response_body)),
+            prices: live.prices.clone(),
+            replay: replay.clone(),
+            started: req.started,
+        }
+    }
+
+    /// Notes the backend and its response head.
+    pub fn upstream(&mut self, backend: &str, status: u16, ttfb_ms: f64) {
+        self.record.backend = Some(backend.to_string());
+        self.record.status = Some(status);
+        self.record.timings.upstream_ttfb_ms = Some(ttfb_ms);
+    }
+
+    /// Finishes and submits the record.
+    pub fn finish(mut self, end: End) {
+        let r = &mut self.record;
+        r.ended_ms = Some(now_ms());
+        r.timings.total_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        r.lifecycle = end.lifecycle;
+        r.terminal_reason = end.reason;
+        if let Some(s) = end.status {
+            r.status = Some(s);
+        }
+        if let Some((body, truncated)) = end.response_body {
+            r.response_body = Some(body);
+            r.response_body_truncated = truncated;
+        }
+        if let (Some(u), Some(model)) = (&end.usage, &r.final_model) {
+            r.cost = self.prices.cost(model, u);
+        }
+        r.usage = end.usage;
+        r.cache_hit = end.cache_hit;
+        self.replay.submit(self.record);
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Default)]
+pub struct End {
+    /// Completed, aborted or failed.
+    pub lifecycle: Lifecycle,
+    /// Why, when not completed.
+    pub reason: Option<String>,
+    /// Final HTTP status, when it changed (router errors).
+    pub status: Option<u16>,
+    /// Backend-reported usage.
+    pub usage: Option<Usage>,
+    /// Captured response body.
+    pub response_body: Option<(String, bool)>,
+    /// Answered without a backend (fast response).
+    pub cache_hit: bool,
+}
