@@ -254,7 +254,6 @@ fn upstream_request(
     backend: &BackendState,
     ctx: &ForwardCtx<'_>,
 ) -> Result<reqwest::RequestBuilder, ApiError> {
-    let mut body = routed.body.clone();
     let card = routed.outcome.model.as_deref().unwrap_or_default();
     let model_id = model_id_for(
         &live.config,
@@ -262,7 +261,10 @@ fn upstream_request(
         routed.outcome.lora.as_deref(),
         &backend.config,
     );
-    body.insert("model".into(), Value::String(model_id));
+    let body = WithModel {
+        body: &routed.body,
+        model: &model_id,
+    };
     let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::InvalidRequest {
         message: format!("cannot serialise the rewritten body: {e}"),
         param: None,
@@ -308,10 +310,30 @@ fn upstream_request(
     }
     Ok(ctx
         .client
-        .post(&backend.chat_url)
+        .post(backend.chat_uri.clone())
         .headers(headers)
         .timeout(ctx.timeout)
         .body(bytes))
+}
+
+/// The body with `model` set, serialised without copying the map.
+struct WithModel<'a> {
+    body: &'a serde_json::Map<String, Value>,
+    model: &'a str,
+}
+
+impl serde::Serialize for WithModel<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.body.len() + 1))?;
+        m.serialize_entry("model", self.model)?;
+        for (k, v) in self.body {
+            if k != "model" {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
 }
 
 /// Relays the upstream response: status and end-to-end headers now, the body as it arrives.

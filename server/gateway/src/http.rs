@@ -143,7 +143,21 @@ fn request_id(headers: &HeaderMap) -> String {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_string)
+        .map_or_else(new_request_id, str::to_string)
+}
+
+/// 32 hex digits: milliseconds since the epoch, then 80 random bits (thread-local generator,
+/// no system call per request).
+fn new_request_id() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    format!(
+        "{:012x}{:04x}{:016x}",
+        ms & 0xffff_ffff_ffff,
+        fastrand::u16(..),
+        fastrand::u64(..)
+    )
 }
 
 async fn chat(State(s): State<ListenerState>, req: Request) -> Response {
@@ -325,7 +339,8 @@ async fn chat_inner(
         .model_requests
         .with_label_values(&[model.as_str()])
         .inc();
-    tracing::info!(
+    // Per request at debug: a synchronous log line per request costs more than routing.
+    tracing::debug!(
         request_id = rid,
         decision = %decision,
         model = %model,

@@ -35,6 +35,8 @@ pub struct BackendState {
     pub model: String,
     /// Full chat-completions URL.
     pub chat_url: String,
+    /// The same, parsed once.
+    pub chat_uri: reqwest::Url,
     /// `scheme://host:port` + base path (health checks are relative to it).
     pub base_url: String,
     /// The configured backend.
@@ -48,12 +50,14 @@ pub struct BackendState {
 }
 
 impl BackendState {
-    fn new(model: &str, b: &Backend, has_check: bool) -> Self {
+    fn new(model: &str, b: &Backend, has_check: bool) -> Result<Self, String> {
         let base_url = format!("{}://{}:{}{}", b.scheme, b.host, b.port, b.base_path);
-        Self {
+        let chat_url = format!("{base_url}{}", b.chat_path);
+        Ok(Self {
             name: b.name.clone(),
             model: model.to_string(),
-            chat_url: format!("{base_url}{}", b.chat_path),
+            chat_uri: reqwest::Url::parse(&chat_url).map_err(|e| format!("{chat_url}: {e}"))?,
+            chat_url,
             base_url,
             config: b.clone(),
             health: AtomicU8::new(Health::Unknown as u8),
@@ -62,7 +66,7 @@ impl BackendState {
             ejected_until: Mutex::new(None),
             ejections: AtomicU64::new(0),
             inflight: AtomicU32::new(0),
-        }
+        })
     }
 
     /// Health from the active checker.
@@ -277,14 +281,20 @@ impl Upstreams {
                 let backends = provider
                     .backends
                     .iter()
-                    .map(|b| {
-                        let fresh = BackendState::new(&m.card.name, b, has_check);
-                        match old.get(&fresh.key()) {
+                    .filter_map(|b| {
+                        let fresh = match BackendState::new(&m.card.name, b, has_check) {
+                            Ok(f) => f,
+                            Err(e) => {
+                                tracing::error!(backend = %b.name, "invalid backend URL, backend skipped: {e}");
+                                return None;
+                            }
+                        };
+                        Some(match old.get(&fresh.key()) {
                             Some(prev) if prev.config == *b && prev.has_check == has_check => {
                                 prev.clone()
                             }
                             _ => Arc::new(fresh),
-                        }
+                        })
                     })
                     .collect();
                 Some(Pool {
