@@ -2,12 +2,14 @@
 //! partitions, top-k, projections, every decision tree and the ranking ([`Selection`]) → the
 //! [`Outcome`] report.
 //!
-//! Split from signal evaluation so the decision half can be measured and reused on its own
-//! (`benches/decide.rs` times it with precomputed signals).
+//! Selecting evaluates the rule trees without recording them (no allocation per node); the
+//! report then records every tree for the eval trace, which by construction reaches the same
+//! results. Split from signal evaluation so the decision half can be measured and reused on
+//! its own (`benches/decide.rs` times it with precomputed signals).
 
 use std::time::Instant;
 
-use crate::decide::{self, Candidate, Facts, ProjectionState, TraceNode};
+use crate::decide::{self, Candidate, Facts, ProjectionState};
 use crate::engine::{checked, Engine, Plan};
 use crate::outcome::{Outcome, RouteKind, Timings};
 use crate::report;
@@ -39,7 +41,6 @@ impl SignalPass {
 pub struct Selection {
     pass: SignalPass,
     projections: ProjectionState,
-    traces: Vec<(usize, TraceNode)>,
     ranked: Vec<Candidate>,
     started: Instant,
     decide_ms: f64,
@@ -87,24 +88,20 @@ impl Engine {
             state: &pass.state,
             projections: &projections,
         };
-        let mut matched = Vec::new();
-        let mut traces = Vec::with_capacity(recipe.decisions.len());
-        for (i, d) in recipe.decisions.iter().enumerate() {
-            let node = decide::trace(facts, &d.rules);
-            if node.matched {
-                matched.push(Candidate {
-                    index: i,
-                    confidence: node.confidence,
-                });
-            }
-            traces.push((i, node));
-        }
+        let matched = recipe
+            .decisions
+            .iter()
+            .enumerate()
+            .filter_map(|(index, d)| {
+                let (matched, confidence) = decide::eval(facts, &d.rules);
+                matched.then_some(Candidate { index, confidence })
+            })
+            .collect();
         let ranked = decide::rank(recipe, matched);
         Selection {
             decide_ms: started.elapsed().as_secs_f64() * 1e3,
             pass,
             projections,
-            traces,
             ranked,
             started,
         }
@@ -115,12 +112,23 @@ impl Engine {
         let Selection {
             pass,
             projections,
-            traces,
             ranked,
             started,
             decide_ms,
         } = selection;
         let config = self.config();
+        let recipe = &config.recipes[pass.recipe];
+        let facts = Facts {
+            recipe,
+            state: &pass.state,
+            projections: &projections,
+        };
+        let traces = recipe
+            .decisions
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (i, decide::trace(facts, &d.rules)))
+            .collect();
         let timings = Timings {
             embed_ms: pass.embed_ms,
             signals_ms: pass.signals_ms,
@@ -129,7 +137,7 @@ impl Engine {
         };
         report::auto(report::AutoInput {
             config,
-            recipe: &config.recipes[pass.recipe],
+            recipe,
             request_model: &pass.request_model,
             state: &pass.state,
             projections: &projections,

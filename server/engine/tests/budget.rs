@@ -146,3 +146,11 @@ fn tiny_budget_skips_embedding_families_on_the_async_path() {
     assert_eq!(in_time.matched_signals, blocking.matched_signals);
     assert_eq!(in_time.decision, blocking.decision);
 }
+
+/// Compile-time check: the gateway can `tokio::spawn` the routing future.
+#[allow(dead_code, reason = "checked by the compiler, never called")]
+fn route_future_is_send(engine: &Engine, embedder: &Embedder) {
+    fn send<T: Send>(_: &T) {}
+    let future = route(engine, embedder, request(), RouteOptions::default());
+    send(&future);
+}
