@@ -30,5 +30,5 @@ pub use pass::{Selection, SignalPass};
 
 pub use error::EngineError;
 pub use request::{RequestError, RequestView, SignalText};
-pub use route::{route, MissingVectors};
+pub use route::{embed_plan, route, Embedded, MissingVectors};
 pub use state::{FamilyResult, SignalState};

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use vllm_sr_config::{load_path, LoadOptions};
-use vllm_sr_engine::{route, Engine, Outcome, RequestView, RouteOptions};
+use vllm_sr_engine::{
+    embed_plan, route, Engine, MissingVectors, Outcome, RequestView, RouteOptions,
+};
 use vllm_sr_models::{
     Embedder, LoadOptions as ModelOptions, ModelRegistry, RuntimeOptions, DEFAULT_EMBEDDING_MODEL,
 };
@@ -63,9 +65,17 @@ fn balance(embedder: &Embedder) -> Engine {
     Engine::build(Arc::new(loaded.config), embedder).expect("engine builds")
 }
 
+const PROOF: &str = "Prove by contradiction that there are infinitely many primes, step by step.";
+
+fn request_with(text: &str) -> RequestView {
+    RequestView::from_json(
+        &json!({"model": "vllm-sr/auto", "messages": [{"role": "user", "content": text}]}),
+    )
+    .expect("valid")
+}
+
 fn request() -> RequestView {
-    RequestView::from_json(&json!({"model": "vllm-sr/auto", "messages": [{"role": "user", "content": "Prove by contradiction that there are infinitely many primes, step by step."}]}))
-        .expect("valid")
+    request_with(PROOF)
 }
 
 fn opts(budget: Duration) -> RouteOptions {
@@ -145,6 +155,22 @@ fn tiny_budget_skips_embedding_families_on_the_async_path() {
     let blocking = engine.route_blocking(request(), opts(Duration::from_secs(30)), &e);
     assert_eq!(in_time.matched_signals, blocking.matched_signals);
     assert_eq!(in_time.decision, blocking.decision);
+
+    // The two halves, as a gateway that evaluates off its async workers would call them. (A
+    // text not embedded before: the model runtime answers cached texts without waiting.)
+    let fresh = request_with("Prove step by step, by contradiction, that no largest prime exists.");
+    let plan = engine.plan(fresh, opts(Duration::from_micros(1)));
+    let embedded = rt.block_on(embed_plan(&e, &plan, Some(Duration::from_micros(1))));
+    assert!(
+        matches!(embedded.vectors, Err(MissingVectors::Budget(_))),
+        "{:?}",
+        embedded.vectors
+    );
+    assert_skipped(&engine.evaluate_embedded(plan, embedded));
+    let plan = engine.plan(request(), opts(Duration::from_secs(30)));
+    let embedded = rt.block_on(embed_plan(&e, &plan, Some(Duration::from_secs(30))));
+    let split = engine.evaluate_embedded(plan, embedded);
+    assert_eq!(split.matched_signals, in_time.matched_signals);
 }
 
 /// Compile-time check: the gateway can `tokio::spawn` the routing future.
