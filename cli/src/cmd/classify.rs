@@ -3,6 +3,7 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -38,7 +39,27 @@ pub(crate) struct Args {
     trace: bool,
 
     #[command(flatten)]
+    budget: BudgetArg,
+
+    #[command(flatten)]
     model: ModelArgs,
+}
+
+/// The `--signal-budget-ms` argument of `classify` and `eval`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct BudgetArg {
+    /// Per-request signal budget in milliseconds: embedding-backed signals whose embeddings
+    /// have not arrived by then count as unmatched (and are listed as skipped). Default: the
+    /// model runtime's deadline.
+    #[arg(long, value_name = "MS", env = "VLLM_SR_SIGNAL_BUDGET_MS")]
+    signal_budget_ms: Option<u64>,
+}
+
+impl BudgetArg {
+    /// The budget as a duration.
+    pub(crate) fn signal_budget(&self) -> Option<Duration> {
+        self.signal_budget_ms.map(Duration::from_millis)
+    }
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -63,6 +84,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             request,
             RouteOptions {
                 evaluate_all: false,
+                signal_budget: args.budget.signal_budget(),
             },
         );
         if args.json {
@@ -141,6 +163,9 @@ fn summary(o: &Outcome, trace: bool) -> Value {
     if !o.skipped_signals.is_empty() {
         v["skipped_signals"] = json!(o.skipped_signals);
     }
+    if let Some(why) = &o.skip_reason {
+        v["skip_reason"] = json!(why);
+    }
     v
 }
 
@@ -164,5 +189,12 @@ fn print_human(input: &Value, o: &Outcome) {
         .collect();
     if !sigs.is_empty() {
         out(&format!("    signals  {}", sigs.join(" | ")));
+    }
+    if !o.skipped_signals.is_empty() {
+        out(&format!(
+            "    skipped  {} ({})",
+            o.skipped_signals.join(", "),
+            o.skip_reason.as_deref().unwrap_or("no vectors")
+        ));
     }
 }

@@ -30,6 +30,9 @@ pub(crate) struct Args {
     json: bool,
 
     #[command(flatten)]
+    budget: super::classify::BudgetArg,
+
+    #[command(flatten)]
     model: ModelArgs,
 }
 
@@ -52,7 +55,13 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         decisions,
     };
     let report = probes::run(&suite, &ctx, &mut |req| {
-        router.route(req, RouteOptions { evaluate_all: true })
+        router.route(
+            req,
+            RouteOptions {
+                evaluate_all: true,
+                signal_budget: args.budget.signal_budget(),
+            },
+        )
     });
     if args.json {
         out(&serde_json::to_string_pretty(&report)?);

@@ -31,13 +31,15 @@ impl Calibration {
     pub fn for_model(id: &str) -> Self {
         let name = id.rsplit('/').next().unwrap_or(id).to_ascii_lowercase();
         match name.as_str() {
-            // A line through two anchors: unrelated text (MiniLM cosine ~0.05) lands at 0.3,
-            // below the 0.5 soft-match floor, and a related intent (~0.4) at 0.72, where recipe
-            // thresholds for related intents sit. Pass rates on the upstream probe suites were
-            // flat for slopes 0.5-1.2 along such lines; identity loses 5 balance probes.
+            // A line through two anchors: a related intent (MiniLM cosine ~0.4) lands at 0.70,
+            // where recipe thresholds for related intents sit, and the soft-match floor (0.5)
+            // sits at cosine 0.15, above the ~0.0-0.15 that unrelated text scores. A flatter
+            // line (0.5·c + 0.5) let any positive cosine soft-match and made the default
+            // privacy KB fire on greetings; steeper ones (≥ 0.9) cut genuine soft matches of
+            // short paraphrases (cosine ~0.2) on the agent probes.
             "all-minilm-l6-v2" => Self {
-                scale: 0.5,
-                offset: 0.5,
+                scale: 0.8,
+                offset: 0.38,
             },
             _ => Self::IDENTITY,
         }
@@ -246,6 +248,25 @@ mod tests {
         assert!((s.score - (0.75 * s.best + 0.25 * s.support)).abs() < 1e-12);
         let mean = PrototypeBank::build(&texts, &vecs, opts().mean()).score(&unit(1.0, 0.0));
         assert!((mean.score - mean.support).abs() < 1e-12);
+    }
+
+    #[test]
+    fn minilm_calibration_keeps_unrelated_text_below_the_soft_match_floor() {
+        let cal = Calibration::for_model("sentence-transformers/all-MiniLM-L6-v2");
+        assert!(cal.apply(0.05) < 0.5, "unrelated text must not soft-match");
+        assert!(cal.apply(0.12) < 0.5);
+        assert!(
+            (cal.apply(0.4) - 0.70).abs() < 1e-9,
+            "related intents sit at 0.70"
+        );
+        assert!(
+            cal.apply(0.9) > 0.95,
+            "paraphrases clear every recipe threshold"
+        );
+        assert_eq!(
+            Calibration::for_model("some/other-model"),
+            Calibration::IDENTITY
+        );
     }
 
     #[test]

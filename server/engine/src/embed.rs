@@ -4,12 +4,29 @@
 //! through [`Embed`], and per-request vectors are computed by the caller (one batch per
 //! request, on the model runtime's threads) and handed to `Engine::evaluate`.
 
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
 use crate::EngineError;
 
 /// A sentence embedder. Vectors are L2-normalised, so cosine similarity is a dot product.
 pub trait Embed: Send + Sync {
     /// Embeds a batch of texts (blocking).
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EngineError>;
+    /// Embeds a batch within `budget` (blocking): `Ok(None)` when the budget ran out first.
+    ///
+    /// The default suits in-process embedders that cannot be interrupted: it embeds, then
+    /// discards a result that arrived late. Embedders with their own threads stop waiting at
+    /// the budget instead.
+    fn embed_within(
+        &self,
+        texts: &[String],
+        budget: Duration,
+    ) -> Result<Option<Vec<Vec<f32>>>, EngineError> {
+        let started = Instant::now();
+        let vectors = self.embed(texts)?;
+        Ok((started.elapsed() <= budget).then_some(vectors))
+    }
     /// Vector dimension.
     fn dims(&self) -> usize;
     /// The model's id (selects a similarity calibration; see `bank::Calibration`).
@@ -109,6 +126,35 @@ impl Embed for vllm_sr_models::Embedder {
             .embed_blocking(texts.to_vec())
             .map_err(|e| EngineError::Embedding(e.to_string()))?;
         Ok(out.iter().map(|e| e.as_slice().to_vec()).collect())
+    }
+
+    /// Stops waiting at the budget. The model runtime's deadline is only reachable through its
+    /// async API, so a short-lived waiter thread makes the blocking call and this thread waits
+    /// on it with a timeout; a late result is dropped. (Async callers use `route::route`,
+    /// which needs no extra thread.)
+    fn embed_within(
+        &self,
+        texts: &[String],
+        budget: Duration,
+    ) -> Result<Option<Vec<Vec<f32>>>, EngineError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let embedder = self.clone();
+        let texts = texts.to_vec();
+        std::thread::Builder::new()
+            .name("vllm-sr-embed-wait".into())
+            .spawn(move || {
+                // The receiver is gone when the budget ran out; the result is then unused.
+                let _ = tx.send(embedder.embed_blocking(texts));
+            })
+            .map_err(|e| EngineError::Embedding(format!("cannot start a waiter thread: {e}")))?;
+        match rx.recv_timeout(budget) {
+            Ok(Ok(out)) => Ok(Some(out.iter().map(|e| e.as_slice().to_vec()).collect())),
+            Ok(Err(e)) => Err(EngineError::Embedding(e.to_string())),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(EngineError::Embedding(
+                "the embedding waiter stopped without an answer".into(),
+            )),
+        }
     }
 
     fn dims(&self) -> usize {

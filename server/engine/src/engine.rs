@@ -3,17 +3,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use vllm_sr_config::model::*;
 
 use crate::bank::{BankOptions, Calibration, PrototypeBank};
-use crate::decide::{self, Candidate, Facts};
 use crate::deterministic::Deterministic;
 use crate::embed::Embed;
 use crate::kb::{self, KbBank, Manifest};
-use crate::outcome::{Outcome, RouteKind, Timings};
+use crate::outcome::{Outcome, RouteKind};
+use crate::pass::SignalPass;
 use crate::request::{RequestView, SignalText};
+use crate::route::MissingVectors;
 use crate::semantic::{self, JailbreakScorer, LabelModel, Thresholds, Vectors};
 use crate::state::{family_index, SignalState};
 use crate::{builtin, report, EngineError};
@@ -43,6 +44,10 @@ const BUILD_BATCH: usize = 64;
 pub struct RouteOptions {
     /// Evaluate every declared family, not only those the decisions reference (eval API).
     pub evaluate_all: bool,
+    /// How long the caller waits for the request's embeddings (`None`: the model runtime's
+    /// default deadline). After it, embedding-backed families count as unmatched and the
+    /// outcome lists them as skipped; the engine itself never waits (see `route`).
+    pub signal_budget: Option<Duration>,
 }
 
 /// A request ready to be embedded and evaluated.
@@ -523,41 +528,39 @@ impl Engine {
     }
 
     /// Evaluates a planned request. `vectors` answer `plan.texts` in order; `None` means the
-    /// embedding did not finish in time: embedding-backed families count as unmatched and
-    /// the outcome lists them as skipped.
+    /// caller has none (e.g. the embedding did not finish in time): embedding-backed families
+    /// count as unmatched and the outcome lists them as skipped.
     pub fn evaluate(&self, plan: Plan, vectors: Option<&[Vec<f32>]>, embed_ms: f64) -> Outcome {
-        let start = Instant::now();
+        let vectors = checked(&plan, vectors);
+        self.evaluate_inner(plan, vectors, embed_ms)
+    }
+
+    /// Evaluates a planned request whose vectors are missing, recording why (the signal
+    /// budget ran out, or the embedding failed) in `Outcome::skip_reason`.
+    pub fn evaluate_missing(&self, plan: Plan, why: MissingVectors, embed_ms: f64) -> Outcome {
+        self.evaluate_inner(plan, Err(why.to_string()), embed_ms)
+    }
+
+    fn evaluate_inner(
+        &self,
+        plan: Plan,
+        vectors: Result<&[Vec<f32>], String>,
+        embed_ms: f64,
+    ) -> Outcome {
         match plan.kind {
-            RouteKind::Auto => self.evaluate_auto(plan, vectors, embed_ms, start),
+            RouteKind::Auto => self.decide(self.signals(plan, vectors, embed_ms)),
             kind => report::direct(&self.config, &plan.request.model, kind, plan.explicit),
         }
     }
 
-    /// Plans, embeds with `embedder` on this thread, and evaluates (CLI, tests, benchmarks).
-    pub fn route_blocking(
-        &self,
-        request: RequestView,
-        opts: RouteOptions,
-        embedder: &dyn Embed,
-    ) -> Outcome {
-        let plan = self.plan(request, opts);
-        let t = Instant::now();
-        let vectors = if plan.texts.is_empty() {
-            Some(Vec::new())
-        } else {
-            embedder.embed(&plan.texts).ok()
-        };
-        let embed_ms = t.elapsed().as_secs_f64() * 1e3;
-        self.evaluate(plan, vectors.as_deref(), embed_ms)
-    }
-
-    fn evaluate_auto(
+    /// Evaluates every signal family of an auto plan (the first half of `evaluate`).
+    pub(crate) fn signals(
         &self,
         plan: Plan,
-        vectors: Option<&[Vec<f32>]>,
+        vectors: Result<&[Vec<f32>], String>,
         embed_ms: f64,
-        start: Instant,
-    ) -> Outcome {
+    ) -> SignalPass {
+        let start = Instant::now();
         let recipe = &self.config.recipes[plan.recipe];
         let re = &self.recipes[plan.recipe];
         let mut state = SignalState::new(&recipe.signals, self.kbs.len());
@@ -569,7 +572,10 @@ impl Engine {
             .det
             .eval(&plan.request, &plan.text, &plan.families, &mut state);
 
-        let vecs = vectors.filter(|v| v.len() == plan.texts.len());
+        let (vecs, skip_reason) = match vectors {
+            Ok(v) => (Some(v), None),
+            Err(why) => (None, Some(why)),
+        };
         let pick = |i: usize| vecs.map(|v| v[i].as_slice());
         let query = plan.query.and_then(pick);
         let prior: Vec<&[f32]> = plan.prior.iter().filter_map(|i| pick(*i)).collect();
@@ -667,7 +673,9 @@ impl Engine {
             });
         } else if plan.query.is_some() {
             for f in QUERY_FAMILIES {
-                if on(f) {
+                // user_feedback only runs after an assistant turn (§3.5).
+                let runs = f != SignalFamily::UserFeedback || plan.text.assistant_before_user;
+                if on(f) && runs {
                     missing.push(f.leaf_type().to_string());
                 }
             }
@@ -688,49 +696,33 @@ impl Engine {
             state.errors.insert("classifier".into(), "classifier models are not loaded by this build; leaves with on_error: match still match".into());
         }
         skipped.extend(missing);
-        let signals_ms = start.elapsed().as_secs_f64() * 1e3;
-
-        let t = Instant::now();
-        let top_k = cfg.top_k as usize;
-        let projections = crate::post::run(recipe, &mut state, top_k, &|k| k as usize);
-        let facts = Facts {
-            recipe,
-            state: &state,
-            projections: &projections,
-        };
-        let mut matched = Vec::new();
-        let mut traces = Vec::with_capacity(recipe.decisions.len());
-        for (i, d) in recipe.decisions.iter().enumerate() {
-            let node = decide::trace(facts, &d.rules);
-            if node.matched {
-                matched.push(Candidate {
-                    index: i,
-                    confidence: node.confidence,
-                });
-            }
-            traces.push((i, node));
-        }
-        let ranked = decide::rank(recipe, matched);
-        let decide_ms = t.elapsed().as_secs_f64() * 1e3;
-        let timings = Timings {
-            embed_ms,
-            signals_ms,
-            decide_ms,
-            total_ms: embed_ms + start.elapsed().as_secs_f64() * 1e3,
-        };
-        report::auto(report::AutoInput {
-            config: &self.config,
-            recipe,
-            request_model: &plan.request.model,
-            state: &state,
-            projections: &projections,
-            winner: ranked.first().copied(),
-            traces,
-            families: &plan.families,
+        SignalPass {
+            recipe: plan.recipe,
+            request_model: plan.request.model,
+            families: plan.families,
+            state,
+            skip_reason: (!skipped.is_empty()).then_some(skip_reason).flatten(),
             skipped,
             context_tokens,
-            timings,
-        })
+            embed_ms,
+            signals_ms: start.elapsed().as_secs_f64() * 1e3,
+        }
+    }
+}
+
+/// The vectors of a plan when there is one per text; otherwise why not.
+pub(crate) fn checked<'a>(
+    plan: &Plan,
+    vectors: Option<&'a [Vec<f32>]>,
+) -> Result<&'a [Vec<f32>], String> {
+    match vectors {
+        Some(v) if v.len() == plan.texts.len() => Ok(v),
+        Some(v) => Err(format!(
+            "{} vectors were supplied for {} texts",
+            v.len(),
+            plan.texts.len()
+        )),
+        None => Err("no vectors were supplied for the request's texts".into()),
     }
 }
 

@@ -101,6 +101,9 @@ pub struct Outcome {
     pub signal_errors: IndexMap<String, String>,
     /// Families left unfinished (signal budget or missing vectors).
     pub skipped_signals: Vec<String>,
+    /// Why families were skipped (the signal budget ran out, the embedding failed, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
     /// Score name → value.
     pub projection_scores: IndexMap<String, f64>,
     /// Every decision in declaration order.

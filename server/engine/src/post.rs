@@ -4,7 +4,7 @@
 use vllm_sr_config::model::*;
 
 use crate::decide::{self, Facts, ProjectionState};
-use crate::state::{family_index, SignalState};
+use crate::state::{family_index, FamilyResult, SignalState};
 
 /// Runs every step in contract order and returns the projection results.
 pub fn run(
@@ -22,56 +22,55 @@ pub fn run(
 fn partitions(recipe: &Recipe, state: &mut SignalState) {
     for p in &recipe.projections.partitions {
         for family in [SignalFamily::Domain, SignalFamily::Embedding] {
-            let members: Vec<u32> = p
-                .members
-                .iter()
-                .filter(|m| m.family == family)
-                .map(|m| m.index)
-                .collect();
-            if members.len() <= 1 {
+            // Members of this family, in member order (no allocation: this runs per request).
+            let members = || {
+                p.members
+                    .iter()
+                    .filter(|m| m.family == family)
+                    .map(|m| m.index)
+            };
+            if members().nth(1).is_none() {
                 continue;
             }
             let fam = &mut state.families[family_index(family)];
             // Contenders: matched members that carry a confidence entry, in member order.
-            let contenders: Vec<(u32, f64)> = members
-                .iter()
-                .filter(|m| fam.is_matched(**m))
-                .filter_map(|m| {
-                    fam.confidence
-                        .get(*m as usize)
-                        .copied()
-                        .flatten()
-                        .map(|c| (*m, c))
-                })
-                .collect();
-            match contenders.len() {
-                0 => {
+            let confidence_of = |fam: &FamilyResult, m: u32| {
+                fam.is_matched(m)
+                    .then(|| fam.confidence.get(m as usize).copied().flatten())
+                    .flatten()
+            };
+            let mut count = 0usize;
+            let mut winner: Option<(u32, f64)> = None;
+            for m in members() {
+                if let Some(c) = confidence_of(fam, m) {
+                    count += 1;
+                    // The first maximum wins.
+                    if winner.is_none_or(|(_, w)| c > w) {
+                        winner = Some((m, c));
+                    }
+                }
+            }
+            match (count, winner) {
+                (0, _) => {
                     // Quirk: the default joins the matched list without a confidence.
                     if p.default.family == family && !fam.is_matched(p.default.index) {
                         fam.matched.push(p.default.index);
                     }
                 }
-                1 => {}
-                _ => {
-                    let mut winner = contenders[0];
-                    for c in &contenders[1..] {
-                        if c.1 > winner.1 {
-                            winner = *c;
-                        }
-                    }
-                    for m in &members {
-                        if *m != winner.0 {
-                            fam.unmatch(*m);
-                        }
-                    }
+                (1, _) | (_, None) => {}
+                (_, Some((win, win_conf))) => {
                     if let Some(t) = p.softmax_temperature {
-                        let max = contenders
-                            .iter()
-                            .map(|c| c.1)
-                            .fold(f64::NEG_INFINITY, f64::max);
-                        let z: f64 = contenders.iter().map(|c| ((c.1 - max) / t).exp()).sum();
-                        let w = ((winner.1 - max) / t).exp() / z;
-                        fam.confidence[winner.0 as usize] = Some(w);
+                        // Every contender's confidence ≤ the winner's, so exp(·) ≤ 1.
+                        let z: f64 = members()
+                            .filter_map(|m| confidence_of(fam, m))
+                            .map(|c| ((c - win_conf) / t).exp())
+                            .sum();
+                        fam.confidence[win as usize] = Some(1.0 / z);
+                    }
+                    for m in members() {
+                        if m != win {
+                            fam.unmatch(m);
+                        }
                     }
                 }
             }
@@ -222,7 +221,7 @@ fn input_value(
         },
         InputSource::Role(r) => LeafTarget::Role(*r),
     };
-    let (matched, _) = decide::leaf_match(facts, &target);
+    let (matched, confidence) = decide::leaf_match(facts, &target);
     match input.value {
         ValueSource::Binary => {
             if matched {
@@ -243,7 +242,7 @@ fn input_value(
                     .get(r.index as usize)
                     .copied()
                     .flatten(),
-                _ => Some(decide::leaf_match(facts, &target).1),
+                _ => Some(confidence),
             };
             entry.filter(|c| *c > 0.0).unwrap_or(1.0)
         }

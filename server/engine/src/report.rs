@@ -18,6 +18,7 @@ pub(crate) struct AutoInput<'a> {
     pub(crate) traces: Vec<(usize, TraceNode)>,
     pub(crate) families: &'a [bool],
     pub(crate) skipped: Vec<String>,
+    pub(crate) skip_reason: Option<String>,
     pub(crate) context_tokens: u64,
     pub(crate) timings: Timings,
 }
@@ -55,6 +56,7 @@ pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
         used_signals: used_signals(recipe),
         signal_errors: state.errors.clone(),
         skipped_signals: input.skipped,
+        skip_reason: input.skip_reason,
         context_token_count: input.context_tokens,
         timings: input.timings,
         ..empty(config, input.request_model, RouteKind::Auto)
@@ -183,6 +185,7 @@ fn empty(config: &RouterConfig, requested_model: &str, kind: RouteKind) -> Outco
         signal_values: IndexMap::new(),
         signal_errors: IndexMap::new(),
         skipped_signals: Vec::new(),
+        skip_reason: None,
         projection_scores: IndexMap::new(),
         eval_trace: Vec::new(),
         metrics: IndexMap::new(),

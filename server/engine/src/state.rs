@@ -108,8 +108,20 @@ pub struct SignalState {
 
 /// Position of a family in `SignalFamily::ALL` (and in the per-family vectors).
 pub fn family_index(f: SignalFamily) -> usize {
-    SignalFamily::ALL.iter().position(|x| *x == f).unwrap_or(0)
+    FAMILY_INDEX[f as usize]
 }
+
+/// `SignalFamily` discriminant → position in `SignalFamily::ALL`, computed at compile time
+/// (every rule-tree leaf reads a family, so this must not be a search).
+const FAMILY_INDEX: [usize; SignalFamily::ALL.len()] = {
+    let mut index = [0; SignalFamily::ALL.len()];
+    let mut i = 0;
+    while i < SignalFamily::ALL.len() {
+        index[SignalFamily::ALL[i] as usize] = i;
+        i += 1;
+    }
+    index
+};
 
 impl SignalState {
     /// An empty state sized for a recipe's signals.
@@ -144,5 +156,17 @@ impl SignalState {
     /// The mutable result of one family.
     pub fn family_mut(&mut self, f: SignalFamily) -> &mut FamilyResult {
         &mut self.families[family_index(f)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn family_index_is_the_position_in_all() {
+        for (i, f) in SignalFamily::ALL.iter().enumerate() {
+            assert_eq!(family_index(*f), i, "{f:?}");
+        }
     }
 }

@@ -1,7 +1,8 @@
-//! Probe conformance on the upstream recipes with the offline default embedding model.
+//! Probe conformance on the upstream recipes (balance, privacy, agent) and our agentic-saars
+//! recipe with the offline default embedding model.
 //!
-//! The floors are the pass rates measured when this test was written; they guard against
-//! regressions while the engine works toward the 95% target. Needs a release build (debug
+//! The floors are the pass rates last measured (each upstream suite at or above the 95%
+//! target); they guard against regressions. Needs a release build (debug
 //! inference is ~40x slower) and the model from `scripts/fetch-models.sh`; when either is
 //! missing the test says so and returns, unless `VLLM_SR_REQUIRE_MODELS=1` (CI) makes a
 //! missing model a failure.
@@ -14,7 +15,7 @@
 )]
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -48,13 +49,26 @@ fn embedder() -> Option<Embedder> {
     }
 }
 
+/// The recipe and probes of a suite: an upstream recipe directory, or one of ours.
+fn suite_files(recipe: &str) -> (PathBuf, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match recipe {
+        "agentic-saars" => (
+            root.join("../../recipes/agentic-saars.yaml"),
+            root.join("../../recipes/agentic-saars.probes.yaml"),
+        ),
+        _ => {
+            let dir = root.join("../../../shared/upstream/recipes").join(recipe);
+            (dir.join("config.yaml"), dir.join("probes.yaml"))
+        }
+    }
+}
+
 fn pass_rate(recipe: &str, embedder: &Embedder) -> f64 {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/recipes")
-        .join(recipe);
+    let (config, probes) = suite_files(recipe);
     let env = HashMap::from([("POSTGRES_PASSWORD".to_string(), "x".to_string())]);
     let loaded = load_path(
-        &dir.join("config.yaml"),
+        &config,
         &LoadOptions {
             strict: false,
             env: &env,
@@ -64,7 +78,7 @@ fn pass_rate(recipe: &str, embedder: &Embedder) -> f64 {
     .expect("recipe loads");
     let engine = Engine::build(Arc::new(loaded.config), embedder).expect("engine builds");
     let suite: ProbeSuite =
-        serde_norway::from_str(&std::fs::read_to_string(dir.join("probes.yaml")).expect("probes"))
+        serde_norway::from_str(&std::fs::read_to_string(&probes).expect("probes"))
             .expect("probes parse");
     let cfg = engine.config();
     let decisions: IndexMap<String, Vec<String>> = cfg
@@ -82,7 +96,14 @@ fn pass_rate(recipe: &str, embedder: &Embedder) -> f64 {
         decisions,
     };
     let report = probes::run(&suite, &ctx, &mut |req| {
-        engine.route_blocking(req, RouteOptions { evaluate_all: true }, embedder)
+        engine.route_blocking(
+            req,
+            RouteOptions {
+                evaluate_all: true,
+                ..RouteOptions::default()
+            },
+            embedder,
+        )
     });
     for f in &report.failures {
         eprintln!(
@@ -104,7 +125,13 @@ fn pass_rate(recipe: &str, embedder: &Embedder) -> f64 {
 #[test]
 fn upstream_probe_suites_do_not_regress() {
     let Some(e) = embedder() else { return };
-    for (recipe, floor) in [("privacy", 90.0), ("balance", 89.0), ("agent", 100.0)] {
+    // Measured 2026-11-21: privacy 20/20, balance 56/57, agent 27/27, agentic-saars 34/36.
+    for (recipe, floor) in [
+        ("privacy", 100.0),
+        ("balance", 98.0),
+        ("agent", 100.0),
+        ("agentic-saars", 94.0),
+    ] {
         let rate = pass_rate(recipe, &e);
         assert!(
             rate >= floor,
