@@ -9,8 +9,12 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use vllm_sr_config::model::{HeaderMutation, ModelId, Plugin};
-use vllm_sr_engine::{Outcome, RequestError, RequestView, RouteKind, RouteOptions};
+
+use vllm_sr_engine::{
+    embed_plan, MissingVectors, Outcome, Plan, RequestError, RequestView, RouteKind, RouteOptions,
+};
 
 use crate::error::ApiError;
 use crate::learning::{BaseRoute, Facts, LearningTrace, Sessions};
@@ -60,7 +64,7 @@ pub struct RouteParams {
 /// A body that is not a chat request (400), an unknown model (404), or a route that ends on
 /// no model (503).
 pub async fn route(
-    live: &LiveState,
+    live: &Arc<LiveState>,
     sessions: &Sessions,
     body: Value,
     headers: &[(String, String)],
@@ -81,8 +85,7 @@ pub async fn route(
             known: live.model_names().join(", "),
         });
     }
-    let (vectors, embed_ms) = embed(live, &plan.texts, params.signal_budget).await;
-    let mut outcome = live.engine.evaluate(plan, vectors.as_deref(), embed_ms);
+    let mut outcome = evaluate(live, plan, params.signal_budget).await?;
     let learning = match (&facts, outcome.kind, outcome.model.clone()) {
         (Some(f), RouteKind::Auto, Some(model)) => {
             let decision = outcome
@@ -199,28 +202,29 @@ fn retarget(
     }
 }
 
-/// Embeds the plan's texts within the budget; `None` when the model missed it or failed.
-async fn embed(
-    live: &LiveState,
-    texts: &[String],
+/// Embeds the plan's texts on the model's threads within the budget, then evaluates. With a
+/// model, evaluation (milliseconds: language detection, banks) runs on a blocking thread so
+/// the async workers stay free; keyword-only recipes evaluate inline in microseconds.
+async fn evaluate(
+    live: &Arc<LiveState>,
+    plan: Plan,
     budget: Duration,
-) -> (Option<Vec<Vec<f32>>>, f64) {
-    if texts.is_empty() {
-        return (Some(Vec::new()), 0.0);
-    }
+) -> Result<Outcome, ApiError> {
     let Some(embedder) = &live.embedder else {
-        return (None, 0.0);
-    };
-    let t = Instant::now();
-    let result = embedder.embed_with_timeout(texts.to_vec(), budget).await;
-    let ms = t.elapsed().as_secs_f64() * 1e3;
-    match result {
-        Ok(v) => (Some(v.iter().map(|e| e.as_slice().to_vec()).collect()), ms),
-        Err(e) => {
-            tracing::warn!(error = %e, "embedding missed the signal budget or failed; embedding-backed signals count as unmatched");
-            (None, ms)
+        if plan.texts.is_empty() {
+            return Ok(live.engine.evaluate(plan, Some(&[]), 0.0));
         }
+        let why = MissingVectors::Failed("no embedding model is loaded".into());
+        return Ok(live.engine.evaluate_missing(plan, why, 0.0));
+    };
+    let embedded = embed_plan(embedder, &plan, Some(budget)).await;
+    if let Err(e) = &embedded.vectors {
+        tracing::warn!(error = %e, "embedding-backed signals count as unmatched for this request");
     }
+    let l = live.clone();
+    tokio::task::spawn_blocking(move || l.engine.evaluate_embedded(plan, embedded))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("routing task failed: {e}")))
 }
 
 fn request_error(e: RequestError) -> ApiError {
