@@ -76,6 +76,8 @@ fn serve(config: &Path, extra: &[&str]) -> Served {
             "0",
             "--metrics-bind",
             "127.0.0.1",
+            "--management-port",
+            "0",
             "--log-level",
             "info",
         ])

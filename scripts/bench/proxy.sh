@@ -129,7 +129,7 @@ if has_target vllm-sr; then
   VSR_PORT="$(free_port)"
   start vllm-sr env MOCK_ENDPOINT="127.0.0.1:$MOCK_PORT" \
     "$VSR" --log-level "$VSR_LOG" serve --config "$HERE/recipe.yaml" \
-    --listen "127.0.0.1:$VSR_PORT" --no-metrics --state-dir "$TMP/vsr-state" \
+    --listen "127.0.0.1:$VSR_PORT" --no-metrics --no-management --state-dir "$TMP/vsr-state" \
     --watch-interval-ms 0
   wait_http vllm-sr "http://127.0.0.1:$VSR_PORT/ready"
   URL[vllm-sr]="http://127.0.0.1:$VSR_PORT/v1/chat/completions"

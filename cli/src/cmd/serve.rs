@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
-use vllm_sr_gateway::{Gateway, Limits, ServeOptions};
+use vllm_sr_gateway::{Gateway, Limits, ManagementOptions, ServeOptions};
 
 use crate::output::out;
 use crate::router::ModelArgs;
@@ -41,6 +41,29 @@ pub(crate) struct Args {
     /// Do not serve metrics.
     #[arg(long)]
     no_metrics: bool,
+
+    /// Management API port (default: the recipe's global.services.management_api.port, 8080;
+    /// 0 picks a free one).
+    #[arg(long, value_name = "N")]
+    management_port: Option<u16>,
+
+    /// Management API bind address (default: the recipe's, 127.0.0.1). Anything but loopback
+    /// requires a bearer token.
+    #[arg(long, value_name = "IP")]
+    management_bind: Option<IpAddr>,
+
+    /// Bearer token the management API requires.
+    #[arg(
+        long,
+        env = "VLLM_SR_MANAGEMENT_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    management_token: Option<String>,
+
+    /// Do not serve the management API.
+    #[arg(long)]
+    no_management: bool,
 
     /// Directory for runtime state (default: `.vllm-sr/` beside the recipe).
     #[arg(long, env = "VLLM_SR_STATE_DIR", value_name = "DIR")]
@@ -98,6 +121,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             default_timeout: Duration::from_secs(args.timeout_secs),
         },
         state_dir: Some(state_dir.clone()),
+        management: (!args.no_management).then(|| ManagementOptions {
+            bind: args.management_bind,
+            port: args.management_port,
+            token: args.management_token.clone(),
+        }),
         watch_interval: (args.watch_interval_ms > 0)
             .then(|| Duration::from_millis(args.watch_interval_ms)),
     };
@@ -125,6 +153,9 @@ async fn serve(
             "  listener {}: http://{}/v1/chat/completions",
             l.name, l.addr
         ));
+    }
+    if let Some(m) = gateway.management_addr() {
+        out(&format!("  management: http://{m}/api/v1"));
     }
     if let Some(m) = gateway.metrics_addr() {
         out(&format!("  metrics: http://{m}/metrics"));

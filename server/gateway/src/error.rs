@@ -76,6 +76,15 @@ pub enum ApiError {
     /// The router is shutting down or not ready.
     #[error("{0}")]
     Unavailable(String),
+    /// A management route was called without the right bearer token.
+    #[error("a valid bearer token is required (Authorization: Bearer <token>)")]
+    Unauthorized,
+    /// No replay record has this id.
+    #[error("replay record {id} not found")]
+    RecordNotFound {
+        /// The id asked for.
+        id: String,
+    },
 }
 
 impl ApiError {
@@ -83,7 +92,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidJson(_) | Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::ModelNotFound { .. } | Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::ModelNotFound { .. } | Self::NotFound { .. } | Self::RecordNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NoBackend { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -99,7 +111,9 @@ impl ApiError {
             | Self::InvalidRequest { .. }
             | Self::ModelNotFound { .. }
             | Self::NotFound { .. }
+            | Self::RecordNotFound { .. }
             | Self::BodyTooLarge { .. } => "invalid_request_error",
+            Self::Unauthorized => "authentication_error",
             Self::Overloaded { .. } => "rate_limit_error",
             Self::NoBackend { .. }
             | Self::Backend { .. }
@@ -121,6 +135,8 @@ impl ApiError {
             Self::Backend { .. } => "backend_error",
             Self::UpstreamTimeout { .. } => "backend_timeout",
             Self::Unavailable(_) => "unavailable",
+            Self::Unauthorized => "unauthorized",
+            Self::RecordNotFound { .. } => "replay_record_not_found",
         }
     }
 

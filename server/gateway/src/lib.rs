@@ -10,6 +10,7 @@
 //! - `forward` and `upstream`: backend choice, retries, outlier ejection, streaming relay.
 //! - `replay` and `tap`: a Router Replay record per routed request (usage and capped bodies
 //!   read off the relayed response), written through the store's bounded queue.
+//! - `mgmt`: the management API (classify, eval, replay, insights, live events).
 //! - `error`: the one place a failure becomes an HTTP status.
 //!
 //! Model inference runs on the models crate's threads; handlers only await it.
@@ -20,6 +21,7 @@ pub mod http;
 pub mod learning;
 pub mod live;
 pub mod metrics;
+pub mod mgmt;
 pub mod replay;
 pub mod rewrite;
 pub mod server;
@@ -30,4 +32,4 @@ pub mod upstream;
 pub use error::ApiError;
 pub use http::Limits;
 pub use live::{BuildError, LiveState, ModelSource};
-pub use server::{BoundListener, Gateway, ServeOptions, StartError};
+pub use server::{BoundListener, Gateway, ManagementOptions, ServeOptions, StartError};

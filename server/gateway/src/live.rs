@@ -117,6 +117,8 @@ pub struct LiveState {
     dialects: Vec<Dialect>,
     /// Model prices, for replay costs.
     pub prices: Arc<vllm_sr_store::PriceTable>,
+    /// The effective config as YAML, secrets redacted (`GET /config`).
+    pub effective_yaml: String,
     /// Stops this state's background loops (health checks) when it is replaced.
     pub(crate) cancel: CancellationToken,
 }
@@ -155,7 +157,12 @@ impl LiveState {
         for w in loaded.diagnostics.warnings() {
             tracing::warn!("{file}: {w}");
         }
-        Self::build(Arc::new(loaded.config), models, previous, generation)
+        let yaml =
+            vllm_sr_config::effective_yaml(&loaded.document, vllm_sr_config::Secrets::Redact)
+                .unwrap_or_else(|e| format!("# the effective config could not be rendered: {e}\n"));
+        let mut live = Self::build(Arc::new(loaded.config), models, previous, generation)?;
+        live.effective_yaml = yaml;
+        Ok(live)
     }
 
     /// Builds the live state from a validated config (blocking).
@@ -196,6 +203,7 @@ impl LiveState {
             .collect();
         Ok(Self {
             prices: Arc::new(crate::replay::price_table(&config)),
+            effective_yaml: String::new(),
             config,
             engine,
             upstreams,

@@ -46,6 +46,19 @@ pub struct ServeOptions {
     pub watch_interval: Option<Duration>,
     /// Runtime state (the replay database); `None` keeps no replay.
     pub state_dir: Option<PathBuf>,
+    /// The management API (`None`: off).
+    pub management: Option<ManagementOptions>,
+}
+
+/// Where the management API listens and what it requires.
+#[derive(Debug, Clone)]
+pub struct ManagementOptions {
+    /// Bind address; `None`: the recipe's `global.services.management_api.bind_address`.
+    pub bind: Option<std::net::IpAddr>,
+    /// Port; `None`: the recipe's `global.services.management_api.port` (0 picks a free one).
+    pub port: Option<u16>,
+    /// Bearer token; when `None`, the first set `management_api.auth.tokens[].env` variable.
+    pub token: Option<String>,
 }
 
 /// Why the gateway could not start.
@@ -86,6 +99,7 @@ pub struct Gateway {
     models: Arc<ModelSource>,
     listeners: Vec<BoundListener>,
     metrics_addr: Option<SocketAddr>,
+    management_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     reload_lock: Arc<tokio::sync::Mutex<()>>,
@@ -200,6 +214,10 @@ impl Gateway {
             tracing::info!(listener = %name, addr = %local, "listening");
             bound.push(BoundListener { name, addr: local });
         }
+        let management_addr = match &opts.management {
+            Some(m) => Some(serve_management(m, &state, &tracker, &cancel).await?),
+            None => None,
+        };
         let metrics_addr = match opts.metrics_addr {
             Some(addr) => Some(serve_metrics(addr, &state, &tracker, &cancel).await?),
             None => None,
@@ -210,6 +228,7 @@ impl Gateway {
             models,
             listeners: bound,
             metrics_addr,
+            management_addr,
             cancel,
             tracker,
             reload_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -228,6 +247,11 @@ impl Gateway {
     /// The bound metrics address.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The bound management API address.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_addr
     }
 
     /// Router Replay, when a state directory was given.
@@ -368,6 +392,60 @@ async fn reload(ctx: &ReloadCtx) -> Result<u64, Arc<BuildError>> {
             Err(Arc::new(e))
         }
     }
+}
+
+async fn serve_management(
+    opts: &ManagementOptions,
+    state: &Arc<AppState>,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Result<SocketAddr, StartError> {
+    let api = &state.live.load().config.global.services.management_api;
+    let from_config = api
+        .auth
+        .tokens
+        .iter()
+        .find_map(|t| std::env::var(&t.env).ok().filter(|v| !v.is_empty()));
+    let token = opts.token.clone().filter(|t| !t.is_empty()).or(from_config);
+    let ip = match opts.bind {
+        Some(ip) => ip,
+        None => api.bind_address.parse().map_err(|e| {
+            StartError::Setup(format!(
+                "global.services.management_api.bind_address {:?}: {e}",
+                api.bind_address
+            ))
+        })?,
+    };
+    let addr = SocketAddr::new(ip, opts.port.unwrap_or(api.port));
+    let required = !ip.is_loopback() || api.auth.mode == "bearer";
+    if required && token.is_none() {
+        return Err(StartError::Setup(format!(
+            "the management API on {} needs a bearer token: set VLLM_SR_MANAGEMENT_TOKEN (or --management-token), or list one in global.services.management_api.auth.tokens",
+            addr
+        )));
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            name: "management".into(),
+            addr: addr.to_string(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| StartError::Setup(format!("management listener: {e}")))?;
+    let app = crate::mgmt::router(crate::mgmt::MgmtState {
+        app: state.clone(),
+        token: token.filter(|_| required).map(Arc::from),
+    });
+    let token = cancel.clone();
+    tracker.spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await;
+    });
+    tracing::info!(addr = %local, auth = required, "management API listening");
+    Ok(local)
 }
 
 async fn serve_metrics(

@@ -161,6 +161,72 @@ pub async fn route(
     Ok(routed)
 }
 
+/// Routing without forwarding (management `classify` and `eval`): the outcome of a
+/// `{"text"|"query": …}` or `{"messages": […]}` body; `model` defaults to the first auto name.
+/// `evaluate_all` evaluates every declared signal, not only those the decisions use.
+///
+/// # Errors
+/// An empty or malformed body (400) or an unknown model (404).
+pub async fn classify(
+    live: &Arc<LiveState>,
+    mut body: Value,
+    headers: &[(String, String)],
+    evaluate_all: bool,
+    budget: Duration,
+) -> Result<Outcome, ApiError> {
+    let Some(obj) = body.as_object_mut() else {
+        return Err(request_error(RequestError::NotAnObject));
+    };
+    let text = obj
+        .get("text")
+        .or_else(|| obj.get("query"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if !obj.contains_key("messages") {
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+            return Err(ApiError::InvalidRequest {
+                message: "give the text to route as \"text\" (or \"query\") or as \"messages\""
+                    .into(),
+                param: Some("text".into()),
+            });
+        };
+        obj.insert(
+            "messages".into(),
+            serde_json::json!([{"role": "user", "content": text}]),
+        );
+    }
+    let auto = live
+        .config
+        .auto_model_names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "auto".into());
+    let model_missing = obj
+        .get("model")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
+    if model_missing {
+        obj.insert("model".into(), Value::String(auto));
+    }
+    let view = RequestView::from_json(&body)
+        .map_err(request_error)?
+        .with_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let plan = live.engine.plan(
+        view,
+        RouteOptions {
+            evaluate_all,
+            ..RouteOptions::default()
+        },
+    );
+    if plan.kind == RouteKind::Unknown {
+        return Err(ApiError::ModelNotFound {
+            model: plan.request.model.clone(),
+            known: live.model_names().join(", "),
+        });
+    }
+    evaluate(live, plan, budget).await
+}
+
 /// Sets `stream_options.include_usage`; true when the client had not asked for it.
 fn request_usage(body: &mut Map<String, Value>) -> bool {
     let asked = body

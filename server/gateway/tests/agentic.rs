@@ -68,6 +68,7 @@ async fn start(scope: &str) -> Agentic {
         },
         watch_interval: None,
         state_dir: Some(dir.path().join("state")),
+        management: None,
     })
     .await
     .unwrap();

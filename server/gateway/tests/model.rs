@@ -60,6 +60,7 @@ async fn quickstart_routes_by_embedding_similarity_through_the_proxy() {
         },
         watch_interval: None,
         state_dir: Some(dir.path().join("state")),
+        management: None,
     })
     .await
     .unwrap();

@@ -120,6 +120,7 @@ pub async fn setup_with(limits: Limits) -> Setup {
         limits,
         watch_interval: Some(Duration::from_millis(100)),
         state_dir: Some(dir.path().join("state")),
+        management: None,
     })
     .await
     .unwrap();
@@ -213,6 +214,7 @@ pub async fn start_yaml(yaml: &str) -> (Gateway, tempfile::TempDir) {
         limits: limits(),
         watch_interval: None,
         state_dir: Some(dir.path().join("state")),
+        management: None,
     })
     .await
     .unwrap();
