@@ -208,10 +208,6 @@ async fn replay_list_get_filters_cursor_and_insights() {
     let summed =
         totals["prompt_tokens"].as_u64().unwrap() + totals["completion_tokens"].as_u64().unwrap();
     assert_eq!(summed, tokens);
-    assert!(
-        text.contains(&format!("{tokens}")),
-        "token total {tokens} in {text}"
-    );
 }
 
 #[tokio::test]
