@@ -65,6 +65,10 @@ pub(crate) struct Args {
     #[arg(long)]
     no_management: bool,
 
+    /// Keep no Router Replay records (no database in the state directory).
+    #[arg(long)]
+    no_replay: bool,
+
     /// Directory for runtime state (default: `.vllm-sr/` beside the recipe).
     #[arg(long, env = "VLLM_SR_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -120,7 +124,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             signal_budget: Duration::from_millis(args.signal_budget_ms),
             default_timeout: Duration::from_secs(args.timeout_secs),
         },
-        state_dir: Some(state_dir.clone()),
+        state_dir: (!args.no_replay).then(|| state_dir.clone()),
         management: (!args.no_management).then(|| ManagementOptions {
             bind: args.management_bind,
             port: args.management_port,
