@@ -18,22 +18,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use vllm_sr_gateway::{Gateway, ServeOptions};
-use vllm_sr_models::{ModelRegistry, DEFAULT_EMBEDDING_MODEL};
-
-fn model_available() -> bool {
-    if cfg!(debug_assertions) {
-        eprintln!("skipping: model-backed routing needs a release build");
-        return false;
-    }
-    match ModelRegistry::from_env().resolve(DEFAULT_EMBEDDING_MODEL) {
-        Ok(_) => true,
-        Err(e) if std::env::var("VLLM_SR_REQUIRE_MODELS").is_ok_and(|v| v == "1") => panic!("{e}"),
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            false
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quickstart_routes_by_embedding_similarity_through_the_proxy() {

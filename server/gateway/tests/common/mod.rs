@@ -6,6 +6,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::print_stderr,
     reason = "test helpers; not every test file uses every helper"
 )]
 
@@ -288,4 +289,22 @@ pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
 /// A one-message chat body.
 pub fn hello() -> Value {
     json!({"model": "auto", "messages": [{"role": "user", "content": "hello"}]})
+}
+
+/// Model-backed tests need a release build and the offline model; they skip otherwise, unless
+/// `VLLM_SR_REQUIRE_MODELS=1` (CI) makes a missing model a failure.
+pub fn model_available() -> bool {
+    if cfg!(debug_assertions) {
+        eprintln!("skipping: model-backed routing needs a release build");
+        return false;
+    }
+    match vllm_sr_models::ModelRegistry::from_env().resolve(vllm_sr_models::DEFAULT_EMBEDDING_MODEL)
+    {
+        Ok(_) => true,
+        Err(e) if std::env::var("VLLM_SR_REQUIRE_MODELS").is_ok_and(|v| v == "1") => panic!("{e}"),
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
 }
