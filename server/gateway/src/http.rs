@@ -138,6 +138,14 @@ async fn models(State(s): State<ListenerState>) -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
+/// Request headers as owned `(name, value)` pairs for the routing service (values that are not
+/// visible ASCII are skipped).
+pub(crate) fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
 fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
@@ -235,10 +243,7 @@ async fn chat_inner(
         .map_err(|_| fail(ApiError::BodyTooLarge { limit }))?;
     let value: Value =
         serde_json::from_slice(&bytes).map_err(|e| fail(ApiError::InvalidJson(e.to_string())))?;
-    let header_list: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
+    let header_list = header_pairs(headers);
     let live = app.live.load_full();
     let params = RouteParams {
         signal_budget: app.limits.signal_budget,

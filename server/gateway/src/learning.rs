@@ -117,11 +117,15 @@ pub struct Facts {
     tool_loop: bool,
 }
 
-fn hash(parts: &[&str]) -> String {
+/// First 8 bytes of the SHA-256 of `parts` (NUL-separated), as 16 hex digits: the opaque
+/// identity hashes of learning state and replay records.
+pub(crate) fn short_hash(parts: &[&str]) -> String {
     let mut h = Sha256::new();
-    for p in parts {
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update([0u8]);
+        }
         h.update(p.as_bytes());
-        h.update([0u8]);
     }
     h.finalize()
         .iter()
@@ -147,7 +151,7 @@ impl Facts {
                 .find(|m| m.role == role)
                 .map_or("", |m| m.text.as_str())
         };
-        let derived_id = || hash(&[first(Role::System), first(Role::User)]);
+        let derived_id = || short_hash(&[first(Role::System), first(Role::User)]);
         let (key, derived) = if l.protection.scope == "session" {
             match session {
                 Some(s) => (format!("s:{s}"), false),
@@ -223,7 +227,7 @@ impl Sessions {
             base_model: base.model.to_string(),
             final_model: base.model.to_string(),
             identity: if facts.derived { "derived" } else { "header" },
-            key_hash: hash(&[&facts.key]),
+            key_hash: short_hash(&[&facts.key]),
             switch_cost: 0.0,
             turn: prev.as_ref().map_or(0, |s| s.turns),
             previous_model: prev.as_ref().map(|s| s.model.clone()),

@@ -23,7 +23,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use vllm_sr_store::{ReplayFilter, ReplayRecord};
 
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::http::{header_pairs, AppState};
 use crate::replay::Replay;
 use crate::service::classify;
 
@@ -104,12 +104,6 @@ async fn config(State(s): State<MgmtState>) -> Response {
         .into_response()
 }
 
-fn headers_of(h: &HeaderMap) -> Vec<(String, String)> {
-    h.iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect()
-}
-
 async fn classify_route(
     State(s): State<MgmtState>,
     headers: HeaderMap,
@@ -119,7 +113,7 @@ async fn classify_route(
     let outcome = classify(
         &live,
         body,
-        &headers_of(&headers),
+        &header_pairs(&headers),
         false,
         s.app.limits.signal_budget,
     )
@@ -151,7 +145,7 @@ async fn eval(
     let outcome = classify(
         &live,
         body,
-        &headers_of(&headers),
+        &header_pairs(&headers),
         true,
         s.app.limits.signal_budget,
     )

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use vllm_sr_config::model::{Plugin, RouterConfig};
 use vllm_sr_store::{
@@ -15,6 +14,7 @@ use vllm_sr_store::{
     ReplayReader, ReplayRecord, ReplaySink, Store, StoreError, StoreOptions, Timings, Usage,
 };
 
+use crate::learning::short_hash;
 use crate::live::LiveState;
 use crate::service::Routed;
 
@@ -89,14 +89,6 @@ pub fn price_table(config: &RouterConfig) -> PriceTable {
     }))
 }
 
-fn hash(v: &str) -> String {
-    Sha256::digest(v.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// A record whose routing half is filled; the response fills the rest.
 #[derive(Debug)]
 pub struct Pending {
@@ -143,7 +135,7 @@ impl Pending {
             req.headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| hash(v))
+                .map(|(_, v)| short_hash(&[v]))
         };
         let decision = o
             .decision

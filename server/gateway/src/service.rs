@@ -78,13 +78,7 @@ pub async fn route(
     };
     let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
     let facts = Facts::of(&live.config, &view);
-    let plan = live.engine.plan(view, RouteOptions::default());
-    if plan.kind == RouteKind::Unknown {
-        return Err(ApiError::ModelNotFound {
-            model: plan.request.model.clone(),
-            known: live.model_names().join(", "),
-        });
-    }
+    let plan = plan_known(live, view, RouteOptions::default())?;
     let mut outcome = evaluate(live, plan, params.signal_budget).await?;
     let learning = match (&facts, outcome.kind, outcome.model.clone()) {
         (Some(f), RouteKind::Auto, Some(model)) => {
@@ -211,19 +205,14 @@ pub async fn classify(
     let view = RequestView::from_json(&body)
         .map_err(request_error)?
         .with_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let plan = live.engine.plan(
+    let plan = plan_known(
+        live,
         view,
         RouteOptions {
             evaluate_all,
             ..RouteOptions::default()
         },
-    );
-    if plan.kind == RouteKind::Unknown {
-        return Err(ApiError::ModelNotFound {
-            model: plan.request.model.clone(),
-            known: live.model_names().join(", "),
-        });
-    }
+    )?;
     evaluate(live, plan, budget).await
 }
 
@@ -266,6 +255,19 @@ fn retarget(
             outcome.reasoning_effort = e.clone();
         }
     }
+}
+
+/// Plans a request; a model that is neither an auto name, an entrypoint nor a logical model
+/// is a 404 naming the ones that work.
+fn plan_known(live: &LiveState, view: RequestView, opts: RouteOptions) -> Result<Plan, ApiError> {
+    let plan = live.engine.plan(view, opts);
+    if plan.kind == RouteKind::Unknown {
+        return Err(ApiError::ModelNotFound {
+            model: plan.request.model.clone(),
+            known: live.model_names().join(", "),
+        });
+    }
+    Ok(plan)
 }
 
 /// Embeds the plan's texts on the model's threads within the budget, then evaluates. With a

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use vllm_sr_gateway::{Gateway, Limits, ServeOptions};
+use vllm_sr_gateway::{Gateway, Limits};
 use vllm_sr_testkit::MockBackend;
 
 struct Agentic {
@@ -38,24 +38,14 @@ async fn start(scope: &str) -> Agentic {
             "        scope: conversation\n",
             &format!("        scope: {scope}\n"),
         );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("agentic-saars.yaml");
-    std::fs::write(&path, text).unwrap();
-    let gw = Gateway::start(ServeOptions {
-        config_path: path,
-        listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
-        metrics_addr: None,
-        embedding_model: None,
-        limits: Limits {
+    let (gw, dir) = start_yaml_with(
+        &text,
+        Limits {
             signal_budget: Duration::from_secs(10),
             ..limits()
         },
-        watch_interval: None,
-        state_dir: Some(dir.path().join("state")),
-        management: None,
-    })
-    .await
-    .unwrap();
+    )
+    .await;
     Agentic {
         gw,
         mock,

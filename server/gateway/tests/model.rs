@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use vllm_sr_gateway::{Gateway, ServeOptions};
+use vllm_sr_gateway::Limits;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quickstart_routes_by_embedding_similarity_through_the_proxy() {
@@ -30,24 +30,14 @@ async fn quickstart_routes_by_embedding_similarity_through_the_proxy() {
         "${OPENAI_COMPAT_ENDPOINT:-127.0.0.1:8000}",
         &m[0].endpoint(),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("quickstart.yaml");
-    std::fs::write(&path, text).unwrap();
-    let gw = Gateway::start(ServeOptions {
-        config_path: path,
-        listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
-        metrics_addr: None,
-        embedding_model: None,
-        limits: vllm_sr_gateway::Limits {
+    let (gw, _dir) = start_yaml_with(
+        &text,
+        Limits {
             signal_budget: Duration::from_secs(5),
             ..limits()
         },
-        watch_interval: None,
-        state_dir: Some(dir.path().join("state")),
-        management: None,
-    })
-    .await
-    .unwrap();
+    )
+    .await;
     let addr = gw.listeners()[0].addr;
     let client = reqwest::Client::new();
     let ask =

@@ -204,6 +204,11 @@ pub async fn error_of(r: reqwest::Response) -> (u16, Value) {
 
 /// A gateway on port 0 serving `yaml` (written to a temp dir).
 pub async fn start_yaml(yaml: &str) -> (Gateway, tempfile::TempDir) {
+    start_yaml_with(yaml, limits()).await
+}
+
+/// As [`start_yaml`] with other limits (model-backed tests give the embedding a long budget).
+pub async fn start_yaml_with(yaml: &str, limits: Limits) -> (Gateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("recipe.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -212,7 +217,7 @@ pub async fn start_yaml(yaml: &str) -> (Gateway, tempfile::TempDir) {
         listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
         metrics_addr: None,
         embedding_model: None,
-        limits: limits(),
+        limits,
         watch_interval: None,
         state_dir: Some(dir.path().join("state")),
         management: None,
