@@ -65,9 +65,15 @@ pub(crate) struct Args {
     #[arg(long)]
     no_management: bool,
 
-    /// Keep no Router Replay records (no database in the state directory).
+    /// Keep no Router Replay records and no Router Learning session snapshots (no database
+    /// in the state directory; learning state then lives only in memory).
     #[arg(long)]
     no_replay: bool,
+
+    /// Price every request's baseline cost (insights savings) at MODEL, a priced model of the
+    /// recipe, instead of the dearest priced model for that request's tokens.
+    #[arg(long, value_name = "MODEL", conflicts_with = "no_replay")]
+    baseline_model: Option<String>,
 
     /// Directory for runtime state (default: `.vllm-sr/` beside the recipe).
     #[arg(long, env = "VLLM_SR_STATE_DIR", value_name = "DIR")]
@@ -125,6 +131,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             default_timeout: Duration::from_secs(args.timeout_secs),
         },
         state_dir: (!args.no_replay).then(|| state_dir.clone()),
+        baseline_model: args.baseline_model.clone(),
         management: (!args.no_management).then(|| ManagementOptions {
             bind: args.management_bind,
             port: args.management_port,

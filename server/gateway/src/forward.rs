@@ -21,6 +21,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use vllm_sr_store::Lifecycle;
 
 use crate::error::ApiError;
+use crate::learning::UsageFeedback;
 use crate::live::LiveState;
 use crate::metrics::Metrics;
 use crate::replay::{End, Pending};
@@ -63,6 +64,8 @@ pub struct ForwardCtx<'a> {
     /// The request's replay record; taken when the response is relayed, left for the caller
     /// to finish as failed otherwise.
     pub pending: &'a mut Option<Pending>,
+    /// Router Learning's key, to credit the response's usage to.
+    pub usage_feedback: Option<UsageFeedback>,
 }
 
 /// The upstream response to relay: status, headers and the streaming body.
@@ -183,9 +186,11 @@ pub async fn forward(
                 if let Some(p) = pending.as_mut() {
                     p.upstream(&backend.name, status, t.elapsed().as_secs_f64() * 1e3);
                 }
-                let tap = pending
-                    .as_ref()
-                    .map(|p| Tap::new(routed.stream, routed.strip_usage, p.capture_response));
+                let feedback = ctx.usage_feedback;
+                let tap = (pending.is_some() || feedback.is_some()).then(|| {
+                    let capture = pending.as_ref().and_then(|p| p.capture_response);
+                    Tap::new(routed.stream, routed.strip_usage, capture)
+                });
                 let response = relay(
                     resp,
                     Done {
@@ -195,8 +200,11 @@ pub async fn forward(
                         model: model_name.clone(),
                         started: ctx.started,
                     },
-                    tap,
-                    pending,
+                    Watch {
+                        tap,
+                        pending,
+                        feedback,
+                    },
                 );
                 return Ok(Relayed {
                     response,
@@ -336,13 +344,21 @@ impl serde::Serialize for WithModel<'_> {
     }
 }
 
-/// Relays the upstream response: status and end-to-end headers now, the body as it arrives.
-fn relay(
-    resp: reqwest::Response,
-    done: Done,
+/// What watches a relayed body: the tap reading usage (and capturing the body), the replay
+/// record it finishes, and the learning key its usage is credited to.
+struct Watch {
     tap: Option<Tap>,
     pending: Option<Pending>,
-) -> Response {
+    feedback: Option<UsageFeedback>,
+}
+
+/// Relays the upstream response: status and end-to-end headers now, the body as it arrives.
+fn relay(resp: reqwest::Response, done: Done, watch: Watch) -> Response {
+    let Watch {
+        tap,
+        pending,
+        feedback,
+    } = watch;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = HeaderMap::new();
     for (k, v) in resp.headers() {
@@ -359,6 +375,7 @@ fn relay(
         inner: resp.bytes_stream().fuse().boxed(),
         tap,
         pending,
+        feedback,
         done: Some(done),
     };
     let mut out = Response::new(Body::from_stream(body));
@@ -398,12 +415,17 @@ struct RelayBody {
     inner: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
     tap: Option<Tap>,
     pending: Option<Pending>,
+    feedback: Option<UsageFeedback>,
     done: Option<Done>,
 }
 
 impl RelayBody {
-    /// Ends the exchange once: finishes the replay record and releases the backend slot.
+    /// Ends the exchange once: credits the usage to the learning key, finishes the replay
+    /// record and releases the backend slot.
     fn end(&mut self, lifecycle: Lifecycle, reason: Option<String>) {
+        if let (Some(f), Some(u)) = (self.feedback.take(), self.tap.as_ref().and_then(Tap::usage)) {
+            f.record(&u);
+        }
         if let Some(p) = self.pending.take() {
             let (usage, response_body) = match &self.tap {
                 Some(t) => (t.usage(), t.captured()),

@@ -21,6 +21,7 @@ use vllm_sr_store::Lifecycle;
 
 use crate::error::ApiError;
 use crate::forward::{forward, ForwardCtx};
+use crate::learning::UsageFeedback;
 use crate::live::LiveState;
 use crate::metrics::Metrics;
 use crate::replay::{End, Pending, Replay, RequestInfo};
@@ -55,7 +56,7 @@ pub struct AppState {
     /// Set while draining: `/ready` reports 503.
     pub draining: AtomicBool,
     /// Router Learning state (kept across reloads).
-    pub sessions: crate::learning::Sessions,
+    pub sessions: Arc<crate::learning::Sessions>,
     /// Router Replay (`None` when no state directory was given).
     pub replay: Option<Arc<Replay>>,
 }
@@ -306,6 +307,10 @@ async fn chat_inner(
         started,
         permit,
         pending: &mut pending,
+        usage_feedback: routed
+            .learning
+            .as_ref()
+            .map(|l| UsageFeedback::new(&app.sessions, l)),
     };
     let relayed = match forward(&live, &routed, ctx).await {
         Ok(r) => r,

@@ -31,14 +31,18 @@ pub struct Replay {
     pub reader: ReplayReader,
     /// Finished records, for `/api/v1/events`.
     pub events: broadcast::Sender<Arc<ReplayRecord>>,
+    /// Price every request's baseline at this model instead of the dearest one.
+    baseline_model: Option<String>,
 }
 
 impl Replay {
     /// Opens (or creates) the database under `state_dir` and starts its writer thread.
+    /// `baseline_model` fixes the model every request's baseline cost is priced at (`None`:
+    /// the dearest priced model for that request's tokens).
     ///
     /// # Errors
     /// The database cannot be created, opened or migrated.
-    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+    pub fn open(state_dir: &Path, baseline_model: Option<String>) -> Result<Self, StoreError> {
         let store = Store::open(state_dir, &StoreOptions::default())?;
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         Ok(Self {
@@ -46,7 +50,13 @@ impl Replay {
             reader: store.reader(),
             store,
             events,
+            baseline_model,
         })
+    }
+
+    /// The fixed baseline model, if one was given.
+    pub fn baseline_model(&self) -> Option<&str> {
+        self.baseline_model.as_deref()
     }
 
     /// Flushes queued records and stops the writer (blocking).
@@ -238,7 +248,7 @@ impl Pending {
             r.response_body_truncated = truncated;
         }
         if let (Some(u), Some(model)) = (&end.usage, &r.final_model) {
-            r.cost = self.prices.cost(model, u);
+            r.cost = self.prices.cost(model, u, self.replay.baseline_model());
         }
         r.usage = end.usage;
         r.cache_hit = end.cache_hit;

@@ -44,10 +44,33 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Poll the recipe file for changes this often (`None`: only explicit reloads).
     pub watch_interval: Option<Duration>,
-    /// Runtime state (the replay database); `None` keeps no replay.
+    /// Runtime state (the replay database, learning session snapshots); `None` keeps
+    /// neither.
     pub state_dir: Option<PathBuf>,
+    /// Price every request's baseline cost at this model (it must have pricing in the
+    /// recipe); `None`: the dearest priced model for the request's tokens.
+    pub baseline_model: Option<String>,
     /// The management API (`None`: off).
     pub management: Option<ManagementOptions>,
+}
+
+impl ServeOptions {
+    /// Serving `config_path` with `limits` on the recipe's listeners, and nothing else:
+    /// no metrics, no state directory, no management API, no file watching, the offline
+    /// default embedding model.
+    pub fn new(config_path: PathBuf, limits: Limits) -> Self {
+        Self {
+            config_path,
+            listen: None,
+            metrics_addr: None,
+            embedding_model: None,
+            limits,
+            watch_interval: None,
+            state_dir: None,
+            baseline_model: None,
+            management: None,
+        }
+    }
 }
 
 /// Where the management API listens and what it requires.
@@ -160,13 +183,33 @@ impl Gateway {
                 })
                 .collect(),
         };
+        if let Some(b) = &opts.baseline_model {
+            check_baseline(b, &live.prices).map_err(StartError::Setup)?;
+        }
+        let sessions = Arc::new(crate::learning::Sessions::default());
         let replay = match opts.state_dir.clone() {
-            Some(dir) => Some(Arc::new(
-                tokio::task::spawn_blocking(move || Replay::open(&dir))
-                    .await
-                    .map_err(|e| StartError::Setup(format!("replay store task failed: {e}")))?
-                    .map_err(|e| StartError::Setup(format!("replay store: {e}")))?,
-            )),
+            Some(dir) => {
+                let baseline = opts.baseline_model.clone();
+                let idle = crate::learning::idle_timeout(&live.config);
+                let s = sessions.clone();
+                let replay = tokio::task::spawn_blocking(move || {
+                    let replay = Replay::open(&dir, baseline)?;
+                    let since = vllm_sr_store::now_ms()
+                        - i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+                    let restored = s.restore(replay.reader.sessions(since)?);
+                    if restored > 0 {
+                        tracing::info!(
+                            restored,
+                            "learning sessions restored from the state directory"
+                        );
+                    }
+                    Ok::<_, vllm_sr_store::StoreError>(replay)
+                })
+                .await
+                .map_err(|e| StartError::Setup(format!("replay store task failed: {e}")))?
+                .map_err(|e| StartError::Setup(format!("replay store: {e}")))?;
+                Some(Arc::new(replay))
+            }
             None => None,
         };
         let state = Arc::new(AppState {
@@ -179,9 +222,10 @@ impl Gateway {
                 .max_concurrency
                 .map(|n| Arc::new(Semaphore::new(n))),
             draining: AtomicBool::new(false),
-            sessions: crate::learning::Sessions::default(),
+            sessions,
             replay,
         });
+        spawn_snapshots(&state, &tracker, &cancel);
         let mut bound = Vec::new();
         for (name, addr, timeout) in wanted {
             let listener = TcpListener::bind(&addr)
@@ -317,8 +361,14 @@ impl Gateway {
             .await
             .is_ok();
         if let Some(r) = self.state.replay.clone() {
-            // Commits the records still queued (blocking: the writer thread joins).
-            let _ = tokio::task::spawn_blocking(move || r.shutdown()).await;
+            // The last session snapshot, then the records still queued (blocking: the
+            // writer thread joins).
+            let state = self.state.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                snapshot_sessions(&state, &r);
+                r.shutdown();
+            })
+            .await;
         }
         if drained {
             tracing::info!("shut down cleanly");
@@ -369,6 +419,13 @@ async fn reload(ctx: &ReloadCtx) -> Result<u64, Arc<BuildError>> {
                     "listeners changed in the recipe; restart vllm-sr to bind the new ones"
                 );
             }
+            if let Some(b) = ctx.state.replay.as_ref().and_then(|r| r.baseline_model()) {
+                if let Err(e) = check_baseline(b, &live.prices) {
+                    tracing::warn!(
+                        "{e}; baselines fall back to the dearest model until it is priced again"
+                    );
+                }
+            }
             live.cancel = ctx.cancel.child_token();
             spawn_checks(
                 &live.upstreams,
@@ -391,6 +448,55 @@ async fn reload(ctx: &ReloadCtx) -> Result<u64, Arc<BuildError>> {
             );
             Err(Arc::new(e))
         }
+    }
+}
+
+/// A fixed baseline model must be priced, or every saving would be computed against nothing.
+fn check_baseline(model: &str, prices: &vllm_sr_store::PriceTable) -> Result<(), String> {
+    if prices.get(model).is_some() {
+        return Ok(());
+    }
+    let priced: Vec<&str> = prices.models().collect();
+    Err(format!(
+        "--baseline-model {model}: the recipe has no pricing for it (priced models: {})",
+        if priced.is_empty() {
+            "none".to_string()
+        } else {
+            priced.join(", ")
+        }
+    ))
+}
+
+/// Mirrors changed learning sessions to the store every
+/// [`SNAPSHOT_INTERVAL`](crate::learning::persist::SNAPSHOT_INTERVAL) until shutdown (which
+/// writes the last one itself).
+fn spawn_snapshots(state: &Arc<AppState>, tracker: &TaskTracker, cancel: &CancellationToken) {
+    let Some(replay) = state.replay.clone() else {
+        return;
+    };
+    let (state, cancel) = (state.clone(), cancel.clone());
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(crate::learning::persist::SNAPSHOT_INTERVAL) => {}
+            }
+            let (s, r) = (state.clone(), replay.clone());
+            let _ = tokio::task::spawn_blocking(move || snapshot_sessions(&s, &r)).await;
+        }
+    });
+}
+
+/// One snapshot of the changed learning sessions (blocking: it may wait for queue space).
+fn snapshot_sessions(state: &AppState, replay: &Replay) {
+    let idle = crate::learning::idle_timeout(&state.live.load().config);
+    let snapshot = state.sessions.snapshot(idle);
+    let n = snapshot.rows.len();
+    if !replay.sink.snapshot_sessions(snapshot) && n > 0 {
+        tracing::warn!(
+            sessions = n,
+            "learning session snapshot not written: the store is closed"
+        );
     }
 }
 

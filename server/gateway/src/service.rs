@@ -147,7 +147,8 @@ pub async fn route(
             }
         }
     }
-    if stream && params.want_usage {
+    // Learning keeps token totals per session, so it wants usage as much as replay does.
+    if stream && (params.want_usage || routed.learning.is_some()) {
         routed.strip_usage = request_usage(&mut body);
     }
     routed.body = body;

@@ -13,7 +13,10 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use vllm_sr_gateway::Gateway;
+use std::time::Duration;
+
+use vllm_sr_gateway::{Gateway, ServeOptions};
+use vllm_sr_store::ReplayRecord;
 use vllm_sr_testkit::MockBackend;
 
 fn recipe(endpoint: &str, scope: &str) -> String {
@@ -95,11 +98,19 @@ async fn turn(
     ids: Option<(&str, &str)>,
     messages: Value,
 ) -> (String, String, String, Vec<(String, String)>) {
-    let mut req = l
-        .client
+    turn_on(&l.client, &l.gw, ids, messages).await
+}
+
+async fn turn_on(
+    client: &reqwest::Client,
+    gw: &Gateway,
+    ids: Option<(&str, &str)>,
+    messages: Value,
+) -> (String, String, String, Vec<(String, String)>) {
+    let mut req = client
         .post(format!(
             "http://{}/v1/chat/completions",
-            l.gw.listeners()[0].addr
+            gw.listeners()[0].addr
         ))
         .json(&json!({"model": "auto", "messages": messages}));
     if let Some((s, c)) = ids {
@@ -281,4 +292,120 @@ async fn without_identity_headers_a_key_is_derived_from_the_first_turns() {
         ("small", "session_aware=stay"),
         "{reason}"
     );
+}
+
+/// Every replay record of `gw`, oldest first, once `n` are committed.
+async fn records(gw: &Gateway, n: usize) -> Vec<ReplayRecord> {
+    let replay = gw.replay().expect("replay is on");
+    for _ in 0..100 {
+        let reader = replay.reader.clone();
+        let page = tokio::task::spawn_blocking(move || {
+            reader.list(&vllm_sr_store::ReplayFilter::default(), None, 100)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        if page.records.len() >= n {
+            return page.records.into_iter().rev().collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} replay records");
+}
+
+fn tokens(r: &ReplayRecord) -> Value {
+    r.learning
+        .as_ref()
+        .and_then(|l| l.detail.clone())
+        .expect("learning detail")["tokens"]
+        .clone()
+}
+
+#[tokio::test]
+async fn a_restart_keeps_sessions_on_their_model_with_their_token_totals() {
+    let mock = mocks(1).await.remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("recipe.yaml");
+    std::fs::write(&path, recipe(&mock.endpoint(), "session")).unwrap();
+    let opts = || ServeOptions {
+        listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
+        state_dir: Some(dir.path().join("state")),
+        ..ServeOptions::new(path.clone(), limits())
+    };
+    let gw = Gateway::start(opts()).await.unwrap();
+    // After the gateway installed the TLS crypto provider.
+    let client = reqwest::Client::new();
+    let (model, action, ..) = turn_on(
+        &client,
+        &gw,
+        Some(("agent-7", "run-1")),
+        user("review this code"),
+    )
+    .await;
+    assert_eq!(
+        (model.as_str(), action.as_str()),
+        ("big", "session_aware=select")
+    );
+    turn_on(
+        &client,
+        &gw,
+        Some(("agent-7", "run-1")),
+        user("and this code too"),
+    )
+    .await;
+    let before = records(&gw, 2).await;
+    let prompt: u64 = before
+        .iter()
+        .map(|r| r.usage.as_ref().expect("usage").prompt_tokens)
+        .sum();
+    let completion: u64 = before
+        .iter()
+        .map(|r| r.usage.as_ref().unwrap().completion_tokens)
+        .sum();
+    assert_eq!(
+        tokens(&before[1]),
+        json!({"responses": 1, "prompt": before[0].usage.unwrap().prompt_tokens, "cached": 0,
+               "completion": before[0].usage.unwrap().completion_tokens}),
+        "the second turn sees the first turn's usage"
+    );
+    assert!(gw.shutdown(Duration::from_secs(5)).await);
+
+    // A new process on the same state directory: the session is still on `big`.
+    let gw = Gateway::start(opts()).await.unwrap();
+    let (model, action, reason, _) = turn_on(
+        &client,
+        &gw,
+        Some(("agent-7", "run-2")),
+        user("write a poem"),
+    )
+    .await;
+    assert_eq!(
+        (model.as_str(), action.as_str(), reason.as_str()),
+        (
+            "big",
+            "session_aware=stay",
+            "session_aware=stay=session_scope"
+        ),
+        "without the snapshot this would be a new session on `small`"
+    );
+    let after = records(&gw, 3).await;
+    let detail = after[2].learning.as_ref().unwrap().detail.clone().unwrap();
+    assert_eq!(detail["turn"], 2);
+    assert_eq!(
+        tokens(&after[2]),
+        json!({"responses": 2, "prompt": prompt, "cached": 0, "completion": completion})
+    );
+    // Another session starts fresh.
+    let (model, action, ..) = turn_on(
+        &client,
+        &gw,
+        Some(("agent-8", "run-1")),
+        user("write a poem"),
+    )
+    .await;
+    assert_eq!(
+        (model.as_str(), action.as_str()),
+        ("small", "session_aware=select")
+    );
+    assert!(gw.shutdown(Duration::from_secs(5)).await);
 }

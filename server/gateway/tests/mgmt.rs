@@ -56,23 +56,24 @@ routing:
 "#;
 
 async fn start(bind: &str, token: Option<&str>) -> Result<M, String> {
+    start_with(bind, token, None).await
+}
+
+async fn start_with(bind: &str, token: Option<&str>, baseline: Option<&str>) -> Result<M, String> {
     let mock = mocks(1).await.remove(0);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("recipe.yaml");
     std::fs::write(&path, PRICED.replace("ENDPOINT", &mock.endpoint())).unwrap();
     let gw = Gateway::start(ServeOptions {
-        config_path: path,
         listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
-        metrics_addr: None,
-        embedding_model: None,
-        limits: limits(),
-        watch_interval: None,
         state_dir: Some(dir.path().join("state")),
         management: Some(ManagementOptions {
             bind: Some(bind.parse().unwrap()),
             port: Some(0),
             token: token.map(str::to_string),
         }),
+        baseline_model: baseline.map(str::to_string),
+        ..ServeOptions::new(path, limits())
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -317,4 +318,38 @@ async fn off_loopback_needs_a_bearer_token() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test]
+async fn a_fixed_baseline_model_prices_every_request_against_it() {
+    let err = start_with("127.0.0.1", None, Some("gpt-9"))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("--baseline-model gpt-9") && err.contains("priced models: small, big"),
+        "{err}"
+    );
+    let m = start_with("127.0.0.1", None, Some("small")).await.unwrap();
+    let dear = m.route("prove it").await;
+    let cheap = m.route("hello").await;
+    m.wait_for(2).await;
+    let dear = m.get(&format!("/api/v1/router_replay/{dear}")).await;
+    let cheap = m.get(&format!("/api/v1/router_replay/{cheap}")).await;
+    assert_eq!(dear["final_model"], "big");
+    for r in [&dear, &cheap] {
+        assert_eq!(r["cost"]["baseline_model"], "small", "{r}");
+    }
+    let (actual, baseline) = (
+        dear["cost"]["actual"].as_f64().unwrap(),
+        dear["cost"]["baseline"].as_f64().unwrap(),
+    );
+    assert!(actual > baseline, "big costs more than the small baseline");
+    assert_eq!(cheap["cost"]["actual"], cheap["cost"]["baseline"]);
+    let totals = m.get("/api/v1/insights/summary").await["totals"].clone();
+    let expected = baseline - actual;
+    assert!(
+        (totals["savings"].as_f64().unwrap() - expected).abs() < 1e-12,
+        "negative savings are reported as such: {totals}"
+    );
 }

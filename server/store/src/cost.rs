@@ -5,7 +5,10 @@
 //! finished request. The baseline is "the same tokens priced at the most expensive model"
 //! (upstream runtime spec §5.2); here that means the model, among those priced in the same
 //! currency, whose pricing gives the highest cost *for this request's usage*, so the
-//! baseline is never below the actual cost and savings are never negative.
+//! baseline is never below the actual cost and savings are never negative. An operator may
+//! name a fixed baseline model instead (`serve --baseline-model`): then the baseline is that
+//! model's price for the same tokens, and a request routed to a dearer model shows negative
+//! savings.
 
 use crate::rows::{Cost, Usage};
 
@@ -57,13 +60,33 @@ impl PriceTable {
         self.models.iter().find(|(m, _)| m == model).map(|(_, p)| p)
     }
 
+    /// Names of the priced models, in recipe order.
+    pub fn models(&self) -> impl Iterator<Item = &str> {
+        self.models.iter().map(|(m, _)| m.as_str())
+    }
+
     /// Actual and baseline cost of `usage` served by `model`; `None` if `model` has no
-    /// pricing. The baseline model is the priced model, in the same currency, for which
-    /// `usage` costs most (ties go to the first listed).
+    /// pricing.
+    ///
+    /// With `fixed_baseline` naming a model priced in the same currency, the baseline is
+    /// that model's price for `usage`. Otherwise (no fixed baseline, or it has no pricing in
+    /// this currency) the baseline model is the priced model, in the same currency, for
+    /// which `usage` costs most (ties go to the first listed).
     #[must_use]
-    pub fn cost(&self, model: &str, usage: &Usage) -> Option<Cost> {
+    pub fn cost(&self, model: &str, usage: &Usage, fixed_baseline: Option<&str>) -> Option<Cost> {
         let pricing = self.get(model)?;
         let actual = pricing.price(usage);
+        if let Some((name, p)) = fixed_baseline
+            .and_then(|b| self.models.iter().find(|(m, _)| m == b))
+            .filter(|(_, p)| p.currency == pricing.currency)
+        {
+            return Some(Cost {
+                actual,
+                baseline: p.price(usage),
+                currency: pricing.currency.clone(),
+                baseline_model: Some(name.clone()),
+            });
+        }
         let mut baseline = actual;
         let mut baseline_model = model;
         for (name, p) in &self.models {
@@ -131,7 +154,7 @@ mod tests {
             cached_prompt_tokens: 0,
             completion_tokens: 10,
         };
-        let c = table.cost("small", &long_prompt).unwrap();
+        let c = table.cost("small", &long_prompt, None).unwrap();
         assert_eq!(c.baseline_model.as_deref(), Some("prompt-heavy"));
         assert!(c.baseline > c.actual);
         let long_answer = Usage {
@@ -139,12 +162,28 @@ mod tests {
             cached_prompt_tokens: 0,
             completion_tokens: 10_000,
         };
-        let c = table.cost("small", &long_answer).unwrap();
+        let c = table.cost("small", &long_answer, None).unwrap();
         assert_eq!(c.baseline_model.as_deref(), Some("completion-heavy"));
         assert_eq!(c.currency, "USD");
         // The most expensive model is its own baseline: zero savings.
-        let c = table.cost("completion-heavy", &long_answer).unwrap();
+        let c = table.cost("completion-heavy", &long_answer, None).unwrap();
         assert_eq!(c.savings(), 0.0);
-        assert!(table.cost("unpriced", &long_answer).is_none());
+        assert!(table.cost("unpriced", &long_answer, None).is_none());
+        // A fixed baseline prices the same tokens at that model, even when it is cheaper.
+        let c = table
+            .cost("completion-heavy", &long_answer, Some("small"))
+            .unwrap();
+        assert_eq!(c.baseline_model.as_deref(), Some("small"));
+        assert!((c.baseline - usd(0.1, 0.1, 0.4).price(&long_answer)).abs() < 1e-15);
+        assert!(c.savings() < 0.0, "routing to a dearer model costs money");
+        // A fixed baseline in another currency (or unpriced) falls back to the maximum.
+        for other in ["euro", "unpriced"] {
+            let c = table.cost("small", &long_answer, Some(other)).unwrap();
+            assert_eq!(c.baseline_model.as_deref(), Some("completion-heavy"));
+        }
+        assert_eq!(
+            table.models().collect::<Vec<_>>(),
+            ["small", "prompt-heavy", "completion-heavy", "euro"]
+        );
     }
 }

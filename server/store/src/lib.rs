@@ -1,5 +1,5 @@
-//! vllm-sr's store: Router Replay records and the insights computed from them, in one SQLite
-//! file under the state directory. The only crate that knows SQL.
+//! vllm-sr's store: Router Replay records, the insights computed from them and Router Learning
+//! session snapshots, in one SQLite file under the state directory. The only crate that knows SQL.
 //!
 //! - [`Store::open`] creates or migrates `vllm-sr.sqlite3` (WAL) and starts one writer thread.
 //! - [`ReplaySink::record`] is what the request path calls: a `try_send` into a bounded
@@ -8,6 +8,9 @@
 //! - [`ReplayReader`] answers the replay API (`get`, `list` with cursor pagination, `count`)
 //!   and [`ReplayReader::insights`]; its methods block, so async callers use
 //!   `spawn_blocking`.
+//! - [`ReplaySink::snapshot_sessions`] and [`ReplayReader::sessions`] mirror Router
+//!   Learning's per-session state (`learning_sessions`), so a restart keeps running agents on
+//!   their model.
 //! - [`PriceTable`] turns backend-reported usage into the actual and baseline [`Cost`] the
 //!   gateway puts in each record.
 //!
@@ -20,6 +23,7 @@ mod insights;
 mod migrate;
 mod query;
 mod rows;
+mod sessions;
 mod store;
 mod writer;
 
@@ -32,5 +36,6 @@ pub use rows::{
     cap_body, new_record_id, now_ms, Cost, LearningTrace, Lifecycle, ReplayRecord, Timings, Usage,
     RECORD_SCHEMA_VERSION,
 };
+pub use sessions::{SessionRow, SessionSnapshot};
 pub use store::{Store, DB_FILE_NAME};
 pub use writer::{ReplaySink, SinkStats, StoreOptions, RETENTION_CHUNK};

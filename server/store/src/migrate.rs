@@ -48,6 +48,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX replay_by_decision ON replay (decision, ts_ms);
     CREATE INDEX replay_by_model    ON replay (final_model, ts_ms);
     CREATE INDEX replay_by_session  ON replay (session_hash, ts_ms);",
+    // v2: Router Learning session snapshots (one row per learning key, the gateway's JSON).
+    "CREATE TABLE learning_sessions (
+        key          TEXT    NOT NULL PRIMARY KEY,
+        last_seen_ms INTEGER NOT NULL,
+        state        TEXT    NOT NULL
+    );
+    CREATE INDEX learning_sessions_by_time ON learning_sessions (last_seen_ms);",
 ];
 
 /// The schema version this build writes and reads.

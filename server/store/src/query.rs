@@ -19,6 +19,7 @@ use crate::error::{Result, StoreError};
 use crate::insights::{Insights, InsightsBuilder, InsightsRow};
 use crate::migrate::open_reader;
 use crate::rows::{Lifecycle, ReplayRecord};
+use crate::sessions::SessionRow;
 
 /// Largest page [`ReplayReader::list`] returns; larger limits are clamped.
 pub const MAX_PAGE: usize = 1000;
@@ -158,6 +159,15 @@ impl ReplayReader {
             Some(m) => f(&m.lock()),
             None => Err(StoreError::WriterStopped),
         }
+    }
+
+    /// Router Learning sessions active at or after `since_ms` (ms since the epoch), most
+    /// recent first.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn sessions(&self, since_ms: i64) -> Result<Vec<SessionRow>> {
+        self.with_conn(|conn| crate::sessions::read(conn, since_ms))
     }
 
     /// The record with this id.

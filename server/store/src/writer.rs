@@ -25,6 +25,7 @@ use rusqlite::{params, Connection};
 
 use crate::error::{Result, StoreError};
 use crate::rows::{now_ms, ReplayRecord};
+use crate::sessions::SessionSnapshot;
 
 /// Most rows one retention step deletes before the writer goes back to inserting.
 pub const RETENTION_CHUNK: u64 = 10_000;
@@ -102,6 +103,7 @@ struct Counters {
 
 enum Msg {
     Record(Box<ReplayRecord>),
+    Sessions(SessionSnapshot),
     Flush(SyncSender<Result<()>>),
     Shutdown(SyncSender<Result<()>>),
 }
@@ -129,6 +131,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Record(_) => "Record",
+            Self::Sessions(_) => "Sessions",
             Self::Flush(_) => "Flush",
             Self::Shutdown(_) => "Shutdown",
         })
@@ -190,6 +193,14 @@ impl ReplaySink {
                 false
             }
         }
+    }
+
+    /// Queues a Router Learning session snapshot. Unlike a record it waits for queue space
+    /// (snapshots are rare and small in count, and losing one would lose sessions), so call
+    /// it off the request path. Returns `false` once the writer has stopped.
+    pub fn snapshot_sessions(&self, snapshot: SessionSnapshot) -> bool {
+        !self.inner.closed.load(Ordering::Acquire)
+            && self.inner.tx.send(Msg::Sessions(snapshot)).is_ok()
     }
 
     /// Records dropped so far (`replay_dropped_total`).
@@ -318,6 +329,10 @@ impl Writer {
                     self.batch.push(*r);
                     self.collect()
                 }
+                Ok(Msg::Sessions(s)) => {
+                    self.sessions(&s);
+                    None
+                }
                 Ok(Msg::Flush(reply)) => Some(Control::Flush(reply)),
                 Ok(Msg::Shutdown(reply)) => Some(Control::Shutdown(reply)),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -352,6 +367,7 @@ impl Writer {
             while self.batch.len() < self.batch_max_rows {
                 match self.rx.try_recv() {
                     Ok(Msg::Record(r)) => self.batch.push(*r),
+                    Ok(Msg::Sessions(s)) => self.sessions(&s),
                     Ok(Msg::Flush(reply)) => return Some(Control::Flush(reply)),
                     Ok(Msg::Shutdown(reply)) => return Some(Control::Shutdown(reply)),
                     Err(mpsc::TryRecvError::Empty) => break,
@@ -377,12 +393,21 @@ impl Writer {
                         result = result.and(self.commit());
                     }
                 }
+                Msg::Sessions(s) => self.sessions(&s),
                 Msg::Flush(reply) | Msg::Shutdown(reply) => {
                     let _ = reply.send(Err(StoreError::WriterStopped));
                 }
             }
         }
         result.and(self.commit())
+    }
+
+    /// Writes a session snapshot in its own transaction; a failure is logged (the next
+    /// snapshot carries the same keys again only if they change, so say how many were lost).
+    fn sessions(&mut self, snapshot: &SessionSnapshot) {
+        if let Err(e) = crate::sessions::write(&mut self.conn, snapshot) {
+            tracing::warn!(error = %e, sessions = snapshot.rows.len(), "session snapshot lost");
+        }
     }
 
     /// Inserts the batch in one transaction. On failure the batch is dropped and counted in

@@ -114,14 +114,10 @@ pub async fn setup_with(limits: Limits) -> Setup {
     )
     .unwrap();
     let gw = Gateway::start(ServeOptions {
-        config_path: path.clone(),
-        listen: None,
         metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
-        embedding_model: None,
-        limits,
         watch_interval: Some(Duration::from_millis(100)),
         state_dir: Some(dir.path().join("state")),
-        management: None,
+        ..ServeOptions::new(path.clone(), limits)
     })
     .await
     .unwrap();
@@ -213,14 +209,9 @@ pub async fn start_yaml_with(yaml: &str, limits: Limits) -> (Gateway, tempfile::
     let path = dir.path().join("recipe.yaml");
     std::fs::write(&path, yaml).unwrap();
     let gw = Gateway::start(ServeOptions {
-        config_path: path,
         listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
-        metrics_addr: None,
-        embedding_model: None,
-        limits,
-        watch_interval: None,
         state_dir: Some(dir.path().join("state")),
-        management: None,
+        ..ServeOptions::new(path, limits)
     })
     .await
     .unwrap();
