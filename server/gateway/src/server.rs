@@ -492,7 +492,8 @@ fn snapshot_sessions(state: &AppState, replay: &Replay) {
     let idle = crate::learning::idle_timeout(&state.live.load().config);
     let snapshot = state.sessions.snapshot(idle);
     let n = snapshot.rows.len();
-    if !replay.sink.snapshot_sessions(snapshot) && n > 0 {
+    // Nothing changed: nothing to write (idle rows expire with the next real snapshot).
+    if n > 0 && !replay.sink.snapshot_sessions(snapshot) {
         tracing::warn!(
             sessions = n,
             "learning session snapshot not written: the store is closed"
