@@ -30,24 +30,40 @@ MOCK=19580; ON=19581; OFF=19582
 "$TMP/mock-openai" --listen "127.0.0.1:$MOCK" >/dev/null & PIDS+=($!)
 common=(serve --config "$ROOT/scripts/bench/proxy/recipe.yaml" --no-metrics --no-management --watch-interval-ms 0)
 MOCK_ENDPOINT="127.0.0.1:$MOCK" "$TMP/vllm-sr" --log-level warn "${common[@]}" \
-  --listen "127.0.0.1:$ON" --state-dir "$TMP/state" >/dev/null & PIDS+=($!)
+  --listen "127.0.0.1:$ON" --state-dir "$TMP/state" >/dev/null & PIDS+=($!); PID_ON=$!
 MOCK_ENDPOINT="127.0.0.1:$MOCK" "$TMP/vllm-sr" --log-level warn "${common[@]}" \
-  --listen "127.0.0.1:$OFF" --no-replay >/dev/null & PIDS+=($!)
+  --listen "127.0.0.1:$OFF" --no-replay >/dev/null & PIDS+=($!); PID_OFF=$!
 for port in $MOCK $ON $OFF; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 done
 
 lua="$ROOT/scripts/bench/proxy/post.lua"
-run() { wrk -t2 -c64 -d"${DURATION}s" -s "$lua" "http://127.0.0.1:$1/v1/chat/completions" | awk '/Requests\/sec/{print int($2)}'; }
-declare -a on off
+# The proxy's own CPU time (user + system, all threads) per request: much less sensitive to
+# other tenants of a shared machine than RPS.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+# run PORT PID → "RPS CPU-µs-per-request"
+run() {
+  local before after out
+  before=$(ticks "$2")
+  out=$(wrk -t2 -c64 -d"${DURATION}s" -s "$lua" "http://127.0.0.1:$1/v1/chat/completions")
+  after=$(ticks "$2")
+  awk -v b="$before" -v a="$after" -v hz="$HZ" '
+    /requests in/ {n=$1} /Requests\/sec/ {rps=int($2)}
+    END {printf "%d %.0f\n", rps, (a-b)/hz*1e6/n}' <<<"$out"
+}
+declare -a on off on_cpu off_cpu
 for r in $(seq "$ROUNDS"); do
-  run $OFF >/dev/null 2>&1 || true   # warm-up
-  off+=("$(run $OFF)"); on+=("$(run $ON)")
-  echo "round $r: without replay ${off[-1]} RPS, with replay ${on[-1]} RPS" >&2
+  run $OFF $PID_OFF >/dev/null 2>&1 || true   # warm-up
+  read -r rps cpu < <(run $OFF $PID_OFF); off+=("$rps"); off_cpu+=("$cpu")
+  read -r rps cpu < <(run $ON $PID_ON); on+=("$rps"); on_cpu+=("$cpu")
+  echo "round $r: without replay ${off[-1]} RPS (${off_cpu[-1]} µs CPU/req), with replay ${on[-1]} RPS (${on_cpu[-1]} µs CPU/req)" >&2
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 m_off=$(median "${off[@]}"); m_on=$(median "${on[@]}")
+c_off=$(median "${off_cpu[@]}"); c_on=$(median "${on_cpu[@]}")
 cost=$(awk -v a="$m_off" -v b="$m_on" 'BEGIN{printf "%.1f", (a-b)*100/a}')
+cpu_cost=$(awk -v a="$c_off" -v b="$c_on" 'BEGIN{printf "%.1f", (b-a)*100/b}')
 records=$(sqlite3 "$TMP/state/vllm-sr.sqlite3" 'select count(*) from replay' 2>/dev/null || echo "?")
 {
   echo
@@ -55,12 +71,13 @@ records=$(sqlite3 "$TMP/state/vllm-sr.sqlite3" 'select count(*) from replay' 2>/
   echo
   echo "wrk -t2 -c64 -d${DURATION}s, ${ROUNDS} rounds alternating; keyword-only recipe, instant mock."
   echo
-  echo "| | RPS per round | median |"
-  echo "|---|---|---:|"
-  echo "| without replay (\`--no-replay\`) | ${off[*]} | $m_off |"
-  echo "| with replay (SQLite under \`--state-dir\`) | ${on[*]} | $m_on |"
+  echo "| | RPS per round | median | proxy CPU µs/request per round | median |"
+  echo "|---|---|---:|---|---:|"
+  echo "| without replay (\`--no-replay\`) | ${off[*]} | $m_off | ${off_cpu[*]} | $c_off |"
+  echo "| with replay (SQLite under \`--state-dir\`) | ${on[*]} | $m_on | ${on_cpu[*]} | $c_on |"
   echo
-  echo "Replay costs **${cost}%** of proxy throughput (target ≤ 10%); records written: $records."
+  echo "Replay costs **${cost}%** of proxy throughput by RPS (target ≤ 10%) and **${cpu_cost}%** by proxy CPU"
+  echo "per request (the throughput share a CPU-bound proxy loses); records written: $records."
   echo
   echo "Machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) after the run."
 } | tee -a "$RESULTS"

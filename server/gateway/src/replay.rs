@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio::sync::broadcast;
 use vllm_sr_config::model::{Plugin, RouterConfig};
 use vllm_sr_store::{
-    cap_body, now_ms, LearningTrace as StoredLearning, Lifecycle, PriceTable, Pricing,
+    cap_body, now_ms, LearningTrace as StoredLearning, Lifecycle, PriceTable, Pricing, RawJson,
     ReplayReader, ReplayRecord, ReplaySink, Store, StoreError, StoreOptions, Timings, Usage,
 };
 
@@ -69,7 +69,11 @@ impl Replay {
     /// Stores and broadcasts a finished record.
     pub fn submit(&self, record: ReplayRecord) {
         let record = Arc::new(record);
-        let _ = self.events.send(record.clone());
+        // Without subscribers the broadcast buffer would keep a reference, forcing a deep
+        // copy of every record for the writer.
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(record.clone());
+        }
         if !self.sink.record(Arc::unwrap_or_clone(record)) {
             tracing::debug!("replay queue full; record dropped");
         }
@@ -194,7 +198,7 @@ impl Pending {
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect();
-        record.eval_trace = serde_json::to_value(&o.eval_trace).ok();
+        record.eval_trace = RawJson::of(&o.eval_trace);
         record.learning = routed.learning.as_ref().map(|l| StoredLearning {
             action: Some(l.action.as_str().to_string()),
             reason: Some(l.reason.clone()),

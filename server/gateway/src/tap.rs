@@ -23,9 +23,18 @@ pub struct Tap {
     capture: Option<(usize, BytesMut, bool)>,
 }
 
-/// Reads an OpenAI `usage` object.
-pub fn usage_of(v: &Value) -> Option<Usage> {
-    let u = v.get("usage").filter(|u| u.is_object())?;
+/// A completion body as far as the tap cares: everything but `usage` is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+/// Reads an OpenAI `usage` object (missing or non-integer counts are 0).
+fn usage_from(u: &Value) -> Option<Usage> {
+    if !u.is_object() {
+        return None;
+    }
     let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
     Some(Usage {
         prompt_tokens: n("/prompt_tokens"),
@@ -96,7 +105,7 @@ impl Tap {
         let Ok(v) = serde_json::from_str::<Value>(&data) else {
             return true;
         };
-        if let Some(u) = usage_of(&v) {
+        if let Some(u) = v.get("usage").and_then(usage_from) {
             self.usage = Some(u);
             let usage_only = v
                 .get("choices")
@@ -112,8 +121,8 @@ impl Tap {
     /// The end of the body: the bytes still held back (an unterminated last frame).
     pub fn finish(&mut self) -> Option<Bytes> {
         if let Some(j) = self.json.take() {
-            if let Ok(v) = serde_json::from_slice::<Value>(&j) {
-                self.usage = usage_of(&v);
+            if let Ok(UsageOnly { usage: Some(u) }) = serde_json::from_slice(&j) {
+                self.usage = usage_from(&u);
             }
         }
         (!self.partial.is_empty()).then(|| self.partial.split().freeze())

@@ -170,6 +170,37 @@ impl Cost {
 ///
 /// Only `id`, `timestamp_ms` and `lifecycle` are required; everything else may be absent
 /// (a request rejected before routing has no decision, a failed one no usage).
+/// A JSON document kept as its text: written into a record verbatim and read back without
+/// building a tree. Compares by text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<serde_json::value::RawValue>);
+
+impl RawJson {
+    /// `value` serialised; `None` if it cannot be (a map with non-string keys).
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Option<Self> {
+        serde_json::value::to_raw_value(value).ok().map(Self)
+    }
+
+    /// The JSON text.
+    #[must_use]
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parsed into a tree.
+    #[must_use]
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ReplayRecord {
@@ -214,8 +245,9 @@ pub struct ReplayRecord {
     pub signal_confidences: BTreeMap<String, f64>,
     /// Projection outputs (scores and bands) by name.
     pub projection_scores: BTreeMap<String, f64>,
-    /// The decision evaluation trace as the engine reports it.
-    pub eval_trace: Option<serde_json::Value>,
+    /// The decision evaluation trace as the engine reports it, serialised once by the
+    /// caller (the request path never builds a JSON tree for it).
+    pub eval_trace: Option<RawJson>,
     /// Session learning, when enabled.
     pub learning: Option<LearningTrace>,
     /// Plugins applied, in order.

@@ -7,8 +7,10 @@
 //! the queue (so producers never pay for waking it) until it has `batch_max_rows` records or
 //! `flush_interval` has passed, and inserts the batch in one transaction; a crash loses at
 //! most the batch being collected.
-//! After each batch it trims the table to `max_records` (oldest first); every
-//! `retention_interval` it deletes rows older than `ttl`. Retention deletes at most
+//! The same transaction deletes as many of the oldest rows as the batch added beyond
+//! `max_records` (one WAL write per touched page); an older excess (a lower limit than the
+//! file was written with) is trimmed after the batch. Every `retention_interval` it deletes
+//! rows older than `ttl`. Retention deletes at most
 //! [`RETENTION_CHUNK`] rows per step so a large backlog never stalls inserts for long.
 //!
 //! This module must not be reached from an async task for anything but `record`, `dropped`,
@@ -417,13 +419,15 @@ impl Writer {
             return Ok(());
         }
         let n = self.batch.len() as u64;
-        let result = insert_batch(&mut self.conn, &mut self.batch);
+        let room = self.max_records.map(|max| max.saturating_sub(self.rows));
+        let result = insert_batch(&mut self.conn, &mut self.batch, room);
         self.batch.clear();
         match result {
-            Ok(inserted) => {
+            Ok((inserted, trimmed)) => {
                 self.counters.written.fetch_add(n, Ordering::Relaxed);
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);
                 self.rows = self.rows.saturating_add(inserted);
+                self.deleted(trimmed);
                 Ok(())
             }
             Err(e) => {
@@ -450,11 +454,10 @@ impl Writer {
         };
         let excess = self.rows.saturating_sub(max);
         if excess > 0 {
-            let n = self.conn.execute(
-                "DELETE FROM replay WHERE id IN
-                    (SELECT id FROM replay ORDER BY ts_ms ASC, id ASC LIMIT ?1)",
-                params![excess.min(RETENTION_CHUNK) as i64],
-            )? as u64;
+            let n = self
+                .conn
+                .prepare_cached(TRIM_OLDEST)?
+                .execute(params![excess.min(RETENTION_CHUNK) as i64])? as u64;
             self.deleted(n);
         }
         Ok(())
@@ -494,10 +497,20 @@ impl Writer {
     }
 }
 
-/// Inserts (or replaces) every record in one transaction; returns how many ids were new.
-fn insert_batch(conn: &mut Connection, batch: &mut [ReplayRecord]) -> Result<u64> {
+/// Deletes the `?1` oldest rows.
+const TRIM_OLDEST: &str = "DELETE FROM replay WHERE id IN
+    (SELECT id FROM replay ORDER BY ts_ms ASC, id ASC LIMIT ?1)";
+
+/// Inserts (or replaces) every record and, when the new rows exceed `room` (what
+/// `max_records` leaves), deletes as many of the oldest, all in one transaction so every
+/// touched page is written to the WAL once. Returns `(new ids, rows trimmed)`.
+fn insert_batch(
+    conn: &mut Connection,
+    batch: &mut [ReplayRecord],
+    room: Option<u64>,
+) -> Result<(u64, u64)> {
     let tx = conn.transaction()?;
-    let mut inserted = 0;
+    let mut inserted: u64 = 0;
     {
         let mut insert = tx.prepare_cached(INSERT)?;
         for record in batch.iter_mut() {
@@ -534,6 +547,12 @@ fn insert_batch(conn: &mut Connection, batch: &mut [ReplayRecord]) -> Result<u64
             }
         }
     }
+    let excess = room.map_or(0, |r| inserted.saturating_sub(r));
+    let trimmed = if excess > 0 {
+        tx.prepare_cached(TRIM_OLDEST)?.execute([excess as i64])? as u64
+    } else {
+        0
+    };
     tx.commit()?;
-    Ok(inserted)
+    Ok((inserted, trimmed))
 }

@@ -466,3 +466,32 @@ fn a_newer_database_is_refused_at_open() {
         "{err}"
     );
 }
+
+#[test]
+fn filtered_lists_walk_an_index_and_never_sort() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &options());
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let plan = |filter: &str| -> String {
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT id, record FROM replay {filter} \
+             ORDER BY ts_ms DESC, id DESC LIMIT 51"
+        );
+        let mut stmt = conn.prepare(&sql).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    };
+    for (filter, index) in [
+        ("", "replay_by_time"),
+        ("WHERE decision = 'coding'", "replay_by_time"),
+        ("WHERE final_model = 'big' AND ts_ms >= 5", "replay_by_time"),
+        ("WHERE session_hash = 'abc'", "replay_by_session"),
+    ] {
+        let p = plan(filter);
+        assert!(
+            p.contains(index) && !p.contains("TEMP B-TREE"),
+            "{filter}: {p}"
+        );
+    }
+    store.shutdown().unwrap();
+}

@@ -47,7 +47,9 @@ pub fn full_record(timestamp_ms: i64) -> ReplayRecord {
     ]);
     r.signal_confidences = BTreeMap::from([("embedding:coding".into(), 0.91)]);
     r.projection_scores = BTreeMap::from([("difficulty".into(), 0.64)]);
-    r.eval_trace = Some(serde_json::json!([{"decision_name": "code_generation", "matched": true}]));
+    r.eval_trace = vllm_sr_store::RawJson::of(
+        &serde_json::json!([{"decision_name": "code_generation", "matched": true}]),
+    );
     r.learning = Some(LearningTrace {
         action: Some("switch".into()),
         reason: Some("underpowered".into()),
