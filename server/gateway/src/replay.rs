@@ -167,8 +167,11 @@ impl Pending {
                 .filter(|_| enabled)
                 .map(|r| r.max_body_bytes.unwrap_or(4096) as usize)
         };
-        let mut record = ReplayRecord::new(now_ms());
-        record.id = routed.replay_id.clone();
+        let mut record = ReplayRecord {
+            id: routed.replay_id.clone(),
+            timestamp_ms: now_ms(),
+            ..ReplayRecord::default()
+        };
         record.request_id = Some(req.request_id.to_string());
         record.session_hash = header(&ids.session);
         record.conversation_hash = header(&ids.conversation);
