@@ -206,23 +206,7 @@ async fn tool_loop_hard_locks_even_when_the_route_changes() {
     assert_eq!(reason, "session_aware=hard_lock=tool_loop");
 
     // The replay record keeps both routes and the learning reason.
-    let replay = l.gw.replay().expect("replay is on");
-    let mut newest = None;
-    for _ in 0..100 {
-        let reader = replay.reader.clone();
-        let page = tokio::task::spawn_blocking(move || {
-            reader.list(&vllm_sr_store::ReplayFilter::default(), None, 10)
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        if page.records.len() == 2 {
-            newest = page.records.into_iter().next();
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let rec = newest.expect("two records");
+    let rec = records(&l.gw, 2).await.pop().expect("two records");
     assert_eq!(rec.decision.as_deref(), Some("coding"));
     assert_eq!(rec.base_model.as_deref(), Some("big"));
     assert_eq!(rec.final_model.as_deref(), Some("small"));
