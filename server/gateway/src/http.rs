@@ -379,9 +379,15 @@ fn observe_routing(m: &Metrics, r: &Routed) {
 
 /// A header value from arbitrary text: non-visible bytes and `%` are percent-encoded.
 fn header_value(s: &str) -> HeaderValue {
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'%';
+    if s.bytes().all(plain) {
+        if let Ok(v) = HeaderValue::from_str(s) {
+            return v;
+        }
+    }
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
+        if plain(b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -401,38 +407,42 @@ fn matched_header(key: &str) -> String {
 
 fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str, replay: bool) {
     let o = &r.outcome;
-    let mut put = |name: &str, value: HeaderValue| {
-        if let Ok(n) = HeaderName::try_from(name) {
-            h.insert(n, value);
-        }
+    // Fixed names are built without parsing or allocating; only the debug family headers
+    // are named at run time.
+    let mut put = |name: HeaderName, value: HeaderValue| {
+        h.insert(name, value);
     };
-    put("x-vsr-schema-version", HeaderValue::from_static("2"));
+    let fixed = HeaderName::from_static;
+    put(fixed("x-vsr-schema-version"), HeaderValue::from_static("2"));
     if replay {
-        put("x-vsr-replay-id", header_value(&r.replay_id));
+        put(fixed("x-vsr-replay-id"), header_value(&r.replay_id));
     }
-    put("x-vsr-response-path", HeaderValue::from_static(path));
+    put(fixed("x-vsr-response-path"), HeaderValue::from_static(path));
     if let Some(m) = &o.model {
-        put("x-vsr-selected-model", header_value(m));
+        put(fixed("x-vsr-selected-model"), header_value(m));
     }
     if o.kind != vllm_sr_engine::RouteKind::Auto {
         return;
     }
-    put("x-vsr-selected-recipe", header_value(&o.recipe));
+    put(fixed("x-vsr-selected-recipe"), header_value(&o.recipe));
     if let Some(d) = &o.decision {
-        put("x-vsr-selected-decision", header_value(d));
+        put(fixed("x-vsr-selected-decision"), header_value(d));
         put(
-            "x-vsr-selected-confidence",
+            fixed("x-vsr-selected-confidence"),
             header_value(&format!("{:.4}", o.confidence)),
         );
     }
-    put("x-vsr-selected-algorithm", header_value(&o.algorithm));
+    put(
+        fixed("x-vsr-selected-algorithm"),
+        header_value(&o.algorithm),
+    );
     let reasoning = if r.applied.reasoning.unwrap_or(o.use_reasoning) {
         "on"
     } else {
         "off"
     };
     put(
-        "x-vsr-selected-reasoning",
+        fixed("x-vsr-selected-reasoning"),
         HeaderValue::from_static(reasoning),
     );
     let injected = if r.applied.injected_system_prompt {
@@ -441,26 +451,26 @@ fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str, r
         "false"
     };
     put(
-        "x-vsr-injected-system-prompt",
+        fixed("x-vsr-injected-system-prompt"),
         HeaderValue::from_static(injected),
     );
     if let Some(l) = &r.learning {
         let m = l.method;
-        put("x-vsr-learning-methods", HeaderValue::from_static(m));
+        put(fixed("x-vsr-learning-methods"), HeaderValue::from_static(m));
         put(
-            "x-vsr-learning-actions",
+            fixed("x-vsr-learning-actions"),
             header_value(&format!("{m}={}", l.action.as_str())),
         );
         put(
-            "x-vsr-learning-scopes",
+            fixed("x-vsr-learning-scopes"),
             header_value(&format!("{m}={}", l.scope)),
         );
         put(
-            "x-vsr-learning-reasons",
+            fixed("x-vsr-learning-reasons"),
             header_value(&format!("{m}={}={}", l.action.as_str(), l.reason)),
         );
         put(
-            "x-vsr-learning-modes",
+            fixed("x-vsr-learning-modes"),
             header_value(&format!("{m}={}", l.mode)),
         );
     }
@@ -469,22 +479,22 @@ fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str, r
     }
     for (family, names) in &o.matched_signals {
         if !names.is_empty() {
-            put(
-                &format!("x-vsr-matched-{}", matched_header(family)),
-                header_value(&names.join(",")),
-            );
+            let name = format!("x-vsr-matched-{}", matched_header(family));
+            if let Ok(name) = HeaderName::try_from(name) {
+                put(name, header_value(&names.join(",")));
+            }
         }
     }
     if let Some(domains) = o.matched_signals.get("domains").and_then(|d| d.first()) {
-        put("x-vsr-selected-category", header_value(domains));
+        put(fixed("x-vsr-selected-category"), header_value(domains));
     }
     put(
-        "x-vsr-context-token-count",
+        fixed("x-vsr-context-token-count"),
         header_value(&o.context_token_count.to_string()),
     );
     if !o.skipped_signals.is_empty() {
         put(
-            "x-vsr-skipped-signals",
+            fixed("x-vsr-skipped-signals"),
             header_value(&o.skipped_signals.join(",")),
         );
     }
