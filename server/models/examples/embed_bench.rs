@@ -164,8 +164,9 @@ fn main() -> anyhow::Result<()> {
     };
     writeln!(
         out,
-        "model {} precision {:?} bucketing {} threads {threads} load {load_ms:.1} ms, RSS {rss_before:.0} -> {:.0} MB",
+        "model {} backend {} precision {:?} bucketing {} threads {threads} load {load_ms:.1} ms, RSS {rss_before:.0} -> {:.0} MB",
         resolved.id,
+        if cfg!(feature = "openblas") { "openblas" } else { "candle" },
         args.precision,
         args.bucketing,
         rss_mb()

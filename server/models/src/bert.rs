@@ -48,8 +48,9 @@ fn default_eps() -> f64 {
     1e-12
 }
 
+/// Activation of the feed-forward block.
 #[derive(Debug, Clone, Copy)]
-enum Act {
+pub(crate) enum Act {
     GeluErf,
     GeluTanh,
     Relu,
@@ -65,14 +66,29 @@ struct Layer {
     out_norm: LayerNorm,
 }
 
-/// A loaded BERT encoder.
+/// Embeddings and layers as candle tensors (any device, any precision).
 #[derive(Debug, Clone)]
-pub struct Bert {
+struct CandleBody {
     word: Embedding,
     position: Tensor,
     token_type0: Tensor,
     emb_norm: LayerNorm,
     layers: Vec<Layer>,
+}
+
+/// Which forward pass runs the encoder body.
+#[derive(Debug, Clone)]
+enum Body {
+    Candle(CandleBody),
+    /// Plain buffers and OpenBLAS GEMM: CPU, f32, feature `openblas`.
+    #[cfg(feature = "openblas")]
+    Blas(Box<crate::bert_blas::BlasBert>),
+}
+
+/// A loaded BERT encoder.
+#[derive(Debug, Clone)]
+pub struct Bert {
+    body: Body,
     pooler: Option<Linear>,
     heads: usize,
     head_dim: usize,
@@ -166,12 +182,23 @@ impl Bert {
         } else {
             None
         };
-        Ok(Self {
+        let candle = CandleBody {
             word,
             position,
             token_type0,
             emb_norm,
             layers,
+        };
+        #[cfg(feature = "openblas")]
+        let body = if precision == Precision::F32 && candle.position.device().is_cpu() {
+            Body::Blas(Box::new(to_blas(&candle, heads, head_dim, h, act)?))
+        } else {
+            Body::Candle(candle)
+        };
+        #[cfg(not(feature = "openblas"))]
+        let body = Body::Candle(candle);
+        Ok(Self {
+            body,
             pooler,
             heads,
             head_dim,
@@ -185,17 +212,29 @@ impl Bert {
     /// # Errors
     /// A candle error (shape mismatch, sequence longer than the position table).
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg_attr(
+            not(feature = "openblas"),
+            expect(
+                clippy::infallible_destructuring_match,
+                reason = "the match has a second arm with feature openblas"
+            )
+        )]
+        let c = match &self.body {
+            Body::Candle(c) => c,
+            #[cfg(feature = "openblas")]
+            Body::Blas(m) => return m.forward(ids, mask),
+        };
         let (b, s) = ids.dims2()?;
-        let positions = self.position.narrow(0, 0, s)?;
-        let x = self
+        let positions = c.position.narrow(0, 0, s)?;
+        let x = c
             .word
             .forward(ids)?
             .broadcast_add(&positions)?
-            .broadcast_add(&self.token_type0)?;
-        let mut x = self.emb_norm.forward(&x)?;
+            .broadcast_add(&c.token_type0)?;
+        let mut x = c.emb_norm.forward(&x)?;
         // Additive key mask [b, 1, 1, s]: 0 for tokens, a large negative for padding.
         let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e30)?.reshape((b, 1, 1, s))?;
-        for layer in &self.layers {
+        for layer in &c.layers {
             x = self.layer_forward(layer, &x, &bias, b, s)?;
         }
         Ok(x)
@@ -256,4 +295,41 @@ impl Bert {
             }
         }
     }
+}
+
+/// Copies the candle body into plain buffers for the OpenBLAS forward pass.
+#[cfg(feature = "openblas")]
+fn to_blas(
+    c: &CandleBody,
+    heads: usize,
+    head_dim: usize,
+    hidden: usize,
+    act: Act,
+) -> candle_core::Result<crate::bert_blas::BlasBert> {
+    use crate::bert_blas::{BlasBert, BlasLayer, Dense, Norm};
+    let layers = c
+        .layers
+        .iter()
+        .map(|l| {
+            Ok(BlasLayer {
+                qkv: Dense::from_linear(&l.qkv)?,
+                attn_out: Dense::from_linear(&l.attn_out)?,
+                attn_norm: Norm::from_layer(&l.attn_norm)?,
+                inter: Dense::from_linear(&l.inter)?,
+                out: Dense::from_linear(&l.out)?,
+                out_norm: Norm::from_layer(&l.out_norm)?,
+            })
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(BlasBert {
+        word: c.word.embeddings().flatten_all()?.to_vec1()?,
+        position: c.position.flatten_all()?.to_vec1()?,
+        token_type0: c.token_type0.to_vec1()?,
+        emb_norm: Norm::from_layer(&c.emb_norm)?,
+        layers,
+        heads,
+        head_dim,
+        hidden,
+        act,
+    })
 }

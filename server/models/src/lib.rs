@@ -21,6 +21,10 @@
 //! this crate's `Cargo.toml`.
 
 mod bert;
+#[cfg(feature = "openblas")]
+mod bert_blas;
+#[cfg(feature = "openblas")]
+mod blas;
 mod classify;
 mod device;
 mod embed;

@@ -31,7 +31,7 @@ fn fast_erf(x: f32) -> f32 {
 }
 
 #[inline]
-fn gelu(x: f32) -> f32 {
+pub(crate) fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + fast_erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
