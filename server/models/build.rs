@@ -1,10 +1,13 @@
 //! Build script: links OpenBLAS statically when the `openblas` feature is on.
 //!
-//! The library is Debian's `libopenblas-serial-dev` (`libopenblas.a`, single-threaded: we split
-//! work across our own rayon threads, so OpenBLAS must not start a thread pool of its own). The
-//! search order is `$VLLM_SR_OPENBLAS_LIB_DIR`, then the multiarch directories Debian uses for
-//! the serial, pthread and default variants. A missing library is a build error that says which
-//! package to install, never a silent fallback.
+//! The library is Debian's `libopenblas-pthread-dev` (`libopenblas.a`). We call it from several
+//! rayon threads at once with its own threading set to 1 (`openblas_set_num_threads`), which
+//! needs a thread-safe build: Debian's *serial* variant is built without `USE_LOCKING` and gives
+//! wrong results under concurrent calls (seen here as batched-vs-single cosines of 0.97), so it
+//! is not searched. The search order is `$VLLM_SR_OPENBLAS_LIB_DIR` (must hold a threaded or
+//! `USE_LOCKING=1` build), then Debian's multiarch pthread directory, then `/usr/local/lib`. A
+//! missing library is a build error that says which package to install, never a silent
+//! fallback.
 
 use std::path::{Path, PathBuf};
 
@@ -22,9 +25,7 @@ fn main() {
     if let Some(dir) = std::env::var_os("VLLM_SR_OPENBLAS_LIB_DIR") {
         candidates.push(PathBuf::from(dir));
     }
-    for sub in ["openblas-serial", "openblas-pthread", ""] {
-        candidates.push(Path::new(&multiarch).join(sub));
-    }
+    candidates.push(Path::new(&multiarch).join("openblas-pthread"));
     candidates.push(PathBuf::from("/usr/local/lib"));
     let Some(dir) = candidates
         .iter()
@@ -36,7 +37,7 @@ fn main() {
         {
             panic!(
                 "feature `openblas` needs the static OpenBLAS library libopenblas.a, not found in: {}.\n\
-                 On Debian/Ubuntu: apt-get install libopenblas-serial-dev \
+                 On Debian/Ubuntu: apt-get install libopenblas-pthread-dev \
                  (scripts/test.sh does this), or set VLLM_SR_OPENBLAS_LIB_DIR, \
                  or build without the feature.",
                 searched.join(", ")
@@ -49,7 +50,7 @@ fn main() {
     );
     println!("cargo:rustc-link-search=native={}", dir.display());
     println!("cargo:rustc-link-lib=static=openblas");
-    // The pthread variant needs libpthread; glibc >= 2.34 has it in libc, older ones do not.
+    // libopenblas needs libpthread (in libc since glibc 2.34, separate before) and libm.
     println!("cargo:rustc-link-lib=dylib=pthread");
     println!("cargo:rustc-link-lib=dylib=m");
 }

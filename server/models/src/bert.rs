@@ -10,6 +10,8 @@ use candle_core::{DType, Tensor};
 use candle_nn::{Embedding, Module, VarBuilder};
 use serde::Deserialize;
 
+use crate::bert_fast::{Dense, FastBert, FastLayer, Norm};
+use crate::gemm::CpuKernel;
 use crate::layers::{LayerNorm, Linear, Precision};
 
 /// The subset of BERT's `config.json` the forward pass needs.
@@ -80,9 +82,8 @@ struct CandleBody {
 #[derive(Debug, Clone)]
 enum Body {
     Candle(CandleBody),
-    /// Plain buffers and OpenBLAS GEMM: CPU, f32, feature `openblas`.
-    #[cfg(feature = "openblas")]
-    Blas(Box<crate::bert_blas::BlasBert>),
+    /// Plain buffers and our GEMM kernels: CPU, f32.
+    Fast(Box<FastBert>),
 }
 
 /// A loaded BERT encoder.
@@ -105,6 +106,7 @@ impl Bert {
         vb: &VarBuilder<'_>,
         cfg: &BertConfig,
         precision: Precision,
+        kernel: CpuKernel,
     ) -> candle_core::Result<Self> {
         let root = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")
@@ -189,14 +191,15 @@ impl Bert {
             emb_norm,
             layers,
         };
-        #[cfg(feature = "openblas")]
-        let body = if precision == Precision::F32 && candle.position.device().is_cpu() {
-            Body::Blas(Box::new(to_blas(&candle, heads, head_dim, h, act)?))
+        let kernel = kernel.resolve();
+        let fast = kernel != CpuKernel::Candle
+            && precision == Precision::F32
+            && candle.position.device().is_cpu();
+        let body = if fast {
+            Body::Fast(Box::new(to_fast(&candle, heads, head_dim, h, act, kernel)?))
         } else {
             Body::Candle(candle)
         };
-        #[cfg(not(feature = "openblas"))]
-        let body = Body::Candle(candle);
         Ok(Self {
             body,
             pooler,
@@ -212,17 +215,9 @@ impl Bert {
     /// # Errors
     /// A candle error (shape mismatch, sequence longer than the position table).
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        #[cfg_attr(
-            not(feature = "openblas"),
-            expect(
-                clippy::infallible_destructuring_match,
-                reason = "the match has a second arm with feature openblas"
-            )
-        )]
         let c = match &self.body {
             Body::Candle(c) => c,
-            #[cfg(feature = "openblas")]
-            Body::Blas(m) => return m.forward(ids, mask),
+            Body::Fast(m) => return m.forward(ids, mask),
         };
         let (b, s) = ids.dims2()?;
         let positions = c.position.narrow(0, 0, s)?;
@@ -297,31 +292,30 @@ impl Bert {
     }
 }
 
-/// Copies the candle body into plain buffers for the OpenBLAS forward pass.
-#[cfg(feature = "openblas")]
-fn to_blas(
+/// Copies the candle body into plain buffers for the fast forward pass.
+fn to_fast(
     c: &CandleBody,
     heads: usize,
     head_dim: usize,
     hidden: usize,
     act: Act,
-) -> candle_core::Result<crate::bert_blas::BlasBert> {
-    use crate::bert_blas::{BlasBert, BlasLayer, Dense, Norm};
+    kernel: CpuKernel,
+) -> candle_core::Result<FastBert> {
     let layers = c
         .layers
         .iter()
         .map(|l| {
-            Ok(BlasLayer {
-                qkv: Dense::from_linear(&l.qkv)?,
-                attn_out: Dense::from_linear(&l.attn_out)?,
+            Ok(FastLayer {
+                qkv: Dense::from_linear(&l.qkv, kernel)?,
+                attn_out: Dense::from_linear(&l.attn_out, kernel)?,
                 attn_norm: Norm::from_layer(&l.attn_norm)?,
-                inter: Dense::from_linear(&l.inter)?,
-                out: Dense::from_linear(&l.out)?,
+                inter: Dense::from_linear(&l.inter, kernel)?,
+                out: Dense::from_linear(&l.out, kernel)?,
                 out_norm: Norm::from_layer(&l.out_norm)?,
             })
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
-    Ok(BlasBert {
+    Ok(FastBert {
         word: c.word.embeddings().flatten_all()?.to_vec1()?,
         position: c.position.flatten_all()?.to_vec1()?,
         token_type0: c.token_type0.to_vec1()?,
@@ -331,5 +325,6 @@ fn to_blas(
         head_dim,
         hidden,
         act,
+        kernel,
     })
 }

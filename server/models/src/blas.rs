@@ -1,10 +1,12 @@
 //! Safe access to OpenBLAS's single-precision GEMM (feature `openblas`).
 //!
-//! Owns the one FFI declaration of the crate (`cblas_sgemm`, linked statically by `build.rs`)
-//! and the checks that make calling it sound: every matrix is described by a [`Mat`] view over a
-//! Rust slice, and its extent is checked against the slice before the call. OpenBLAS is the
-//! single-threaded build; [`gemm_rows`] splits a product by output rows over the current rayon
-//! pool, so the thread count is whatever the model worker's pool has (no second pool).
+//! Owns the crate's FFI declarations (`cblas_sgemm`, `openblas_set_num_threads`; the library is
+//! linked statically by `build.rs`) and the checks that make calling them sound: every matrix
+//! is described by a [`Mat`] view over a Rust slice, and its extent is checked against the slice
+//! before the call. OpenBLAS's own threading is set to 1 before the first call; [`gemm_rows`]
+//! splits a product by output rows over the current rayon pool instead, so the thread count is
+//! whatever the model worker's pool has. Concurrent calls from those threads need OpenBLAS's
+//! thread-safe (pthread) build; see `build.rs`.
 
 #![allow(unsafe_code)]
 
@@ -17,6 +19,7 @@ const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
 
 extern "C" {
+    fn openblas_set_num_threads(n: c_int);
     fn cblas_sgemm(
         order: c_int,
         trans_a: c_int,
@@ -116,6 +119,9 @@ pub(crate) fn gemm(
         c.iter_mut().for_each(|v| *v *= beta);
         return Ok(());
     }
+    static SINGLE_THREADED: std::sync::Once = std::sync::Once::new();
+    // SAFETY: a plain setter of OpenBLAS's global thread count, taking an int by value.
+    SINGLE_THREADED.call_once(|| unsafe { openblas_set_num_threads(1) });
     let flag = |t: bool| if t { TRANS } else { NO_TRANS };
     let (lda, ldb, ldc_i) = (int(a.ld.max(1))?, int(b.ld.max(1))?, int(ldc)?);
     let (mi, ni, ki) = (int(m)?, int(n)?, int(k)?);

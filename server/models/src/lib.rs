@@ -21,8 +21,7 @@
 //! this crate's `Cargo.toml`.
 
 mod bert;
-#[cfg(feature = "openblas")]
-mod bert_blas;
+mod bert_fast;
 #[cfg(feature = "openblas")]
 mod blas;
 mod classify;
@@ -31,11 +30,15 @@ mod embed;
 mod encoder;
 mod error;
 mod forward;
+mod gemm;
 mod handles;
 #[cfg(feature = "hub")]
 mod hub;
+#[cfg(test)]
+mod kernel_bench;
 mod layers;
 mod ops;
+mod packed;
 mod registry;
 pub mod runtime;
 mod spec;
@@ -46,6 +49,7 @@ pub use device::DeviceSpec;
 pub use embed::{Embedding, EmbeddingModel};
 pub use error::ModelError;
 pub use forward::LoadOptions;
+pub use gemm::CpuKernel;
 pub use handles::{Embedder, SequenceClassifier, TokenClassifier};
 #[cfg(feature = "hub")]
 pub use hub::{PullOptions, DEFAULT_ENDPOINT};

@@ -1,9 +1,10 @@
-//! BERT encoder forward pass over plain f32 buffers, with OpenBLAS GEMM (feature `openblas`).
+//! BERT encoder forward pass over plain f32 buffers (the CPU f32 fast path).
 //!
-//! Owns the CPU f32 fast path of [`crate::bert::Bert`]: the same maths as the candle path
-//! (fused QKV with the attention scale folded into W_q, erf GELU, additive key mask), but
-//! written against contiguous `Vec<f32>` buffers so that
-//! - every linear layer is one `cblas_sgemm` whose output buffer is pre-filled with the bias
+//! Owns the fast path of [`crate::bert::Bert`]: the same maths as the candle path (fused QKV
+//! with the attention scale folded into W_q, erf GELU, additive key mask), but written against
+//! contiguous `Vec<f32>` buffers and a GEMM chosen by [`CpuKernel`] (the built-in packed kernel,
+//! or OpenBLAS with the `openblas` feature), so that
+//! - every linear layer is one GEMM whose output buffer is pre-filled with the bias
 //!   (and the residual, for the two projections followed by a layer norm), with GELU or the
 //!   layer norm applied to each finished row block while it is in cache;
 //! - attention reads Q, K and V straight out of the fused QKV buffer through strided views
@@ -12,13 +13,13 @@
 //! - the per-call buffers are allocated once per forward pass, not once per op.
 //!
 //! Work is split over the current rayon pool (row blocks of each GEMM, (sequence, head) pairs
-//! of attention); OpenBLAS itself is single-threaded.
+//! of attention); the GEMM kernels themselves are single-threaded.
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use crate::bert::Act;
-use crate::blas::{gemm, gemm_rows, Mat};
+use crate::gemm::{p_v, q_kt, CpuKernel, Weight};
 use crate::layers::{LayerNorm, Linear};
 
 /// Applies the feed-forward activation in place.
@@ -87,28 +88,24 @@ fn sum8(xs: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
-/// A dense layer: weight `[in, out]` row-major and bias `[out]` (zeros when absent).
+/// A dense layer: weight `[in, out]` in the kernel's layout and bias `[out]` (zeros when absent).
 #[derive(Debug, Clone)]
 pub(crate) struct Dense {
-    weight: Vec<f32>,
+    weight: Weight,
     bias: Vec<f32>,
     in_dim: usize,
     out_dim: usize,
 }
 
 impl Dense {
-    pub(crate) fn from_linear(l: &Linear) -> candle_core::Result<Self> {
+    pub(crate) fn from_linear(l: &Linear, kernel: CpuKernel) -> candle_core::Result<Self> {
         let (weight, bias, in_dim, out_dim) = l.dense_parts()?;
         Ok(Self {
-            weight,
+            weight: Weight::new(weight, in_dim, out_dim, kernel)?,
             bias,
             in_dim,
             out_dim,
         })
-    }
-
-    fn mat(&self) -> Mat<'_> {
-        Mat::new(&self.weight, self.in_dim, self.out_dim, self.out_dim)
     }
 
     /// `out = x W + b (+ residual)`, then `epilogue` on each finished row block.
@@ -130,13 +127,13 @@ impl Dense {
             }
             None => (0..rows).for_each(|_| out.extend_from_slice(&self.bias)),
         }
-        gemm_rows(x, self.in_dim, self.mat(), out, self.out_dim, epilogue)
+        self.weight.gemm_rows(x, out, epilogue)
     }
 }
 
 /// One encoder layer.
 #[derive(Debug, Clone)]
-pub(crate) struct BlasLayer {
+pub(crate) struct FastLayer {
     pub(crate) qkv: Dense,
     pub(crate) attn_out: Dense,
     pub(crate) attn_norm: Norm,
@@ -147,16 +144,17 @@ pub(crate) struct BlasLayer {
 
 /// The whole encoder as plain buffers.
 #[derive(Debug, Clone)]
-pub(crate) struct BlasBert {
+pub(crate) struct FastBert {
     pub(crate) word: Vec<f32>,
     pub(crate) position: Vec<f32>,
     pub(crate) token_type0: Vec<f32>,
     pub(crate) emb_norm: Norm,
-    pub(crate) layers: Vec<BlasLayer>,
+    pub(crate) layers: Vec<FastLayer>,
     pub(crate) heads: usize,
     pub(crate) head_dim: usize,
     pub(crate) hidden: usize,
     pub(crate) act: Act,
+    pub(crate) kernel: CpuKernel,
 }
 
 /// Per-sequence key range and mask: keys past `len` are padding and skipped; inside it,
@@ -188,7 +186,7 @@ fn keys_of(mask: &[u32]) -> Keys {
     }
 }
 
-impl BlasBert {
+impl FastBert {
     /// Token states `[b, s, h]` on CPU for ids and mask `[b, s]` (u32, 1 = real token).
     ///
     /// # Errors
@@ -233,7 +231,7 @@ impl BlasBert {
 
     fn layer_forward(
         &self,
-        l: &BlasLayer,
+        l: &FastLayer,
         x: &mut Vec<f32>,
         keys: &[Keys],
         b: usize,
@@ -270,6 +268,7 @@ impl BlasBert {
     ) -> candle_core::Result<()> {
         let (h, d, nh) = (self.hidden, self.head_dim, self.heads);
         let ld = 3 * h;
+        let kernel = self.kernel;
         heads.clear();
         heads.resize(b * s * h, 0.0);
         heads.par_chunks_mut(s * d).enumerate().try_for_each_init(
@@ -281,14 +280,12 @@ impl BlasBert {
                 let n = k.len;
                 scores.clear();
                 scores.resize(s * n, 0.0);
-                let q = Mat::new(&rows[head * d..], s, d, ld);
-                let kt = Mat::new(&rows[h + head * d..], n, d, ld).t();
-                gemm(q, kt, 0.0, scores, n)?;
+                let (q, kk) = (&rows[head * d..], &rows[h + head * d..]);
+                q_kt(kernel, q, kk, ld, s, n, d, scores)?;
                 for row in scores.chunks_exact_mut(n) {
                     softmax_masked(row, &k.bias, &k.keep);
                 }
-                let v = Mat::new(&rows[2 * h + head * d..], n, d, ld);
-                gemm(Mat::new(scores, s, n, n), v, 0.0, out, d)
+                p_v(kernel, scores, &rows[2 * h + head * d..], ld, s, n, d, out)
             },
         )?;
         ctx.clear();
