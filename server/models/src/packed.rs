@@ -234,6 +234,19 @@ pub(crate) fn gemm_acc(
 fn pack_a(a: &[f32], lda: usize, m0: usize, m1: usize, k0: usize, kc: usize, out: &mut [f32]) {
     for (t, i0) in (m0..m1).step_by(MR).enumerate() {
         let tile = &mut out[t * MR * kc..(t + 1) * MR * kc];
+        if i0 + MR <= m1 {
+            // Full tile: six row slices read in step, the tile written sequentially.
+            let rows: [&[f32]; MR] = std::array::from_fn(|r| {
+                let at = (i0 + r) * lda + k0;
+                &a[at..at + kc]
+            });
+            for (kk, dst) in tile.chunks_exact_mut(MR).enumerate() {
+                for (d, row) in dst.iter_mut().zip(&rows) {
+                    *d = row[kk];
+                }
+            }
+            continue;
+        }
         for r in 0..MR {
             let i = i0 + r;
             if i < m1 {
