@@ -21,18 +21,7 @@ use rayon::prelude::*;
 use crate::bert::Act;
 use crate::gemm::{p_v, q_kt, CpuKernel, Weight};
 use crate::layers::{LayerNorm, Linear};
-
-/// Applies the feed-forward activation in place.
-fn activate(act: Act, xs: &mut [f32]) {
-    match act {
-        Act::GeluErf => xs.iter_mut().for_each(|v| *v = crate::ops::gelu(*v)),
-        Act::GeluTanh => xs.iter_mut().for_each(|v| {
-            let x = *v;
-            *v = 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh());
-        }),
-        Act::Relu => xs.iter_mut().for_each(|v| *v = v.max(0.0)),
-    }
-}
+use crate::rowops::{activate, layer_norm_rows, softmax_rows};
 
 /// Layer norm parameters over the hidden dimension.
 #[derive(Debug, Clone)]
@@ -50,42 +39,8 @@ impl Norm {
 
     /// Normalises every row of `xs` (rows of `weight.len()` values) in place.
     fn apply(&self, xs: &mut [f32]) {
-        let h = self.weight.len();
-        #[expect(clippy::cast_precision_loss, reason = "hidden sizes are small")]
-        let inv_h = 1.0 / h as f32;
-        for row in xs.chunks_exact_mut(h) {
-            let mean = sum8(row) * inv_h;
-            let mut acc = [0f32; 8];
-            let mut chunks = row.chunks_exact(8);
-            for c in &mut chunks {
-                for (a, &v) in acc.iter_mut().zip(c) {
-                    *a += (v - mean) * (v - mean);
-                }
-            }
-            let tail: f32 = chunks
-                .remainder()
-                .iter()
-                .map(|&v| (v - mean) * (v - mean))
-                .sum();
-            let var = (acc.iter().sum::<f32>() + tail) * inv_h;
-            let inv = 1.0 / (var + self.eps).sqrt();
-            for ((v, &w), &b) in row.iter_mut().zip(&self.weight).zip(&self.bias) {
-                *v = (*v - mean) * inv * w + b;
-            }
-        }
+        layer_norm_rows(xs, &self.weight, &self.bias, self.eps);
     }
-}
-
-/// Sum with 8 independent accumulators, so the compiler can vectorise it.
-fn sum8(xs: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut chunks = xs.chunks_exact(8);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v;
-        }
-    }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
 /// A dense layer: weight `[in, out]` in the kernel's layout and bias `[out]` (zeros when absent).
@@ -163,6 +118,14 @@ struct Keys {
     len: usize,
     bias: Vec<f32>,
     keep: Vec<f32>,
+    /// Whether some key inside `len` is padding (only then are `bias`/`keep` applied).
+    holes: bool,
+}
+
+impl Keys {
+    fn mask(&self) -> Option<(&[f32], &[f32])> {
+        self.holes.then_some((&self.bias, &self.keep))
+    }
 }
 
 fn keys_of(mask: &[u32]) -> Keys {
@@ -173,6 +136,7 @@ fn keys_of(mask: &[u32]) -> Keys {
             len: mask.len(),
             bias: vec![0.0; mask.len()],
             keep: vec![1.0; mask.len()],
+            holes: false,
         };
     }
     let m = mask.get(..len).unwrap_or_default();
@@ -183,6 +147,7 @@ fn keys_of(mask: &[u32]) -> Keys {
             .map(|&v| if v == 0 { -1e30 } else { 0.0 })
             .collect(),
         keep: m.iter().map(|&v| if v == 0 { 0.0 } else { 1.0 }).collect(),
+        holes: m.contains(&0),
     }
 }
 
@@ -282,9 +247,7 @@ impl FastBert {
                 scores.resize(s * n, 0.0);
                 let (q, kk) = (&rows[head * d..], &rows[h + head * d..]);
                 q_kt(kernel, q, kk, ld, s, n, d, scores)?;
-                for row in scores.chunks_exact_mut(n) {
-                    softmax_masked(row, &k.bias, &k.keep);
-                }
+                softmax_rows(scores, n, k.mask());
                 p_v(kernel, scores, &rows[2 * h + head * d..], ld, s, n, d, out)
             },
         )?;
@@ -311,84 +274,17 @@ struct Buffers {
     inter: Vec<f32>,
 }
 
-/// `softmax(row + bias) * keep`, normalised over the kept keys.
-fn softmax_masked(row: &mut [f32], bias: &[f32], keep: &[f32]) {
-    for (v, &b) in row.iter_mut().zip(bias) {
-        *v += b;
-    }
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    for (v, &k) in row.iter_mut().zip(keep) {
-        *v = fast_exp(*v - max) * k;
-    }
-    let sum = sum8(row);
-    let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
-    row.iter_mut().for_each(|v| *v *= inv);
-}
-
-/// `exp(x)` for `x ≤ 0` (softmax after subtracting the max), relative error ~1e-7: Cody–Waite
-/// range reduction to `r ∈ [-ln2/2, ln2/2]`, Cephes' degree-6 polynomial, and `2^k` built in the
-/// exponent bits. Branch-free integer and float ops only, so the loop vectorises (libm's `expf`
-/// was 5% of the candle profile).
-#[inline]
-fn fast_exp(x: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer in the low bits
-    let x = x.clamp(-87.0, 88.0);
-    let t = x * std::f32::consts::LOG2_E + MAGIC;
-    let k = t - MAGIC;
-    let r = x - k * 0.693_359_4 - k * -2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_2e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 0.166_666_65;
-    p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
-    // The low bits of `t` hold k (two's complement); k + 127 is in [1, 254] after the clamp.
-    let bits = t
-        .to_bits()
-        .wrapping_sub(MAGIC.to_bits())
-        .wrapping_add(127)
-        .wrapping_shl(23);
-    e * f32::from_bits(bits)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fast_exp_is_close_to_libm() {
-        let mut worst = 0f32;
-        for i in 0..=100_000 {
-            #[expect(clippy::cast_precision_loss)]
-            let x = -(i as f32) / 1000.0;
-            let want = x.exp();
-            if want > 1e-30 {
-                worst = worst.max((fast_exp(x) - want).abs() / want);
-            }
-        }
-        assert!(worst < 5e-7, "max relative error {worst}");
-        assert!(fast_exp(-1e30) < 1e-37);
-    }
-
-    #[test]
-    fn softmax_masks_padding_and_sums_to_one() {
-        let mut row = vec![1.0, 2.0, 50.0, 0.5];
-        let keep = [1.0, 1.0, 0.0, 1.0];
-        let bias = [0.0, 0.0, -1e30, 0.0];
-        softmax_masked(&mut row, &bias, &keep);
-        assert!(row[2].abs() < f32::EPSILON);
-        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        let e: Vec<f32> = [1.0f32, 2.0, 0.5].iter().map(|v| v.exp()).collect();
-        let z: f32 = e.iter().sum();
-        assert!((row[1] - e[1] / z).abs() < 1e-6);
-    }
 
     #[test]
     fn keys_stop_at_the_last_real_token() {
         let k = keys_of(&[1, 1, 0, 1, 0, 0]);
         assert_eq!(k.len, 4);
         assert_eq!(k.keep, vec![1.0, 1.0, 0.0, 1.0]);
+        assert!(k.mask().is_some());
+        assert!(keys_of(&[1, 1, 0]).mask().is_none());
         assert_eq!(keys_of(&[0, 0]).len, 2);
     }
 }

@@ -40,6 +40,7 @@ mod layers;
 mod ops;
 mod packed;
 mod registry;
+mod rowops;
 pub mod runtime;
 mod spec;
 mod tokenize;
