@@ -236,21 +236,32 @@ impl FastBert {
         let kernel = self.kernel;
         heads.clear();
         heads.resize(b * s * h, 0.0);
-        heads.par_chunks_mut(s * d).enumerate().try_for_each_init(
-            Vec::new,
-            |scores: &mut Vec<f32>, (idx, out)| {
-                let (seq, head) = (idx / nh, idx % nh);
-                let rows = &qkv[seq * s * ld..(seq + 1) * s * ld];
-                let k = &keys[seq];
-                let n = k.len;
-                scores.clear();
-                scores.resize(s * n, 0.0);
-                let (q, kk) = (&rows[head * d..], &rows[h + head * d..]);
-                q_kt(kernel, q, kk, ld, s, n, d, scores)?;
-                softmax_rows(scores, n, k.mask());
-                p_v(kernel, scores, &rows[2 * h + head * d..], ld, s, n, d, out)
-            },
-        )?;
+        let one_head = |scores: &mut Vec<f32>, (idx, out): (usize, &mut [f32])| {
+            let (seq, head) = (idx / nh, idx % nh);
+            let rows = &qkv[seq * s * ld..(seq + 1) * s * ld];
+            let k = &keys[seq];
+            let n = k.len;
+            scores.clear();
+            scores.resize(s * n, 0.0);
+            let (q, kk) = (&rows[head * d..], &rows[h + head * d..]);
+            q_kt(kernel, q, kk, ld, s, n, d, scores)?;
+            softmax_rows(scores, n, k.mask());
+            p_v(kernel, scores, &rows[2 * h + head * d..], ld, s, n, d, out)
+        };
+        // Short sequences are cheaper on the calling thread than handed to the pool (one
+        // fork-join per layer otherwise, and a cross-thread hop when the caller is not a
+        // pool thread).
+        if rayon::current_num_threads() > 1 && b * s >= PARALLEL_MIN_ROWS {
+            heads
+                .par_chunks_mut(s * d)
+                .enumerate()
+                .try_for_each_init(Vec::new, one_head)?;
+        } else {
+            let mut scores = Vec::new();
+            for item in heads.chunks_mut(s * d).enumerate() {
+                one_head(&mut scores, item)?;
+            }
+        }
         ctx.clear();
         ctx.resize(b * s * h, 0.0);
         for (idx, block) in heads.chunks_exact(s * d).enumerate() {
@@ -263,6 +274,9 @@ impl FastBert {
         Ok(())
     }
 }
+
+/// Fewest token rows (batch × sequence) for which attention is split over the rayon pool.
+const PARALLEL_MIN_ROWS: usize = 32;
 
 /// Scratch buffers reused across the layers of one forward pass.
 #[derive(Default)]

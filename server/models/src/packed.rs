@@ -284,7 +284,8 @@ pub(crate) fn gemm_rows(
         );
     }
     let threads = rayon::current_num_threads().max(1);
-    let blocks = threads.min(rows.div_ceil(MR)).max(1);
+    // At least 16 rows per block: below that a fork-join costs more than the split saves.
+    let blocks = threads.min(rows / 16).max(1);
     if blocks == 1 {
         gemm_acc(a, k, b, c, n, rows)?;
         epilogue(c);
