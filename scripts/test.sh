@@ -47,3 +47,16 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --release --locked --no-fail-fast
 fi
+
+# The optional `openblas` feature of vllm-sr-models (off in the default build) links the static
+# libopenblas.a of Debian's thread-safe pthread variant; keep it compiling and correct.
+step "vllm-sr-models with feature openblas (libopenblas-pthread-dev)"
+if [[ -z "${VLLM_SR_OPENBLAS_LIB_DIR:-}" ]] && ! dpkg -s libopenblas-pthread-dev >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq libopenblas-pthread-dev
+fi
+cargo clippy -p vllm-sr-models --all-targets --features openblas --locked -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run -p vllm-sr-models --features openblas --release --locked --no-fail-fast
+else
+    cargo test -p vllm-sr-models --features openblas --release --locked --no-fail-fast
+fi

@@ -3,9 +3,14 @@
 #   candle (this crate, examples/embed_bench) vs onnxruntime vs sentence-transformers/PyTorch.
 #
 #   scripts/bench/embed.sh                      # THREADS=2 ITERS=40 BENCH_SECONDS=4 ROUNDS=1
-#   VARIANTS="q8 nobucket t1 candle1 lto" scripts/bench/embed.sh   # extra candle variants:
-#     q8 = q8_0 linear layers; nobucket = no length bucketing; t1 = 1 thread everywhere;
-#     candle1 = candle's element-wise pool off (CANDLE_NUM_THREADS=1); lto = fat LTO, 1 CGU
+#   VARIANTS="candle openblas q8 nobucket t1 candle1 lto" scripts/bench/embed.sh  # extra rows:
+#     candle = the candle tensor-op forward pass (--kernel candle, the path before the packed
+#     GEMM); openblas = plain-buffer forward on OpenBLAS (builds with --features openblas; needs
+#     libopenblas-pthread-dev); q8 = q8_0 linear layers (candle path); nobucket = no length
+#     bucketing; t1 = 1 thread everywhere; candle1 = candle's element-wise pool off
+#     (CANDLE_NUM_THREADS=1); lto = fat LTO, 1 CGU
+# The main row, rust-f32, is this crate's default (--kernel auto: plain-buffer forward on the
+# built-in packed GEMM).
 #
 # Creates scripts/bench/.venv (PyPI: numpy tokenizers onnxruntime onnx sentence-transformers
 # torch) on first use, installs the default model if missing, writes raw JSON under
@@ -56,9 +61,9 @@ state() {
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 for round in $(seq 1 "$ROUNDS"); do
   state "r$round"
-  say "round $round: candle f32"
+  say "round $round: rust f32 (default kernel)"
   RAYON_NUM_THREADS="$THREADS" "$BIN" --iters "$ITERS" --seconds "$BENCH_SECONDS" \
-      --write-texts "$OUT/texts.json" --json "$OUT/r$round-candle-f32.json" >&2
+      --write-texts "$OUT/texts.json" --json "$OUT/r$round-rust-f32.json" >&2
   say "round $round: onnxruntime"
   "$VENV/bin/python" "$REPO/scripts/bench/embed_py.py" --backend ort --model "$MODEL_DIR" \
       --texts "$OUT/texts.json" --threads "$THREADS" --iters "$ITERS" --seconds "$BENCH_SECONDS" \
@@ -72,13 +77,20 @@ for round in $(seq 1 "$ROUNDS"); do
   for v in $VARIANTS; do
     say "round $round: candle variant $v"
     case "$v" in
-      q8) RAYON_NUM_THREADS="$THREADS" "$BIN" --precision q8 --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-q8.json" >&2 ;;
-      nobucket) RAYON_NUM_THREADS="$THREADS" "$BIN" --no-bucketing --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-nobucket.json" >&2 ;;
-      t1) RAYON_NUM_THREADS=1 CANDLE_NUM_THREADS=1 "$BIN" --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-t1.json" >&2 ;;
-      candle1) RAYON_NUM_THREADS="$THREADS" CANDLE_NUM_THREADS=1 "$BIN" --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-ew1.json" >&2 ;;
+      candle) RAYON_NUM_THREADS="$THREADS" "$BIN" --kernel candle --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-rust-candle.json" >&2 ;;
+      openblas)
+        (cd "$REPO" && cargo build -q --profile "$PROFILE" -p vllm-sr-models --features openblas --example embed_bench)
+        cp "$BIN" "$OUT/embed_bench-openblas"
+        (cd "$REPO" && cargo build -q --profile "$PROFILE" -p vllm-sr-models --example embed_bench)
+        RAYON_NUM_THREADS="$THREADS" "$OUT/embed_bench-openblas" --kernel openblas --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-rust-openblas.json" >&2
+        rm -f "$OUT/embed_bench-openblas" ;;
+      q8) RAYON_NUM_THREADS="$THREADS" "$BIN" --precision q8 --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-rust-q8.json" >&2 ;;
+      nobucket) RAYON_NUM_THREADS="$THREADS" "$BIN" --no-bucketing --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-rust-nobucket.json" >&2 ;;
+      t1) RAYON_NUM_THREADS=1 CANDLE_NUM_THREADS=1 "$BIN" --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-rust-t1.json" >&2 ;;
+      candle1) RAYON_NUM_THREADS="$THREADS" CANDLE_NUM_THREADS=1 "$BIN" --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-rust-ew1.json" >&2 ;;
       lto)
         (cd "$REPO" && cargo build -q --profile release-lto -p vllm-sr-models --example embed_bench)
-        RAYON_NUM_THREADS="$THREADS" "$REPO/target/release-lto/examples/embed_bench" --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-candle-lto.json" >&2 ;;
+        RAYON_NUM_THREADS="$THREADS" "$REPO/target/release-lto/examples/embed_bench" --iters "$ITERS" --seconds "$BENCH_SECONDS" --json "$OUT/r$round-rust-lto.json" >&2 ;;
       *) say "unknown variant $v"; exit 1 ;;
     esac
   done

@@ -31,13 +31,14 @@ for rnd in rounds:
     for name, r in results.items():
         cells = [f"{t['texts_per_s']:.1f} ({t.get('cpu_ms_per_text', float('nan')):.1f})" for t in r["throughput"]]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    base = results.get("candle-f32")
+    base_name = "rust-f32" if "rust-f32" in results else "candle-f32"  # older runs: candle-f32
+    base = results.get(base_name)
     if base:
-        print(f"\n### {rnd}: candle-f32 ratios (candle ÷ other; < 1 means candle is faster)\n")
+        print(f"\n### {rnd}: {base_name} ratios ({base_name} ÷ other; < 1 means {base_name} is faster)\n")
         print("| vs | " + " | ".join(f"{n} tok p50" for n in lengths) + " | " + " | ".join(f"{n} tok CPU" for n in lengths) + " |")
         print("|---|" + "---|" * (2 * len(lengths)))
         for name, r in results.items():
-            if name == "candle-f32":
+            if name == base_name:
                 continue
             p = [f"{b['p50_ms'] / o['p50_ms']:.2f}" for b, o in zip(base["latency"], r["latency"])]
             c = [f"{b.get('cpu_ms', 0) / o['cpu_ms']:.2f}" if o.get("cpu_ms") else "n/a" for b, o in zip(base["latency"], r["latency"])]

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! cargo run --release -p vllm-sr-models --example embed_bench -- \
-//!     [--model REF] [--precision f32|q8] [--no-bucketing] [--iters 40] \
+//!     [--model REF] [--precision f32|q8] [--kernel auto|candle|packed|openblas] \
+//!     [--no-bucketing] [--iters 40] \
 //!     [--lengths 16,64,128,256,512] [--concurrency 1,4,16] [--seconds 4] \
 //!     [--write-texts FILE] [--json FILE] [--intra-threads N] [--workers N]
 //! ```
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use vllm_sr_models::{
-    Embedder, EmbeddingModel, LoadOptions, ModelRegistry, Precision, RuntimeOptions,
+    CpuKernel, Embedder, EmbeddingModel, LoadOptions, ModelRegistry, Precision, RuntimeOptions,
     DEFAULT_EMBEDDING_MODEL,
 };
 
@@ -33,6 +34,7 @@ const WORDS: &[&str] = &[
 struct Args {
     model: String,
     precision: Precision,
+    kernel: CpuKernel,
     bucketing: bool,
     iters: usize,
     lengths: Vec<usize>,
@@ -54,6 +56,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
         model: DEFAULT_EMBEDDING_MODEL.to_owned(),
         precision: Precision::F32,
+        kernel: CpuKernel::Auto,
         bucketing: true,
         iters: 40,
         lengths: vec![16, 64, 128, 256, 512],
@@ -70,6 +73,7 @@ fn parse_args() -> anyhow::Result<Args> {
         match flag.as_str() {
             "--model" => a.model = value()?,
             "--precision" => a.precision = value()?.parse()?,
+            "--kernel" => a.kernel = value()?.parse()?,
             "--no-bucketing" => a.bucketing = false,
             "--iters" => a.iters = value()?.parse()?,
             "--lengths" => a.lengths = parse_list(&value()?)?,
@@ -150,6 +154,7 @@ fn main() -> anyhow::Result<()> {
     let max_len = args.lengths.iter().copied().max().unwrap_or(512).max(64);
     let load = LoadOptions {
         precision: args.precision,
+        cpu_kernel: args.kernel,
         length_bucketing: args.bucketing,
         max_seq_length: Some(max_len),
         ..LoadOptions::default()
@@ -164,8 +169,9 @@ fn main() -> anyhow::Result<()> {
     };
     writeln!(
         out,
-        "model {} precision {:?} bucketing {} threads {threads} load {load_ms:.1} ms, RSS {rss_before:.0} -> {:.0} MB",
+        "model {} kernel {:?} precision {:?} bucketing {} threads {threads} load {load_ms:.1} ms, RSS {rss_before:.0} -> {:.0} MB",
         resolved.id,
+        args.kernel.resolve(),
         args.precision,
         args.bucketing,
         rss_mb()
@@ -278,6 +284,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "backend": format!("candle-{:?}{}", args.precision, if args.bucketing {""} else {"-nobucket"}),
+            "kernel": format!("{:?}", args.kernel.resolve()),
             "threads": threads, "load_ms": load_ms, "rss_mb": rss,
             "latency": latency, "throughput": throughput,
         });

@@ -10,6 +10,8 @@ use candle_core::{DType, Tensor};
 use candle_nn::{Embedding, Module, VarBuilder};
 use serde::Deserialize;
 
+use crate::bert_fast::{Dense, FastBert, FastLayer, Norm};
+use crate::gemm::CpuKernel;
 use crate::layers::{LayerNorm, Linear, Precision};
 
 /// The subset of BERT's `config.json` the forward pass needs.
@@ -48,8 +50,9 @@ fn default_eps() -> f64 {
     1e-12
 }
 
+/// Activation of the feed-forward block.
 #[derive(Debug, Clone, Copy)]
-enum Act {
+pub(crate) enum Act {
     GeluErf,
     GeluTanh,
     Relu,
@@ -65,14 +68,28 @@ struct Layer {
     out_norm: LayerNorm,
 }
 
-/// A loaded BERT encoder.
+/// Embeddings and layers as candle tensors (any device, any precision).
 #[derive(Debug, Clone)]
-pub struct Bert {
+struct CandleBody {
     word: Embedding,
     position: Tensor,
     token_type0: Tensor,
     emb_norm: LayerNorm,
     layers: Vec<Layer>,
+}
+
+/// Which forward pass runs the encoder body.
+#[derive(Debug, Clone)]
+enum Body {
+    Candle(CandleBody),
+    /// Plain buffers and our GEMM kernels: CPU, f32.
+    Fast(Box<FastBert>),
+}
+
+/// A loaded BERT encoder.
+#[derive(Debug, Clone)]
+pub struct Bert {
+    body: Body,
     pooler: Option<Linear>,
     heads: usize,
     head_dim: usize,
@@ -89,6 +106,7 @@ impl Bert {
         vb: &VarBuilder<'_>,
         cfg: &BertConfig,
         precision: Precision,
+        kernel: CpuKernel,
     ) -> candle_core::Result<Self> {
         let root = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")
@@ -166,12 +184,24 @@ impl Bert {
         } else {
             None
         };
-        Ok(Self {
+        let candle = CandleBody {
             word,
             position,
             token_type0,
             emb_norm,
             layers,
+        };
+        let kernel = kernel.resolve();
+        let fast = kernel != CpuKernel::Candle
+            && precision == Precision::F32
+            && candle.position.device().is_cpu();
+        let body = if fast {
+            Body::Fast(Box::new(to_fast(&candle, heads, head_dim, h, act, kernel)?))
+        } else {
+            Body::Candle(candle)
+        };
+        Ok(Self {
+            body,
             pooler,
             heads,
             head_dim,
@@ -185,17 +215,21 @@ impl Bert {
     /// # Errors
     /// A candle error (shape mismatch, sequence longer than the position table).
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let c = match &self.body {
+            Body::Candle(c) => c,
+            Body::Fast(m) => return m.forward(ids, mask),
+        };
         let (b, s) = ids.dims2()?;
-        let positions = self.position.narrow(0, 0, s)?;
-        let x = self
+        let positions = c.position.narrow(0, 0, s)?;
+        let x = c
             .word
             .forward(ids)?
             .broadcast_add(&positions)?
-            .broadcast_add(&self.token_type0)?;
-        let mut x = self.emb_norm.forward(&x)?;
+            .broadcast_add(&c.token_type0)?;
+        let mut x = c.emb_norm.forward(&x)?;
         // Additive key mask [b, 1, 1, s]: 0 for tokens, a large negative for padding.
         let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 1e30)?.reshape((b, 1, 1, s))?;
-        for layer in &self.layers {
+        for layer in &c.layers {
             x = self.layer_forward(layer, &x, &bias, b, s)?;
         }
         Ok(x)
@@ -256,4 +290,41 @@ impl Bert {
             }
         }
     }
+}
+
+/// Copies the candle body into plain buffers for the fast forward pass.
+fn to_fast(
+    c: &CandleBody,
+    heads: usize,
+    head_dim: usize,
+    hidden: usize,
+    act: Act,
+    kernel: CpuKernel,
+) -> candle_core::Result<FastBert> {
+    let layers = c
+        .layers
+        .iter()
+        .map(|l| {
+            Ok(FastLayer {
+                qkv: Dense::from_linear(&l.qkv, kernel)?,
+                attn_out: Dense::from_linear(&l.attn_out, kernel)?,
+                attn_norm: Norm::from_layer(&l.attn_norm)?,
+                inter: Dense::from_linear(&l.inter, kernel)?,
+                out: Dense::from_linear(&l.out, kernel)?,
+                out_norm: Norm::from_layer(&l.out_norm)?,
+            })
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(FastBert {
+        word: c.word.embeddings().flatten_all()?.to_vec1()?,
+        position: c.position.flatten_all()?.to_vec1()?,
+        token_type0: c.token_type0.to_vec1()?,
+        emb_norm: Norm::from_layer(&c.emb_norm)?,
+        layers,
+        heads,
+        head_dim,
+        hidden,
+        act,
+        kernel,
+    })
 }

@@ -9,6 +9,7 @@ use candle_transformers::models::modernbert;
 
 use crate::bert::{Bert, BertConfig};
 use crate::error::ModelError;
+use crate::gemm::CpuKernel;
 use crate::layers::{load_weights, LayerNorm, Linear, Precision};
 use crate::spec::{Architecture, ModelSpec};
 
@@ -53,6 +54,7 @@ impl Encoder {
         spec: &ModelSpec,
         device: &Device,
         precision: Precision,
+        kernel: CpuKernel,
     ) -> Result<(Self, VarBuilder<'static>), ModelError> {
         let vb = load_weights(&spec.weights, device)?;
         let cfg_path = spec.dir.join("config.json");
@@ -61,7 +63,7 @@ impl Encoder {
                 let cfg: BertConfig = serde_json::from_value(spec.config.clone())
                     .map_err(|e| ModelError::load(&cfg_path, e))?;
                 Kind::Bert(Box::new(
-                    Bert::load(&vb, &cfg, precision)
+                    Bert::load(&vb, &cfg, precision, kernel)
                         .map_err(|e| ModelError::load(&spec.weights, e))?,
                 ))
             }

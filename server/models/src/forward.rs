@@ -10,6 +10,7 @@ use candle_core::Tensor;
 use crate::device::DeviceSpec;
 use crate::encoder::Encoder;
 use crate::error::ModelError;
+use crate::gemm::CpuKernel;
 use crate::layers::Precision;
 use crate::spec::ModelSpec;
 use crate::tokenize::{PaddedBatch, TextTokenizer, Tokens};
@@ -21,6 +22,9 @@ pub struct LoadOptions {
     pub device: DeviceSpec,
     /// Weight precision of the linear layers.
     pub precision: Precision,
+    /// Kernel of the f32 CPU forward pass of BERT encoders (ignored for q8, GPUs and
+    /// ModernBERT, which always run on candle).
+    pub cpu_kernel: CpuKernel,
     /// Override of the model's max sequence length (tokens, specials included). It may exceed the
     /// sentence-transformers setting (the model was trained at that length, so quality may
     /// drop) but never the position table.
@@ -38,6 +42,7 @@ impl Default for LoadOptions {
         Self {
             device: DeviceSpec::Cpu,
             precision: Precision::F32,
+            cpu_kernel: CpuKernel::Auto,
             max_seq_length: None,
             truncate_dim: None,
             length_bucketing: true,
@@ -69,7 +74,13 @@ impl Core {
             .map_or(spec.max_seq_length, |m| m.min(spec.max_positions))
             .max(2);
         let tokenizer = TextTokenizer::from_file(&spec.tokenizer, max_len)?;
-        let (encoder, vb) = Encoder::load(&spec, &device, options.precision)?;
+        if !options.cpu_kernel.available() {
+            return Err(ModelError::Invalid(format!(
+                "CPU kernel {:?} is not in this build (cargo feature `openblas` of vllm-sr-models)",
+                options.cpu_kernel
+            )));
+        }
+        let (encoder, vb) = Encoder::load(&spec, &device, options.precision, options.cpu_kernel)?;
         Ok((
             Self {
                 id: id.to_owned(),

@@ -110,6 +110,29 @@ impl Linear {
         Ok((y.reshape(out_dims)?, bias))
     }
 
+    /// The dense weight `[in, out]` row-major, the bias (zeros when absent), `in` and `out`,
+    /// copied out for a forward pass that works on plain buffers.
+    ///
+    /// # Errors
+    /// When the layer is quantised.
+    #[cfg_attr(not(feature = "openblas"), allow(dead_code))]
+    pub(crate) fn dense_parts(&self) -> candle_core::Result<(Vec<f32>, Vec<f32>, usize, usize)> {
+        let Self::Dense { weight_t, bias } = self else {
+            candle_core::bail!("a quantised layer has no dense weight");
+        };
+        let (in_dim, out_dim) = weight_t.dims2()?;
+        let bias = match bias {
+            Some(b) => b.to_vec1::<f32>()?,
+            None => vec![0.0; out_dim],
+        };
+        Ok((
+            weight_t.flatten_all()?.to_vec1::<f32>()?,
+            bias,
+            in_dim,
+            out_dim,
+        ))
+    }
+
     /// Applies the layer to `[.., in]`.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -157,6 +180,12 @@ impl LayerNorm {
         #[expect(clippy::cast_possible_truncation, reason = "eps is a small constant")]
         let eps = eps as f32;
         Ok(Self { weight, bias, eps })
+    }
+
+    /// Weight, bias and epsilon, copied out for a forward pass that works on plain buffers.
+    #[cfg_attr(not(feature = "openblas"), allow(dead_code))]
+    pub(crate) fn parts(&self) -> candle_core::Result<(Vec<f32>, Vec<f32>, f32)> {
+        Ok((self.weight.to_vec1()?, self.bias.to_vec1()?, self.eps))
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {

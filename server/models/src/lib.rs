@@ -21,18 +21,26 @@
 //! this crate's `Cargo.toml`.
 
 mod bert;
+mod bert_fast;
+#[cfg(feature = "openblas")]
+mod blas;
 mod classify;
 mod device;
 mod embed;
 mod encoder;
 mod error;
 mod forward;
+mod gemm;
 mod handles;
 #[cfg(feature = "hub")]
 mod hub;
+#[cfg(test)]
+mod kernel_bench;
 mod layers;
 mod ops;
+mod packed;
 mod registry;
+mod rowops;
 pub mod runtime;
 mod spec;
 mod tokenize;
@@ -42,6 +50,7 @@ pub use device::DeviceSpec;
 pub use embed::{Embedding, EmbeddingModel};
 pub use error::ModelError;
 pub use forward::LoadOptions;
+pub use gemm::CpuKernel;
 pub use handles::{Embedder, SequenceClassifier, TokenClassifier};
 #[cfg(feature = "hub")]
 pub use hub::{PullOptions, DEFAULT_ENDPOINT};

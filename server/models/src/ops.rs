@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 /// erf(x) via a 13/8-degree rational approximation on [-4, 4] (erf is ±1 to f32 precision
 /// outside).
-#[inline]
+#[inline(always)]
 fn fast_erf(x: f32) -> f32 {
     // Plain `*`/`+` (not `mul_add`): without the `fma` target feature `mul_add` is a libm call.
     let x = x.clamp(-4.0, 4.0);
@@ -30,8 +30,8 @@ fn fast_erf(x: f32) -> f32 {
     p / q
 }
 
-#[inline]
-fn gelu(x: f32) -> f32 {
+#[inline(always)]
+pub(crate) fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + fast_erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use vllm_sr_models::{Embedder, EmbeddingModel, LoadOptions, Precision, RuntimeOptions};
+use vllm_sr_models::{CpuKernel, Embedder, EmbeddingModel, LoadOptions, Precision, RuntimeOptions};
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -39,6 +39,14 @@ fn fixture() -> Fixture {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// Every CPU kernel this build has (OpenBLAS only with the `openblas` feature).
+fn kernels() -> Vec<CpuKernel> {
+    [CpuKernel::Candle, CpuKernel::Packed, CpuKernel::OpenBlas]
+        .into_iter()
+        .filter(|k| k.available())
+        .collect()
+}
+
 fn load(options: &LoadOptions) -> Option<EmbeddingModel> {
     let dir = common::default_model_dir()?;
     Some(EmbeddingModel::load(vllm_sr_models::DEFAULT_EMBEDDING_MODEL, &dir, options).unwrap())
@@ -46,9 +54,20 @@ fn load(options: &LoadOptions) -> Option<EmbeddingModel> {
 
 #[test]
 fn matches_independent_reference_fixture() {
-    let Some(model) = load(&LoadOptions::default()) else {
-        return;
-    };
+    for kernel in kernels() {
+        let options = LoadOptions {
+            cpu_kernel: kernel,
+            ..LoadOptions::default()
+        };
+        let Some(model) = load(&options) else {
+            return;
+        };
+        eprintln!("kernel {kernel:?}:");
+        check_fixture(&model);
+    }
+}
+
+fn check_fixture(model: &EmbeddingModel) {
     let fx = fixture();
     assert!(fx.sentences.len() >= 20);
     assert_eq!(model.dims(), fx.dims);
@@ -80,21 +99,61 @@ fn matches_independent_reference_fixture() {
     );
 }
 
+/// Each kernel splits work over rayon threads (GEMM row blocks, attention heads); repeated runs
+/// on a 2-thread pool must give the candle result every time. This caught Debian's serial
+/// OpenBLAS, which is not safe for concurrent calls.
 #[test]
-fn padding_does_not_leak_without_bucketing() {
-    let Some(model) = load(&LoadOptions {
-        length_bucketing: false,
+fn repeated_runs_on_two_threads_agree_with_candle() {
+    // Long enough (~70 tokens) that attention heads and GEMM row blocks are both split.
+    let text =
+        "今天天气怎么样？ A mixed-script text about the weather, the river, the old library \
+                and the students who read there during long winter nights with their friends, \
+                repeated so that the sequence is long: the weather, the river, the library.";
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let Some(reference) = load(&LoadOptions {
+        cpu_kernel: CpuKernel::Candle,
         ..LoadOptions::default()
     }) else {
         return;
     };
-    let fx = fixture();
-    // Short texts padded next to the >256-token one.
-    let texts: Vec<&str> = fx.sentences.iter().map(|r| r.text.as_str()).collect();
-    let batch = model.embed(&texts).unwrap();
-    for (row, got) in fx.sentences.iter().zip(&batch) {
-        let c = common::cosine(got, &row.vector);
-        assert!(c >= 0.999, "{:?}: cosine {c}", row.text);
+    let want = reference.embed(&[text]).unwrap().remove(0);
+    for kernel in kernels() {
+        let model = load(&LoadOptions {
+            cpu_kernel: kernel,
+            ..LoadOptions::default()
+        })
+        .unwrap();
+        pool.install(|| {
+            for _ in 0..100 {
+                let got = model.embed(&[text]).unwrap();
+                let c = got[0].cosine(&want);
+                assert!(c >= 0.9999, "{kernel:?}: cosine {c} vs candle");
+            }
+        });
+    }
+}
+
+#[test]
+fn padding_does_not_leak_without_bucketing() {
+    for kernel in kernels() {
+        let Some(model) = load(&LoadOptions {
+            length_bucketing: false,
+            cpu_kernel: kernel,
+            ..LoadOptions::default()
+        }) else {
+            return;
+        };
+        let fx = fixture();
+        // Short texts padded next to the >256-token one.
+        let texts: Vec<&str> = fx.sentences.iter().map(|r| r.text.as_str()).collect();
+        let batch = model.embed(&texts).unwrap();
+        for (row, got) in fx.sentences.iter().zip(&batch) {
+            let c = common::cosine(got, &row.vector);
+            assert!(c >= 0.999, "{kernel:?} {:?}: cosine {c}", row.text);
+        }
     }
 }
 

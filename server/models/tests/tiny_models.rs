@@ -16,7 +16,8 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use common::{cosine, write_sentence_transformers, write_tiny_bert, write_tiny_modernbert, HIDDEN};
 use vllm_sr_models::{
-    EmbeddingModel, LoadOptions, Precision, SequenceClassificationModel, TokenClassificationModel,
+    CpuKernel, EmbeddingModel, LoadOptions, Precision, SequenceClassificationModel,
+    TokenClassificationModel,
 };
 
 const TEXTS: &[&str] = &[
@@ -29,6 +30,14 @@ const TEXTS: &[&str] = &[
 
 fn opts() -> LoadOptions {
     LoadOptions::default()
+}
+
+/// Every CPU kernel this build has (OpenBLAS only with the `openblas` feature).
+fn kernels() -> Vec<CpuKernel> {
+    [CpuKernel::Candle, CpuKernel::Packed, CpuKernel::OpenBlas]
+        .into_iter()
+        .filter(|k| k.available())
+        .collect()
 }
 
 /// Reference: candle-transformers' BERT + masked mean pooling + L2, one text at a time.
@@ -77,23 +86,52 @@ fn bert_matches_candle_transformers_reference() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = write_tiny_bert(tmp.path(), &[], false);
     write_sentence_transformers(&dir, false, 64);
-    let model = EmbeddingModel::load("tiny", &dir, &opts()).unwrap();
-    assert_eq!(model.dims(), HIDDEN);
-    let ours = model.embed(TEXTS).unwrap();
     let reference = reference_embeddings(&dir, TEXTS);
-    for ((ours, reference), text) in ours.iter().zip(&reference).zip(TEXTS) {
-        let c = cosine(ours, reference);
-        assert!(c > 0.99999, "{text:?}: cosine {c}");
-        let max_abs = ours
-            .iter()
-            .zip(reference)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        assert!(max_abs < 1e-4, "{text:?}: max abs diff {max_abs}");
-        assert!((ours.norm() - 1.0).abs() < 1e-5);
+    for kernel in kernels() {
+        let options = LoadOptions {
+            cpu_kernel: kernel,
+            ..opts()
+        };
+        let model = EmbeddingModel::load("tiny", &dir, &options).unwrap();
+        assert_eq!(model.dims(), HIDDEN);
+        let ours = model.embed(TEXTS).unwrap();
+        for ((ours, reference), text) in ours.iter().zip(&reference).zip(TEXTS) {
+            let c = cosine(ours, reference);
+            assert!(c > 0.99999, "{kernel:?} {text:?}: cosine {c}");
+            let max_abs = ours
+                .iter()
+                .zip(reference)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                max_abs < 1e-4,
+                "{kernel:?} {text:?}: max abs diff {max_abs}"
+            );
+            assert!((ours.norm() - 1.0).abs() < 1e-5);
+        }
+        // The random model still separates different texts.
+        assert!(ours[0].cosine(&ours[3]) < 0.9999);
     }
-    // The random model still separates different texts.
-    assert!(ours[0].cosine(&ours[3]) < 0.9999);
+}
+
+#[test]
+fn unavailable_kernel_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_tiny_bert(tmp.path(), &[], false);
+    write_sentence_transformers(&dir, false, 64);
+    let options = LoadOptions {
+        cpu_kernel: CpuKernel::OpenBlas,
+        ..opts()
+    };
+    match EmbeddingModel::load("tiny", &dir, &options) {
+        Ok(_) => assert!(CpuKernel::OpenBlas.available()),
+        Err(e) => {
+            assert!(!CpuKernel::OpenBlas.available());
+            assert!(e.to_string().contains("openblas"), "{e}");
+        }
+    }
+    assert_eq!("packed".parse::<CpuKernel>().unwrap(), CpuKernel::Packed);
+    assert!("mkl".parse::<CpuKernel>().is_err());
 }
 
 #[test]
@@ -101,27 +139,37 @@ fn batched_equals_single_and_padding_does_not_leak() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = write_tiny_bert(tmp.path(), &[], false);
     write_sentence_transformers(&dir, false, 64);
-    // No bucketing: every text is padded to the longest one in the same forward pass.
-    let padded = EmbeddingModel::load(
-        "tiny",
-        &dir,
-        &LoadOptions {
-            length_bucketing: false,
+    for kernel in kernels() {
+        // No bucketing: every text is padded to the longest one in the same forward pass.
+        let padded = EmbeddingModel::load(
+            "tiny",
+            &dir,
+            &LoadOptions {
+                length_bucketing: false,
+                cpu_kernel: kernel,
+                ..opts()
+            },
+        )
+        .unwrap();
+        let batch = padded.embed(TEXTS).unwrap();
+        for (i, text) in TEXTS.iter().enumerate() {
+            let single = padded.embed(&[text]).unwrap();
+            let c = batch[i].cosine(&single[0]);
+            assert!(
+                c >= 0.9999,
+                "{kernel:?} {text:?}: batch vs single cosine {c}"
+            );
+        }
+        // Bucketed and unbucketed runs agree too, and order is preserved.
+        let options = LoadOptions {
+            cpu_kernel: kernel,
             ..opts()
-        },
-    )
-    .unwrap();
-    let batch = padded.embed(TEXTS).unwrap();
-    for (i, text) in TEXTS.iter().enumerate() {
-        let single = padded.embed(&[text]).unwrap();
-        let c = batch[i].cosine(&single[0]);
-        assert!(c >= 0.9999, "{text:?}: batch vs single cosine {c}");
-    }
-    // Bucketed and unbucketed runs agree too, and order is preserved.
-    let bucketed = EmbeddingModel::load("tiny", &dir, &opts()).unwrap();
-    let b2 = bucketed.embed(TEXTS).unwrap();
-    for (a, b) in batch.iter().zip(&b2) {
-        assert!(a.cosine(b) >= 0.9999);
+        };
+        let bucketed = EmbeddingModel::load("tiny", &dir, &options).unwrap();
+        let b2 = bucketed.embed(TEXTS).unwrap();
+        for (a, b) in batch.iter().zip(&b2) {
+            assert!(a.cosine(b) >= 0.9999);
+        }
     }
 }
 
