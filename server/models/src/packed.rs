@@ -3,7 +3,7 @@
 //! Owns the matrix-product kernel of the plain-buffer BERT forward pass. Linear-layer weights
 //! are packed at load into [`PackedB`] (column panels of 16, `k`-major), so a call only streams
 //! the activations: no per-call packing of the large operand, which was ~14% of the time with
-//! OpenBLAS (its API has no pre-packed sgemm) at 128 tokens and most of the time at 16.
+//! OpenBLAS (its API has no pre-packed sgemm) at 128 tokens, and a larger share at 16.
 //!
 //! The micro-kernel computes a 6×16 tile in 12 AVX2 registers with FMA (the Haswell/Zen shape),
 //! broadcasting from a small copy of `A` packed per block of [`MC`] rows (6-row tiles,
