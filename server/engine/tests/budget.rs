@@ -12,57 +12,26 @@
     reason = "test harness"
 )]
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use serde_json::json;
-use vllm_sr_config::{load_path, LoadOptions};
 use vllm_sr_engine::{
     embed_plan, route, Engine, MissingVectors, Outcome, RequestView, RouteOptions,
 };
-use vllm_sr_models::{
-    Embedder, LoadOptions as ModelOptions, ModelRegistry, RuntimeOptions, DEFAULT_EMBEDDING_MODEL,
-};
-
-fn embedder() -> Option<Embedder> {
-    if cfg!(debug_assertions) {
-        eprintln!("skipping: model-backed tests need a release build (cargo test --release)");
-        return None;
-    }
-    match ModelRegistry::from_env().resolve(DEFAULT_EMBEDDING_MODEL) {
-        Ok(m) => Some(
-            Embedder::load(
-                &m.id,
-                &m.dir,
-                &ModelOptions::default(),
-                RuntimeOptions::default(),
-            )
-            .expect("model loads"),
-        ),
-        Err(e) if std::env::var("VLLM_SR_REQUIRE_MODELS").is_ok_and(|v| v == "1") => panic!("{e}"),
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            None
-        }
-    }
-}
+use vllm_sr_models::Embedder;
 
 fn balance(embedder: &Embedder) -> Engine {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/recipes/balance/config.yaml");
-    let env = HashMap::from([("POSTGRES_PASSWORD".to_string(), "x".to_string())]);
-    let loaded = load_path(
-        &path,
-        &LoadOptions {
-            strict: false,
-            env: &env,
-            base_dir: None,
-        },
-    )
-    .expect("recipe loads");
-    Engine::build(Arc::new(loaded.config), embedder).expect("engine builds")
+    Engine::build(common::upstream("balance"), embedder).expect("engine builds")
+}
+
+fn assert_skipped(o: &Outcome) {
+    common::assert_embedding_families_skipped(o);
+    let why = o.skip_reason.as_deref().unwrap_or_default();
+    assert!(why.contains("signal budget"), "{why}");
+    assert_eq!(o.matched_signals["language"], vec!["en".to_string()]);
+    assert!(o.matched_signals["keywords"].contains(&"reasoning_request_markers".to_string()));
 }
 
 const PROOF: &str = "Prove by contradiction that there are infinitely many primes, step by step.";
@@ -85,38 +54,11 @@ fn opts(budget: Duration) -> RouteOptions {
     }
 }
 
-fn assert_skipped(o: &Outcome) {
-    // Skipped families emit nothing of their own; as for any unmatched family, the
-    // balance partitions then add their declared defaults (contract §4, step 1).
-    // (skipped family, its key among the matched signals, what may appear there)
-    for (family, key, defaults) in [
-        (
-            "embedding",
-            "embeddings",
-            vec!["general_chat_fallback".to_string()],
-        ),
-        ("domain", "domains", vec!["other".to_string()]),
-        ("fact_check", "fact_check", vec![]),
-        ("complexity", "complexity", vec![]),
-    ] {
-        assert!(
-            o.skipped_signals.iter().any(|s| s == family),
-            "{family} not skipped: {:?}",
-            o.skipped_signals
-        );
-        let matched = o.matched_signals.get(key).cloned().unwrap_or_default();
-        assert_eq!(matched, defaults, "{family} matched without vectors");
-    }
-    let why = o.skip_reason.as_deref().unwrap_or_default();
-    assert!(why.contains("signal budget"), "{why}");
-    assert_eq!(o.matched_signals["language"], vec!["en".to_string()]);
-    assert!(o.matched_signals["keywords"].contains(&"reasoning_request_markers".to_string()));
-    assert!(o.model.is_some(), "the request still routes");
-}
-
 #[test]
 fn tiny_budget_skips_embedding_families_on_the_blocking_path() {
-    let Some(e) = embedder() else { return };
+    let Some(e) = common::embedder("model-backed tests") else {
+        return;
+    };
     let engine = balance(&e);
     // A forward pass takes milliseconds; 1 µs always runs out first.
     let late = engine.route_blocking(request(), opts(Duration::from_micros(1)), &e);
@@ -132,7 +74,9 @@ fn tiny_budget_skips_embedding_families_on_the_blocking_path() {
 
 #[test]
 fn tiny_budget_skips_embedding_families_on_the_async_path() {
-    let Some(e) = embedder() else { return };
+    let Some(e) = common::embedder("model-backed tests") else {
+        return;
+    };
     let engine = balance(&e);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

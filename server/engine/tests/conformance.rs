@@ -14,40 +14,14 @@
     reason = "test harness"
 )]
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use indexmap::IndexMap;
-use vllm_sr_config::{load_path, LoadOptions};
 use vllm_sr_engine::probes::{self, ProbeSuite, SuiteContext};
 use vllm_sr_engine::{Engine, RouteOptions};
-use vllm_sr_models::{
-    Embedder, LoadOptions as ModelOptions, ModelRegistry, RuntimeOptions, DEFAULT_EMBEDDING_MODEL,
-};
-
-fn embedder() -> Option<Embedder> {
-    if cfg!(debug_assertions) {
-        eprintln!("skipping: probe conformance needs a release build (cargo test --release)");
-        return None;
-    }
-    match ModelRegistry::from_env().resolve(DEFAULT_EMBEDDING_MODEL) {
-        Ok(m) => Some(
-            Embedder::load(
-                &m.id,
-                &m.dir,
-                &ModelOptions::default(),
-                RuntimeOptions::default(),
-            )
-            .expect("model loads"),
-        ),
-        Err(e) if std::env::var("VLLM_SR_REQUIRE_MODELS").is_ok_and(|v| v == "1") => panic!("{e}"),
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            None
-        }
-    }
-}
+use vllm_sr_models::Embedder;
 
 /// The recipe and probes of a suite: an upstream recipe directory, or one of ours.
 fn suite_files(recipe: &str) -> (PathBuf, PathBuf) {
@@ -58,7 +32,7 @@ fn suite_files(recipe: &str) -> (PathBuf, PathBuf) {
             root.join("../../recipes/agentic-saars.probes.yaml"),
         ),
         _ => {
-            let dir = root.join("../../../shared/upstream/recipes").join(recipe);
+            let dir = common::upstream_dir(recipe);
             (dir.join("config.yaml"), dir.join("probes.yaml"))
         }
     }
@@ -66,17 +40,7 @@ fn suite_files(recipe: &str) -> (PathBuf, PathBuf) {
 
 fn pass_rate(recipe: &str, embedder: &Embedder) -> f64 {
     let (config, probes) = suite_files(recipe);
-    let env = HashMap::from([("POSTGRES_PASSWORD".to_string(), "x".to_string())]);
-    let loaded = load_path(
-        &config,
-        &LoadOptions {
-            strict: false,
-            env: &env,
-            base_dir: None,
-        },
-    )
-    .expect("recipe loads");
-    let engine = Engine::build(Arc::new(loaded.config), embedder).expect("engine builds");
+    let engine = Engine::build(common::recipe_at(&config), embedder).expect("engine builds");
     let suite: ProbeSuite =
         serde_norway::from_str(&std::fs::read_to_string(&probes).expect("probes"))
             .expect("probes parse");
@@ -124,7 +88,9 @@ fn pass_rate(recipe: &str, embedder: &Embedder) -> f64 {
 
 #[test]
 fn upstream_probe_suites_do_not_regress() {
-    let Some(e) = embedder() else { return };
+    let Some(e) = common::embedder("probe conformance") else {
+        return;
+    };
     // Measured 2026-11-21: privacy 20/20, balance 56/57, agent 27/27, agentic-saars 34/36.
     for (recipe, floor) in [
         ("privacy", 100.0),

@@ -7,33 +7,17 @@
     reason = "test helpers fail loudly on broken fixtures"
 )]
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use serde_json::json;
-use vllm_sr_config::{load_path, LoadOptions};
 use vllm_sr_engine::{
     Embed, Engine, EngineError, LexicalEmbedder, RequestView, RouteKind, RouteOptions,
 };
 
 fn engine(recipe: &str) -> Engine {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/recipes")
-        .join(recipe)
-        .join("config.yaml");
-    let env = HashMap::from([("POSTGRES_PASSWORD".to_string(), "x".to_string())]);
-    let loaded = load_path(
-        &path,
-        &LoadOptions {
-            strict: false,
-            env: &env,
-            base_dir: None,
-        },
-    )
-    .expect("recipe loads");
-    Engine::build(Arc::new(loaded.config), &LexicalEmbedder::new(384)).expect("engine builds")
+    Engine::build(common::upstream(recipe), &LexicalEmbedder::new(384)).expect("engine builds")
 }
 
 #[test]
@@ -141,27 +125,7 @@ fn a_missed_signal_budget_skips_embedding_families_and_keeps_deterministic_ones(
     };
 
     let late = route(Some(Duration::from_millis(1)));
-    // Skipped families emit nothing of their own; as for any unmatched family, the
-    // balance partitions then add their declared defaults (contract §4, step 1).
-    // (skipped family, its key among the matched signals, what may appear there)
-    for (family, key, defaults) in [
-        (
-            "embedding",
-            "embeddings",
-            vec!["general_chat_fallback".to_string()],
-        ),
-        ("domain", "domains", vec!["other".to_string()]),
-        ("fact_check", "fact_check", vec![]),
-        ("complexity", "complexity", vec![]),
-    ] {
-        assert!(
-            late.skipped_signals.iter().any(|s| s == family),
-            "{family} not skipped: {:?}",
-            late.skipped_signals
-        );
-        let matched = late.matched_signals.get(key).cloned().unwrap_or_default();
-        assert_eq!(matched, defaults, "{family} matched without vectors");
-    }
+    common::assert_embedding_families_skipped(&late);
     let why = late.skip_reason.as_deref().unwrap_or_default();
     assert!(why.contains("signal budget of 1 ms"), "{why}");
     assert!(late.model.is_some(), "the request still routes");
