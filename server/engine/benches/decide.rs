@@ -16,14 +16,13 @@
     reason = "benchmark harness"
 )]
 
-use std::collections::HashMap;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
-use std::path::Path;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
-use vllm_sr_config::{load_path, LoadOptions};
 use vllm_sr_engine::{Embed, Engine, LexicalEmbedder, RequestView, RouteOptions, SignalPass};
 use vllm_sr_models::{
     Embedder, LoadOptions as ModelOptions, ModelRegistry, RuntimeOptions, DEFAULT_EMBEDDING_MODEL,
@@ -83,19 +82,7 @@ fn passes(engine: &Engine, embedder: &dyn Embed) -> Vec<(&'static str, SignalPas
 }
 
 fn balance(embedder: &dyn Embed) -> Engine {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/recipes/balance/config.yaml");
-    let env = HashMap::from([("POSTGRES_PASSWORD".to_string(), "x".to_string())]);
-    let loaded = load_path(
-        &path,
-        &LoadOptions {
-            strict: false,
-            env: &env,
-            base_dir: None,
-        },
-    )
-    .expect("recipe loads");
-    Engine::build(Arc::new(loaded.config), embedder).expect("engine builds")
+    Engine::build(common::upstream("balance"), embedder).expect("engine builds")
 }
 
 /// CPU time this thread has run, from `/proc/thread-self/schedstat` (ns; Linux only).

@@ -19,14 +19,13 @@
     reason = "benchmark harness"
 )]
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::Instant;
 
 use indexmap::IndexMap;
 use serde_json::json;
-use vllm_sr_config::{load_path, LoadOptions};
 use vllm_sr_engine::{Engine, RequestView, RouteOptions};
 use vllm_sr_models::{
     Embedder, LoadOptions as ModelOptions, ModelRegistry, RuntimeOptions, DEFAULT_EMBEDDING_MODEL,
@@ -88,19 +87,7 @@ fn main() {
     )
     .expect("model loads");
 
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/upstream/recipes/balance/config.yaml");
-    let env = HashMap::from([("POSTGRES_PASSWORD".to_string(), "x".to_string())]);
-    let loaded = load_path(
-        &path,
-        &LoadOptions {
-            strict: false,
-            env: &env,
-            base_dir: None,
-        },
-    )
-    .expect("recipe loads");
-    let engine = Engine::build(Arc::new(loaded.config), &embedder).expect("engine builds");
+    let engine = Engine::build(common::upstream("balance"), &embedder).expect("engine builds");
     let body = json!({"model": "vllm-sr/auto", "messages": [{"role": "user", "content": PROMPT}]});
     let opts = RouteOptions {
         evaluate_all: true,
