@@ -125,8 +125,22 @@ impl PrototypeBank {
             return Self { prototypes, opts };
         }
         let n = items.len();
+        // Self-similarity is exactly 1 (the vectors are unit length): computed, it would be
+        // 1 ± rounding, and that noise would decide between medoids whose mean similarities
+        // tie exactly (every two-member cluster) — a routing outcome must not hinge on the
+        // last bit of a kernel's arithmetic. `dot` is symmetric, so sim[i][j] == sim[j][i].
         let sim: Vec<Vec<f64>> = (0..n)
-            .map(|i| (0..n).map(|j| dot(items[i].1, items[j].1)).collect())
+            .map(|i| {
+                (0..n)
+                    .map(|j| {
+                        if i == j {
+                            1.0
+                        } else {
+                            dot(items[i].1, items[j].1)
+                        }
+                    })
+                    .collect()
+            })
             .collect();
         let mut remaining: Vec<usize> = (0..n).collect();
         // (cluster size, mean similarity of the medoid, text, index of the medoid)
@@ -243,11 +257,34 @@ mod tests {
             "a and a2 cluster; the duplicate a is dropped"
         );
         let s = bank.score(&unit(1.0, 0.0));
-        // The medoid of {a, a2} is either (their mean similarities tie up to rounding).
-        assert!((s.best - 1.0).abs() < 1e-2, "{s:?}");
+        // {a, a2}: the mean similarities tie exactly, so the smaller text, a, is the medoid.
+        assert!((s.best - 1.0).abs() < 1e-12, "{s:?}");
         assert!((s.score - (0.75 * s.best + 0.25 * s.support)).abs() < 1e-12);
         let mean = PrototypeBank::build(&texts, &vecs, opts().mean()).score(&unit(1.0, 0.0));
         assert!((mean.score - mean.support).abs() < 1e-12);
+    }
+
+    /// A two-member cluster's medoid is chosen by text, never by which vector's computed
+    /// self-similarity rounds closer to 1: different GEMM kernels round differently, and the
+    /// upstream privacy suite once routed a probe differently on that alone.
+    #[test]
+    fn medoid_ties_ignore_rounding_of_self_similarity() {
+        // `short` has a self-similarity just under 1 in f32 arithmetic, `tilted` exactly ~1.
+        let short = vec![0.999_999_9_f32, 0.0];
+        let tilted = unit(1.0, 0.1);
+        let query = [1.0_f32, 0.0];
+        for (first, expect_short) in [("m", true), ("z", false)] {
+            let texts = vec![first.to_string(), "n".to_string()];
+            let bank = PrototypeBank::build(&texts, &[short.clone(), tilted.clone()], opts());
+            assert_eq!(bank.len(), 1, "one cluster");
+            let best = bank.score(&query).best;
+            let want = if expect_short {
+                dot(&short, &query)
+            } else {
+                dot(&tilted, &query)
+            };
+            assert!((best - want).abs() < 1e-12, "{first}: {best} vs {want}");
+        }
     }
 
     #[test]

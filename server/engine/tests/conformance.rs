@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 use vllm_sr_engine::probes::{self, ProbeSuite, SuiteContext};
-use vllm_sr_engine::{Engine, RouteOptions};
-use vllm_sr_models::Embedder;
+use vllm_sr_engine::{Engine, Outcome, RouteOptions};
+use vllm_sr_models::{CpuKernel, Embedder, LoadOptions, RuntimeOptions};
 
 /// The recipe and probes of a suite: an upstream recipe directory, or one of ours.
 fn suite_files(recipe: &str) -> (PathBuf, PathBuf) {
@@ -38,7 +38,8 @@ fn suite_files(recipe: &str) -> (PathBuf, PathBuf) {
     }
 }
 
-fn pass_rate(recipe: &str, embedder: &Embedder) -> f64 {
+/// Runs a suite's probes; returns its report and every probe's outcome, in order.
+fn run_suite(recipe: &str, embedder: &Embedder) -> (probes::SuiteReport, Vec<Outcome>) {
     let (config, probes) = suite_files(recipe);
     let engine = Engine::build(common::recipe_at(&config), embedder).expect("engine builds");
     let suite: ProbeSuite =
@@ -59,16 +60,24 @@ fn pass_rate(recipe: &str, embedder: &Embedder) -> f64 {
         auto_names: cfg.auto_model_names.clone(),
         decisions,
     };
+    let mut outcomes = Vec::new();
     let report = probes::run(&suite, &ctx, &mut |req| {
-        engine.route_blocking(
+        let o = engine.route_blocking(
             req,
             RouteOptions {
                 evaluate_all: true,
                 ..RouteOptions::default()
             },
             embedder,
-        )
+        );
+        outcomes.push(o.clone());
+        o
     });
+    (report, outcomes)
+}
+
+fn pass_rate(recipe: &str, embedder: &Embedder) -> f64 {
+    let (report, _) = run_suite(recipe, embedder);
     for f in &report.failures {
         eprintln!(
             "{recipe}: {}/{}: expected {}, got {} ({})",
@@ -103,5 +112,52 @@ fn upstream_probe_suites_do_not_regress() {
             rate >= floor,
             "{recipe}: pass rate {rate:.1}% fell below {floor}%"
         );
+    }
+}
+
+/// Every CPU kernel routes every probe alike. Their vectors differ in the last bits (cosine
+/// ≥ 0.9999996), and a routing outcome must not hinge on that: a prototype bank once picked
+/// a different medoid from rounding noise and flipped an upstream privacy probe.
+#[test]
+fn cpu_kernels_route_every_probe_alike() {
+    let kernels: Vec<(CpuKernel, Embedder)> = [CpuKernel::Candle, CpuKernel::Packed]
+        .into_iter()
+        .chain(
+            CpuKernel::OpenBlas
+                .available()
+                .then_some(CpuKernel::OpenBlas),
+        )
+        .filter_map(|k| {
+            let opts = LoadOptions {
+                cpu_kernel: k,
+                ..LoadOptions::default()
+            };
+            common::embedder_for("kernel agreement", &opts, RuntimeOptions::default())
+                .map(|e| (k, e))
+        })
+        .collect();
+    let Some(((base_kernel, base), others)) = kernels.split_first() else {
+        return;
+    };
+    for recipe in ["privacy", "balance", "agent", "agentic-saars"] {
+        let (_, want) = run_suite(recipe, base);
+        for (kernel, e) in others {
+            let (_, got) = run_suite(recipe, e);
+            assert_eq!(want.len(), got.len());
+            for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+                assert_eq!(
+                    (&a.decision, &a.model, &a.matched_signals),
+                    (&b.decision, &b.model, &b.matched_signals),
+                    "{recipe}: {kernel:?} routes probe #{i} unlike {base_kernel:?}"
+                );
+                for (name, x) in &a.projection_scores {
+                    let y = b.projection_scores.get(name).copied().unwrap_or(f64::NAN);
+                    assert!(
+                        (x - y).abs() < 1e-4,
+                        "{recipe}: probe #{i}: {name} {x} vs {y} ({kernel:?} vs {base_kernel:?})"
+                    );
+                }
+            }
+        }
     }
 }

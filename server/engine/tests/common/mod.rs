@@ -51,14 +51,17 @@ pub fn upstream(name: &str) -> Arc<RouterConfig> {
 /// debug build or without the model — unless `VLLM_SR_REQUIRE_MODELS=1` (CI) makes a missing
 /// model a failure. `what` names the caller in the skip message.
 pub fn embedder_with(what: &str, runtime: RuntimeOptions) -> Option<Embedder> {
+    embedder_for(what, &ModelOptions::default(), runtime)
+}
+
+/// [`embedder_with`] these load options (e.g. a CPU kernel).
+pub fn embedder_for(what: &str, opts: &ModelOptions, runtime: RuntimeOptions) -> Option<Embedder> {
     if cfg!(debug_assertions) {
         eprintln!("skipping: {what} needs a release build (cargo test --release)");
         return None;
     }
     match ModelRegistry::from_env().resolve(DEFAULT_EMBEDDING_MODEL) {
-        Ok(m) => Some(
-            Embedder::load(&m.id, &m.dir, &ModelOptions::default(), runtime).expect("model loads"),
-        ),
+        Ok(m) => Some(Embedder::load(&m.id, &m.dir, opts, runtime).expect("model loads")),
         Err(e) if std::env::var("VLLM_SR_REQUIRE_MODELS").is_ok_and(|v| v == "1") => panic!("{e}"),
         Err(e) => {
             eprintln!("skipping: {e}");
