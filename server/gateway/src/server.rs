@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -248,6 +249,14 @@ impl Gateway {
             let token = cancel.clone();
             let listener_name = name.clone();
             tracker.spawn(async move {
+                // Streamed chunks go out as they are written: with Nagle, each small SSE
+                // chunk would wait for the client's ACK of the one before (up to the peer's
+                // delayed-ACK timer on a real network).
+                let listener = listener.tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!("TCP_NODELAY on an accepted connection: {e}");
+                    }
+                });
                 let served = axum::serve(listener, app)
                     .with_graceful_shutdown(async move { token.cancelled().await })
                     .await;
