@@ -12,8 +12,6 @@
 
 use std::os::raw::c_int;
 
-use rayon::prelude::*;
-
 const ROW_MAJOR: c_int = 101;
 const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
@@ -177,22 +175,20 @@ pub(crate) fn gemm_rows(
             c.len()
         );
     }
-    let threads = rayon::current_num_threads().max(1);
     // Below ~32 rows per thread the duplicated weight packing costs more than it saves.
-    let blocks = threads.min(rows / 32).max(1);
-    if blocks == 1 {
-        gemm(Mat::new(a, rows, k, k), w, 1.0, c, n)?;
-        epilogue(c);
-        return Ok(());
-    }
-    let per = rows.div_ceil(blocks);
-    a.par_chunks(per * k)
-        .zip(c.par_chunks_mut(per * n))
-        .try_for_each(|(ab, cb)| {
-            gemm(Mat::new(ab, ab.len() / k, k, k), w, 1.0, cb, n)?;
-            epilogue(cb);
-            Ok(())
-        })
+    let split = crate::gemm::RowSplit {
+        min_rows: 32,
+        align: 1,
+    };
+    crate::gemm::for_row_blocks(
+        a,
+        k,
+        c,
+        n,
+        split,
+        |ab, cb, m| gemm(Mat::new(ab, m, k, k), w, 1.0, cb, n),
+        epilogue,
+    )
 }
 
 #[cfg(test)]

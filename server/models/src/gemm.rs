@@ -11,6 +11,48 @@ use std::cell::RefCell;
 use crate::error::ModelError;
 use crate::packed::PackedB;
 
+/// How [`for_row_blocks`] splits a product's rows over the rayon pool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowSplit {
+    /// Fewest rows per block: below it a fork-join costs more than the split saves.
+    pub(crate) min_rows: usize,
+    /// Blocks hold a multiple of this many rows (a kernel's tile height), the last excepted.
+    pub(crate) align: usize,
+}
+
+/// Runs `block(a_rows, c_rows, rows)` over row blocks of a densely packed `A` (`rows × k`) and
+/// `C` (`rows × n`) — on this thread when the product is small or the pool has one thread,
+/// otherwise one block per pool thread — and `epilogue` on each finished block of `C` while
+/// it is still in cache.
+pub(crate) fn for_row_blocks(
+    a: &[f32],
+    k: usize,
+    c: &mut [f32],
+    n: usize,
+    split: RowSplit,
+    block: impl Fn(&[f32], &mut [f32], usize) -> candle_core::Result<()> + Sync,
+    epilogue: impl Fn(&mut [f32]) + Sync,
+) -> candle_core::Result<()> {
+    use rayon::prelude::*;
+    let rows = a.len() / k;
+    let threads = rayon::current_num_threads().max(1);
+    let blocks = threads.min(rows / split.min_rows.max(1)).max(1);
+    if blocks == 1 {
+        block(a, c, rows)?;
+        epilogue(c);
+        return Ok(());
+    }
+    let align = split.align.max(1);
+    let per = rows.div_ceil(blocks).div_ceil(align) * align;
+    a.par_chunks(per * k)
+        .zip(c.par_chunks_mut(per * n))
+        .try_for_each(|(ab, cb)| {
+            block(ab, cb, ab.len() / k)?;
+            epilogue(cb);
+            Ok(())
+        })
+}
+
 /// Kernel for the f32 CPU forward pass of BERT encoders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CpuKernel {

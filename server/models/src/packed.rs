@@ -17,8 +17,6 @@
 
 use std::cell::RefCell;
 
-use rayon::prelude::*;
-
 /// Columns per packed panel (two AVX registers).
 const NR: usize = 16;
 /// Rows per micro-kernel tile.
@@ -283,23 +281,21 @@ pub(crate) fn gemm_rows(
             c.len()
         );
     }
-    let threads = rayon::current_num_threads().max(1);
-    // At least 16 rows per block: below that a fork-join costs more than the split saves.
-    let blocks = threads.min(rows / 16).max(1);
-    if blocks == 1 {
-        gemm_acc(a, k, b, c, n, rows)?;
-        epilogue(c);
-        return Ok(());
-    }
-    // Whole tiles per block, so no block ends in a partial tile before the last one.
-    let per = rows.div_ceil(blocks).div_ceil(MR) * MR;
-    a.par_chunks(per * k)
-        .zip(c.par_chunks_mut(per * n))
-        .try_for_each(|(ab, cb)| {
-            gemm_acc(ab, k, b, cb, n, ab.len() / k)?;
-            epilogue(cb);
-            Ok(())
-        })
+    // At least 16 rows per block; whole tiles per block, so no block ends in a partial tile
+    // before the last one.
+    let split = crate::gemm::RowSplit {
+        min_rows: 16,
+        align: MR,
+    };
+    crate::gemm::for_row_blocks(
+        a,
+        k,
+        c,
+        n,
+        split,
+        |ab, cb, m| gemm_acc(ab, k, b, cb, n, m),
+        epilogue,
+    )
 }
 
 /// Row offsets of a packed 6-row tile of `A` (see [`pack_a`]): element `(r, kk)` is at
