@@ -2,8 +2,9 @@
 //! for it.
 //!
 //! Owns [`CpuKernel`] (the public choice in [`crate::LoadOptions`]), its resolution at load
-//! time, [`Weight`] (a linear layer's matrix in the kernel's layout) and the two per-head
-//! attention products. The packed kernel ([`crate::packed`]) is always available; OpenBLAS
+//! time, [`Weight`] (a linear layer's matrix in the kernel's layout), the two per-head
+//! attention products, and [`for_row_blocks`], the split of a product's rows over the rayon
+//! pool that both GEMMs use. The packed kernel ([`crate::packed`]) is always available; OpenBLAS
 //! ([`crate::blas`]) only with the `openblas` feature.
 
 use std::cell::RefCell;

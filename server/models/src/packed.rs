@@ -11,7 +11,7 @@
 //! `is_x86_feature_detected!`; other CPUs use a portable kernel of the same structure that
 //! the compiler vectorises for the baseline target. `k` is blocked by [`KC`] so a 16-column
 //! panel slice stays in L1 while all row tiles pass over it. Row blocks are split over the
-//! current rayon pool.
+//! current rayon pool by [`crate::gemm::for_row_blocks`].
 
 #![allow(unsafe_code)]
 
