@@ -100,6 +100,16 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     grace_secs: u64,
 
+    /// Data-plane I/O threads (0: one per available core). Each accepted connection lives
+    /// on one of them, with its own pool of upstream connections.
+    #[arg(
+        long,
+        env = "VLLM_SR_IO_THREADS",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    io_threads: usize,
+
     /// How often the recipe file is checked for changes (0: only on SIGHUP).
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     watch_interval_ms: u64,
@@ -137,6 +147,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             port: args.management_port,
             token: args.management_token.clone(),
         }),
+        io_threads: args.io_threads,
         watch_interval: (args.watch_interval_ms > 0)
             .then(|| Duration::from_millis(args.watch_interval_ms)),
     };

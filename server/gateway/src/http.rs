@@ -68,6 +68,8 @@ pub struct ListenerState {
     pub app: Arc<AppState>,
     /// The listener's `timeout`.
     pub timeout: Duration,
+    /// The I/O thread's pooled upstream client.
+    pub client: reqwest::Client,
 }
 
 /// The router of one listener.
@@ -299,7 +301,7 @@ async fn chat_inner(
         return Ok(resp);
     }
     let ctx = ForwardCtx {
-        client: &app.client,
+        client: &s.client,
         metrics: &app.metrics,
         client_headers: headers,
         request_id: rid,

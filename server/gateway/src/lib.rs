@@ -2,6 +2,8 @@
 //!
 //! - `server`: lifecycle (listeners, metrics listener, health checks, config watcher, reload,
 //!   graceful drain).
+//! - `shards`: the data plane's I/O threads (one single-threaded runtime and upstream pool
+//!   each; connections dealt to them round robin).
 //! - `http`: the listener's routes and the `x-vsr-*` response headers.
 //! - `service`: the transport-independent routing step (request → outcome → rewritten body);
 //!   a future Envoy ext_proc server calls the same function.
@@ -26,6 +28,7 @@ pub mod replay;
 pub mod rewrite;
 pub mod server;
 pub mod service;
+mod shards;
 pub mod tap;
 pub mod upstream;
 

@@ -14,17 +14,17 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::http::{router, AppState, Limits, ListenerState};
+use crate::http::{AppState, Limits};
 use crate::live::{BuildError, LiveState, ModelSource};
 use crate::metrics::Metrics;
 use crate::replay::Replay;
+use crate::shards::{ShardedListener, Shards};
 use crate::upstream::health::spawn_checks;
 
 /// Listener used when the recipe declares none (upstream's default).
@@ -53,6 +53,8 @@ pub struct ServeOptions {
     pub baseline_model: Option<String>,
     /// The management API (`None`: off).
     pub management: Option<ManagementOptions>,
+    /// Data-plane I/O threads (0: one per available core).
+    pub io_threads: usize,
 }
 
 impl ServeOptions {
@@ -70,6 +72,7 @@ impl ServeOptions {
             state_dir: None,
             baseline_model: None,
             management: None,
+            io_threads: 0,
         }
     }
 }
@@ -127,9 +130,10 @@ pub struct Gateway {
     cancel: CancellationToken,
     tracker: TaskTracker,
     reload_lock: Arc<tokio::sync::Mutex<()>>,
+    shards: Shards,
 }
 
-fn http_client() -> Result<reqwest::Client, StartError> {
+pub(crate) fn http_client() -> Result<reqwest::Client, StartError> {
     // Several crates may race to install a provider; any installed one is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -228,6 +232,7 @@ impl Gateway {
         });
         spawn_snapshots(&state, &tracker, &cancel);
         let mut bound = Vec::new();
+        let mut sharded = Vec::new();
         for (name, addr, timeout) in wanted {
             let listener = TcpListener::bind(&addr)
                 .await
@@ -242,31 +247,18 @@ impl Gateway {
             let timeout = timeout
                 .filter(|t| t.is_finite() && *t > 0.0)
                 .map_or(opts.limits.default_timeout, Duration::from_secs_f64);
-            let app = router(ListenerState {
-                app: state.clone(),
+            tracing::info!(listener = %name, addr = %local, "listening");
+            bound.push(BoundListener {
+                name: name.clone(),
+                addr: local,
+            });
+            sharded.push(ShardedListener {
+                name,
+                listener,
                 timeout,
             });
-            let token = cancel.clone();
-            let listener_name = name.clone();
-            tracker.spawn(async move {
-                // Streamed chunks go out as they are written: with Nagle, each small SSE
-                // chunk would wait for the client's ACK of the one before (up to the peer's
-                // delayed-ACK timer on a real network).
-                let listener = listener.tap_io(|tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!("TCP_NODELAY on an accepted connection: {e}");
-                    }
-                });
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { token.cancelled().await })
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(listener = %listener_name, "listener stopped: {e}");
-                }
-            });
-            tracing::info!(listener = %name, addr = %local, "listening");
-            bound.push(BoundListener { name, addr: local });
         }
+        let shards = Shards::start(opts.io_threads, sharded, &state, &tracker, &cancel)?;
         let management_addr = match &opts.management {
             Some(m) => Some(serve_management(m, &state, &tracker, &cancel).await?),
             None => None,
@@ -285,6 +277,7 @@ impl Gateway {
             cancel,
             tracker,
             reload_lock: Arc::new(tokio::sync::Mutex::new(())),
+            shards,
         };
         if let Some(every) = opts.watch_interval {
             gw.watch(every);
@@ -369,6 +362,8 @@ impl Gateway {
         let drained = tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_ok();
+        let shards = self.shards;
+        let _ = tokio::task::spawn_blocking(move || shards.stop()).await;
         if let Some(r) = self.state.replay.clone() {
             // The last session snapshot, then the records still queued (blocking: the
             // writer thread joins).

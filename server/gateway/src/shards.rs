@@ -1,0 +1,245 @@
+//! The data plane's I/O threads ("shards"), one per core by default.
+//!
+//! Each shard is an OS thread running a single-threaded tokio runtime with its own pooled
+//! upstream client. An acceptor task per listener (on the control runtime) hands each
+//! accepted connection to the next shard, round robin; from then on every byte of that
+//! connection — the client side, the routing step, the upstream exchange on the shard's own
+//! pool, the relay — runs on that one thread. A request never hops between threads (no
+//! cross-thread wake-ups, no work stealing), which is what a proxy hop costs least with; the
+//! shards share only the live state, the metrics, the learning sessions and the replay queue.
+//!
+//! CPU-heavy routing (model-backed evaluation) still leaves the shard for the runtime's
+//! blocking pool, and inference for the model threads, so a slow request does not stall the
+//! other connections of its shard.
+//!
+//! Shutdown: the control cancellation token stops the acceptors and starts every shard's
+//! graceful drain; [`Shards::stop`] ends whatever is left when the grace period is over.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::Listener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::http::{router, AppState, ListenerState};
+use crate::server::StartError;
+
+/// Accepted connections waiting for their shard (per shard and listener); the acceptor waits
+/// when a shard falls this far behind.
+const HANDOFF_QUEUE: usize = 256;
+
+/// A bound data-plane listener, before it is served.
+#[derive(Debug)]
+pub(crate) struct ShardedListener {
+    /// Recipe listener name (for logs).
+    pub name: String,
+    /// The bound socket.
+    pub listener: TcpListener,
+    /// The listener's upstream timeout.
+    pub timeout: Duration,
+}
+
+/// The running shards.
+#[derive(Debug)]
+pub(crate) struct Shards {
+    threads: Vec<std::thread::JoinHandle<()>>,
+    hard_stop: CancellationToken,
+}
+
+impl Shards {
+    /// Starts `n` shard threads (0: one per available core) serving `listeners`.
+    ///
+    /// The acceptors and a watcher per shard run on `tracker`, so `tracker.wait()` returns
+    /// once every shard has drained after `cancel`.
+    ///
+    /// # Errors
+    /// A shard's runtime or upstream client could not be created.
+    pub(crate) fn start(
+        n: usize,
+        listeners: Vec<ShardedListener>,
+        app: &Arc<AppState>,
+        tracker: &TaskTracker,
+        cancel: &CancellationToken,
+    ) -> Result<Self, StartError> {
+        let n = if n == 0 {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        } else {
+            n
+        };
+        let hard_stop = CancellationToken::new();
+        // senders[listener][shard]
+        let mut senders: Vec<Vec<mpsc::Sender<Accepted>>> =
+            listeners.iter().map(|_| Vec::with_capacity(n)).collect();
+        let mut threads = Vec::with_capacity(n);
+        for k in 0..n {
+            let mut served = Vec::with_capacity(listeners.len());
+            for (j, l) in listeners.iter().enumerate() {
+                let (tx, rx) = mpsc::channel(HANDOFF_QUEUE);
+                senders[j].push(tx);
+                let local = l
+                    .listener
+                    .local_addr()
+                    .map_err(|e| StartError::Setup(format!("listener {}: {e}", l.name)))?;
+                served.push(ShardServe {
+                    name: l.name.clone(),
+                    incoming: Handoff { rx, local },
+                    timeout: l.timeout,
+                });
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name(format!("vllm-sr-io-{k}-blocking"))
+                .build()
+                .map_err(|e| StartError::Setup(format!("I/O thread {k}: {e}")))?;
+            let client = crate::server::http_client()?;
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            let ctx = ShardCtx {
+                app: app.clone(),
+                client,
+                cancel: cancel.clone(),
+                hard_stop: hard_stop.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("vllm-sr-io-{k}"))
+                .spawn(move || {
+                    runtime.block_on(run_shard(ctx, served));
+                    // Dropping the runtime closes whatever the grace period left open.
+                    drop(runtime);
+                    let _ = done_tx.send(());
+                })
+                .map_err(|e| StartError::Setup(format!("I/O thread {k}: {e}")))?;
+            threads.push(thread);
+            tracker.spawn(async move {
+                let _ = done_rx.await;
+            });
+        }
+        for (l, senders) in listeners.into_iter().zip(senders) {
+            tracker.spawn(accept_loop(l, senders, cancel.clone()));
+        }
+        tracing::info!(threads = n, "data-plane I/O threads started");
+        Ok(Self { threads, hard_stop })
+    }
+
+    /// Ends every shard now (connections still open are closed) and joins the threads.
+    pub(crate) fn stop(self) {
+        self.hard_stop.cancel();
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An accepted connection on its way to a shard.
+type Accepted = (std::net::TcpStream, SocketAddr);
+
+#[derive(Debug)]
+struct ShardCtx {
+    app: Arc<AppState>,
+    client: reqwest::Client,
+    cancel: CancellationToken,
+    hard_stop: CancellationToken,
+}
+
+#[derive(Debug)]
+struct ShardServe {
+    name: String,
+    incoming: Handoff,
+    timeout: Duration,
+}
+
+async fn run_shard(ctx: ShardCtx, served: Vec<ShardServe>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in served {
+        let app = router(ListenerState {
+            app: ctx.app.clone(),
+            timeout: s.timeout,
+            client: ctx.client.clone(),
+        });
+        let token = ctx.cancel.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(s.incoming, app)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(listener = %s.name, "listener stopped: {e}");
+            }
+        });
+    }
+    tokio::select! {
+        () = async { while tasks.join_next().await.is_some() {} } => {}
+        () = ctx.hard_stop.cancelled() => {}
+    }
+}
+
+/// Accepts connections on the control runtime and deals them to the shards in turn.
+async fn accept_loop(
+    mut l: ShardedListener,
+    shards: Vec<mpsc::Sender<Accepted>>,
+    cancel: CancellationToken,
+) {
+    let mut next = 0usize;
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = Listener::accept(&mut l.listener) => accepted,
+        };
+        // Streamed chunks go out as they are written: with Nagle, each small SSE chunk would
+        // wait for the client's ACK of the one before (up to the peer's delayed-ACK timer on
+        // a real network).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY on an accepted connection: {e}");
+        }
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(listener = %l.name, %peer, "cannot hand a connection to an I/O thread: {e}");
+                continue;
+            }
+        };
+        let shard = &shards[next % shards.len()];
+        next = next.wrapping_add(1);
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            sent = shard.send((stream, peer)) => {
+                if sent.is_err() {
+                    tracing::error!(listener = %l.name, "an I/O thread has stopped; no longer accepting");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A shard's side of the hand-off: accepted connections from the acceptor.
+#[derive(Debug)]
+struct Handoff {
+    rx: mpsc::Receiver<Accepted>,
+    local: SocketAddr,
+}
+
+impl Listener for Handoff {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            let Some((stream, peer)) = self.rx.recv().await else {
+                // The acceptor is gone (shutdown): nothing more arrives.
+                return std::future::pending().await;
+            };
+            // Registers the socket with this shard's runtime.
+            match TcpStream::from_std(stream) {
+                Ok(s) => return (s, peer),
+                Err(e) => tracing::warn!(%peer, "cannot register an accepted connection: {e}"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
