@@ -7,17 +7,20 @@
 //! unbuffered; a client disconnect drops the stream, which closes the upstream connection and
 //! so cancels the generation.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Sleep;
 use vllm_sr_store::Lifecycle;
 
 use crate::error::ApiError;
@@ -28,6 +31,7 @@ use crate::replay::{End, Pending};
 use crate::rewrite::model_id_for;
 use crate::service::Routed;
 use crate::tap::Tap;
+use crate::upstream::client::{describe, read_prefix, UpstreamBody, UpstreamClient};
 use crate::upstream::{BackendState, Ejection, InflightGuard, Pool};
 
 /// Headers never copied between hops.
@@ -47,8 +51,8 @@ const HOP_BY_HOP: &[&str] = &[
 /// What a forward needs besides the routed request.
 #[derive(Debug)]
 pub struct ForwardCtx<'a> {
-    /// Shared HTTP client (pooled keep-alive connections).
-    pub client: &'a reqwest::Client,
+    /// This I/O thread's HTTP client (pooled keep-alive connections).
+    pub client: &'a UpstreamClient,
     /// Metrics.
     pub metrics: &'a Arc<Metrics>,
     /// The client's request headers.
@@ -134,7 +138,7 @@ pub async fn forward(
         let guard = backend.start();
         let t = Instant::now();
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let sent = tokio::time::timeout(remaining, request.send()).await;
+        let sent = tokio::time::timeout(remaining, ctx.client.send(request)).await;
         let last = attempt >= max_attempts;
         match sent {
             Err(_) => {
@@ -176,7 +180,8 @@ pub async fn forward(
                             .inc();
                         continue;
                     }
-                    let message = error_message(resp).await;
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let message = error_message(resp.into_body(), remaining).await;
                     return Err(ApiError::Backend {
                         backend: backend.name.clone(),
                         cause: format!("HTTP {status}: {message}"),
@@ -193,6 +198,7 @@ pub async fn forward(
                 });
                 let response = relay(
                     resp,
+                    deadline,
                     Done {
                         _guard: guard,
                         _permit: ctx.permit,
@@ -224,28 +230,10 @@ fn observe(pool: &Pool, i: usize, status: Option<u16>, metrics: &Metrics) {
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
-    let mut s = if e.is_connect() {
-        "connection failed".to_string()
-    } else if e.is_timeout() {
-        "timed out".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}
-
 /// The message of a backend's error body (OpenAI shape or plain text), bounded.
-async fn error_message(resp: reqwest::Response) -> String {
-    let bytes = resp.bytes().await.unwrap_or_default();
-    let bytes = &bytes[..bytes.len().min(2048)];
-    let parsed: Option<Value> = serde_json::from_slice(bytes).ok();
+async fn error_message(body: Incoming, timeout: Duration) -> String {
+    let bytes = read_prefix(body, 2048, timeout).await;
+    let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
     parsed
         .as_ref()
         .and_then(|v| {
@@ -253,7 +241,7 @@ async fn error_message(resp: reqwest::Response) -> String {
                 .and_then(Value::as_str)
                 .map(str::to_string)
         })
-        .unwrap_or_else(|| String::from_utf8_lossy(bytes).trim().to_string())
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string())
 }
 
 fn upstream_request(
@@ -261,7 +249,7 @@ fn upstream_request(
     routed: &Routed,
     backend: &BackendState,
     ctx: &ForwardCtx<'_>,
-) -> Result<reqwest::RequestBuilder, ApiError> {
+) -> Result<Request<UpstreamBody>, ApiError> {
     let card = routed.outcome.model.as_deref().unwrap_or_default();
     let model_id = model_id_for(
         &live.config,
@@ -316,12 +304,11 @@ fn upstream_request(
             }
         }
     }
-    Ok(ctx
-        .client
-        .post(backend.chat_uri.clone())
-        .headers(headers)
-        .timeout(ctx.timeout)
-        .body(bytes))
+    let mut req = Request::new(UpstreamBody::new(Bytes::from(bytes)));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = backend.chat_uri.clone();
+    *req.headers_mut() = headers;
+    Ok(req)
 }
 
 /// The body with `model` set, serialised without copying the map.
@@ -353,33 +340,39 @@ struct Watch {
 }
 
 /// Relays the upstream response: status and end-to-end headers now, the body as it arrives.
-fn relay(resp: reqwest::Response, done: Done, watch: Watch) -> Response {
+fn relay(resp: http::Response<Incoming>, deadline: Instant, done: Done, watch: Watch) -> Response {
     let Watch {
         tap,
         pending,
         feedback,
     } = watch;
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut headers = HeaderMap::new();
-    for (k, v) in resp.headers() {
-        let keep = !HOP_BY_HOP.contains(&k.as_str())
-            || (k.as_str() == "content-length" && !stripping(&tap));
+    let (parts, inner) = resp.into_parts();
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    let strip = stripping(&tap);
+    for (k, v) in &parts.headers {
+        let keep = !HOP_BY_HOP.contains(&k.as_str()) || (k == "content-length" && !strip);
         if keep {
             headers.append(k.clone(), v.clone());
         }
     }
-    let expected = resp.content_length();
+    let expected = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let body = RelayBody {
         expected,
         sent: 0,
-        inner: resp.bytes_stream().fuse().boxed(),
+        inner,
+        deadline,
+        timer: None,
         tap,
         pending,
         feedback,
         done: Some(done),
     };
-    let mut out = Response::new(Body::from_stream(body));
-    *out.status_mut() = status;
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = parts.status;
     *out.headers_mut() = headers;
     out
 }
@@ -407,12 +400,19 @@ impl Drop for Done {
     }
 }
 
+/// The relayed body: upstream frames passed on as they arrive, watched by the tap, cut at the
+/// listener deadline.
 struct RelayBody {
     /// The upstream `content-length`, when it sent one.
     expected: Option<u64>,
     /// Bytes relayed so far.
     sent: u64,
-    inner: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    inner: Incoming,
+    /// End of the exchange (the listener timeout).
+    deadline: Instant,
+    /// Armed the first time the upstream makes the relay wait (most non-streamed bodies
+    /// arrive with their head and never need a timer).
+    timer: Option<Pin<Box<Sleep>>>,
     tap: Option<Tap>,
     pending: Option<Pending>,
     feedback: Option<UsageFeedback>,
@@ -441,6 +441,15 @@ impl RelayBody {
         }
         self.done.take();
     }
+
+    /// True once the deadline has passed (polling the timer registers the wake-up).
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.deadline;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+        std::future::Future::poll(timer.as_mut(), cx).is_ready()
+    }
 }
 
 impl Drop for RelayBody {
@@ -460,26 +469,29 @@ impl Drop for RelayBody {
     }
 }
 
-impl Stream for RelayBody {
-    type Item = Result<Bytes, std::io::Error>;
+impl HttpBody for RelayBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
 
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Self::Item>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if self.done.is_none() {
             return Poll::Ready(None);
         }
         loop {
-            match self.inner.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(b))) => {
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers are not relayed (the client side is HTTP/1.1).
+                    let Ok(b) = frame.into_data() else { continue };
                     self.sent += b.len() as u64;
                     let out = match self.tap.as_mut() {
                         Some(t) => t.chunk(b),
                         None => b,
                     };
                     if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(out)));
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -490,10 +502,29 @@ impl Stream for RelayBody {
                 Poll::Ready(None) => {
                     let rest = self.tap.as_mut().and_then(Tap::finish);
                     self.end(Lifecycle::Completed, None);
-                    return Poll::Ready(rest.map(Ok));
+                    return Poll::Ready(rest.map(|b| Ok(Frame::data(b))));
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if self.timed_out(cx) {
+                        tracing::warn!(
+                            "listener timeout while relaying the body; closing the client stream"
+                        );
+                        self.end(Lifecycle::Failed, Some("upstream_timeout".into()));
+                        return Poll::Ready(Some(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "listener timeout while relaying the upstream body",
+                        ))));
+                    }
+                    return Poll::Pending;
+                }
             }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.expected {
+            Some(n) if !stripping(&self.tap) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
         }
     }
 }

@@ -45,8 +45,9 @@ pub struct Limits {
 pub struct AppState {
     /// The live recipe, swapped on reload.
     pub live: ArcSwap<LiveState>,
-    /// Pooled client for every backend.
-    pub client: reqwest::Client,
+    /// Client of the control runtime (active health checks); each I/O thread forwards
+    /// with its own.
+    pub client: crate::upstream::client::UpstreamClient,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Limits.
@@ -69,7 +70,7 @@ pub struct ListenerState {
     /// The listener's `timeout`.
     pub timeout: Duration,
     /// The I/O thread's pooled upstream client.
-    pub client: reqwest::Client,
+    pub client: crate::upstream::client::UpstreamClient,
 }
 
 /// The router of one listener.

@@ -25,6 +25,7 @@ use crate::live::{BuildError, LiveState, ModelSource};
 use crate::metrics::Metrics;
 use crate::replay::Replay;
 use crate::shards::{ShardedListener, Shards};
+use crate::upstream::client::UpstreamClient;
 use crate::upstream::health::spawn_checks;
 
 /// Listener used when the recipe declares none (upstream's default).
@@ -133,18 +134,6 @@ pub struct Gateway {
     shards: Shards,
 }
 
-pub(crate) fn http_client() -> Result<reqwest::Client, StartError> {
-    // Several crates may race to install a provider; any installed one is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| StartError::Setup(format!("HTTP client: {e}")))
-}
-
 impl Gateway {
     /// Loads the recipe, binds every listener and starts serving.
     ///
@@ -161,7 +150,9 @@ impl Gateway {
         let tracker = TaskTracker::new();
         let mut live = live;
         live.cancel = cancel.child_token();
-        let client = http_client()?;
+        // Several crates may race to install a provider; any installed one is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = UpstreamClient::new()?;
         spawn_checks(&live.upstreams, &client, &tracker, &live.cancel);
         let metrics =
             Arc::new(Metrics::new().map_err(|e| StartError::Setup(format!("metrics: {e}")))?);

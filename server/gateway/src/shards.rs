@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::http::{router, AppState, ListenerState};
 use crate::server::StartError;
+use crate::upstream::client::UpstreamClient;
 
 /// Accepted connections waiting for their shard (per shard and listener); the acceptor waits
 /// when a shard falls this far behind.
@@ -95,7 +96,7 @@ impl Shards {
                 .thread_name(format!("vllm-sr-io-{k}-blocking"))
                 .build()
                 .map_err(|e| StartError::Setup(format!("I/O thread {k}: {e}")))?;
-            let client = crate::server::http_client()?;
+            let client = UpstreamClient::new()?;
             let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
             let ctx = ShardCtx {
                 app: app.clone(),
@@ -139,7 +140,7 @@ type Accepted = (std::net::TcpStream, SocketAddr);
 #[derive(Debug)]
 struct ShardCtx {
     app: Arc<AppState>,
-    client: reqwest::Client,
+    client: UpstreamClient,
     cancel: CancellationToken,
     hard_stop: CancellationToken,
 }

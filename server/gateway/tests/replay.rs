@@ -121,3 +121,39 @@ async fn failed_and_aborted_requests_are_recorded_too() {
     assert_eq!(rec.lifecycle, Lifecycle::Aborted);
     assert_eq!(rec.terminal_reason.as_deref(), Some("client_disconnect"));
 }
+
+#[tokio::test]
+async fn a_stream_outlasting_the_listener_timeout_is_cut_and_recorded_as_failed() {
+    let s = setup().await;
+    // The listener timeout is 2 s; this stream would take 4 s.
+    s.fast.set(|b| {
+        b.chunks = 10;
+        b.chunk_delay = Duration::from_millis(400);
+    });
+    let mut body = ask("auto", "hello");
+    body["stream"] = json!(true);
+    let r = s.chat(body).await;
+    assert_eq!(r.status(), 200, "the head arrived in time");
+    let id = header(&r, "x-vsr-replay-id").to_string();
+    let mut stream = r.bytes_stream();
+    let mut text = String::new();
+    let mut errored = false;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the client stream ends at the deadline instead of hanging")
+    {
+        match chunk {
+            Ok(b) => text.push_str(std::str::from_utf8(&b).unwrap()),
+            Err(_) => {
+                errored = true;
+                break;
+            }
+        }
+    }
+    assert!(text.contains("fast-0"), "chunks before the deadline arrive");
+    assert!(!text.contains("[DONE]"), "the stream was cut: {text}");
+    assert!(errored, "the client sees the stream fail, not a clean end");
+    let rec = record(&s, &id).await;
+    assert_eq!(rec.lifecycle, Lifecycle::Failed);
+    assert_eq!(rec.terminal_reason.as_deref(), Some("upstream_timeout"));
+}

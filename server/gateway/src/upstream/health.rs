@@ -12,12 +12,13 @@ use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::client::UpstreamClient;
 use super::{BackendState, Health, Upstreams};
 
 /// Starts the check loops of `upstreams`.
 pub(crate) fn spawn_checks(
     upstreams: &Arc<Upstreams>,
-    client: &reqwest::Client,
+    client: &UpstreamClient,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
 ) {
@@ -48,12 +49,15 @@ fn secs(v: f64, default: f64) -> Duration {
     Duration::from_secs_f64(v.max(0.05))
 }
 
-async fn check(client: &reqwest::Client, b: &BackendState, path: &str, timeout: Duration) {
+async fn check(client: &UpstreamClient, b: &BackendState, path: &str, timeout: Duration) {
     let sep = if path.starts_with('/') { "" } else { "/" };
     let url = format!("{}{sep}{path}", b.base_url);
-    let result = client.get(&url).timeout(timeout).send().await;
+    let result = match url.parse() {
+        Ok(uri) => client.get_status(uri, timeout).await,
+        Err(e) => Err(format!("invalid URL: {e}")),
+    };
     let now = match &result {
-        Ok(r) if r.status().is_success() => Health::Healthy,
+        Ok(status) if (200..300).contains(status) => Health::Healthy,
         _ => Health::Unhealthy,
     };
     let before = b.health();
@@ -63,8 +67,8 @@ async fn check(client: &reqwest::Client, b: &BackendState, path: &str, timeout: 
             (_, Health::Healthy) => {
                 tracing::info!(backend = %b.name, "health check passed; backend is healthy")
             }
-            (Ok(r), _) => {
-                tracing::warn!(backend = %b.name, %url, status = r.status().as_u16(), "health check failed; backend marked unhealthy")
+            (Ok(status), _) => {
+                tracing::warn!(backend = %b.name, %url, status, "health check failed; backend marked unhealthy")
             }
             (Err(e), _) => {
                 tracing::warn!(backend = %b.name, %url, error = %e, "health check failed; backend marked unhealthy")

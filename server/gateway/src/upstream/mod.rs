@@ -5,6 +5,7 @@
 //! State survives a config reload for backends whose name and URL did not change, so a reload
 //! does not forget that a backend is down.
 
+pub mod client;
 pub(crate) mod health;
 
 use std::collections::HashMap;
@@ -36,7 +37,7 @@ pub struct BackendState {
     /// Full chat-completions URL.
     pub chat_url: String,
     /// The same, parsed once.
-    pub chat_uri: reqwest::Url,
+    pub chat_uri: http::Uri,
     /// `scheme://host:port` + base path (health checks are relative to it).
     pub base_url: String,
     /// The configured backend.
@@ -56,7 +57,7 @@ impl BackendState {
         Ok(Self {
             name: b.name.clone(),
             model: model.to_string(),
-            chat_uri: reqwest::Url::parse(&chat_url).map_err(|e| format!("{chat_url}: {e}"))?,
+            chat_uri: chat_url.parse().map_err(|e| format!("{chat_url}: {e}"))?,
             chat_url,
             base_url,
             config: b.clone(),
