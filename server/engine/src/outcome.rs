@@ -26,6 +26,9 @@ pub struct FamilyMetric {
     pub execution_time_ms: f64,
     /// Highest confidence among matched rules (0 when none).
     pub confidence: f64,
+    /// The family ran for this request (not part of the eval shape).
+    #[serde(skip)]
+    pub evaluated: bool,
 }
 
 /// One decision's evaluation.
@@ -109,7 +112,7 @@ pub struct Outcome {
     /// Every decision in declaration order.
     pub eval_trace: Vec<DecisionTrace>,
     /// Per-family metrics.
-    pub metrics: IndexMap<String, FamilyMetric>,
+    pub metrics: IndexMap<&'static str, FamilyMetric>,
     /// Estimated request tokens (context family).
     pub context_token_count: u64,
     /// Stage timings.

@@ -311,10 +311,11 @@ fn fill_signals(
                 .insert(f.eval_key().to_string(), matched);
         }
         out.metrics.insert(
-            f.leaf_type().to_string(),
+            f.leaf_type(),
             FamilyMetric {
                 execution_time_ms: state.timings_ms[fi],
                 confidence: best,
+                evaluated: state.evaluated[fi],
             },
         );
     }

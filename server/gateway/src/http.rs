@@ -252,6 +252,7 @@ async fn chat_inner(
     let params = RouteParams {
         signal_budget: app.limits.signal_budget,
         want_usage: app.replay.is_some(),
+        record: app.replay.is_some(),
     };
     let routed = route(&live, &app.sessions, value, &header_list, params)
         .await
@@ -370,9 +371,10 @@ fn observe_routing(m: &Metrics, r: &Routed) {
     m.routing_seconds.observe(r.routing.as_secs_f64());
     let t = &r.outcome.timings;
     m.signals_seconds.observe((t.embed_ms + t.signals_ms) / 1e3);
-    for (family, metric) in &r.outcome.metrics {
+    // Only the families that ran: the others would pile zeros into the histograms.
+    for (family, metric) in r.outcome.metrics.iter().filter(|(_, m)| m.evaluated) {
         m.family_seconds
-            .with_label_values(&[family.as_str()])
+            .with_label_values(&[family])
             .observe(metric.execution_time_ms / 1e3);
     }
     if let Some(d) = &r.outcome.decision {

@@ -42,7 +42,7 @@ pub struct Routed {
     pub routing: Duration,
     /// Router Learning's step, when learning is on and the request was auto-routed.
     pub learning: Option<LearningTrace>,
-    /// Replay record id (`x-vsr-replay-id`).
+    /// Replay record id (`x-vsr-replay-id`; empty when the request is not recorded).
     pub replay_id: String,
     /// The router asked the backend for a usage chunk the client did not request; the relay
     /// removes it from the client's stream.
@@ -56,6 +56,8 @@ pub struct RouteParams {
     pub signal_budget: Duration,
     /// Ask streaming backends for a final usage chunk (for replay and cost).
     pub want_usage: bool,
+    /// The request gets a replay record (and so a record id).
+    pub record: bool,
 }
 
 /// Routes one chat-completions request.
@@ -122,7 +124,11 @@ pub async fn route(
         stream,
         routing: Duration::ZERO,
         learning,
-        replay_id: vllm_sr_store::new_record_id(),
+        replay_id: if params.record {
+            vllm_sr_store::new_record_id()
+        } else {
+            String::new()
+        },
         strip_usage: false,
         outcome,
     };
