@@ -139,7 +139,7 @@ fn main() {
         stages.entry("plan + report + glue").or_default().push(rest);
         for (name, m) in &o.metrics {
             families
-                .entry(name.clone())
+                .entry((*name).to_string())
                 .or_default()
                 .push(m.execution_time_ms);
         }
