@@ -27,20 +27,99 @@ pub struct Tap {
 #[derive(serde::Deserialize)]
 struct UsageOnly {
     #[serde(default)]
-    usage: Option<Value>,
+    usage: Option<WireUsage>,
 }
 
-/// Reads an OpenAI `usage` object (missing or non-integer counts are 0).
-fn usage_from(u: &Value) -> Option<Usage> {
-    if !u.is_object() {
-        return None;
+/// A streamed chunk as far as the tap cares: its `usage` and how many `choices` it has.
+#[derive(serde::Deserialize)]
+struct UsageChunk {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    choices: Option<Len>,
+}
+
+/// An OpenAI `usage` object; missing or non-integer counts are 0, unknown fields skipped.
+#[derive(serde::Deserialize)]
+struct WireUsage {
+    #[serde(default, deserialize_with = "count")]
+    prompt_tokens: u64,
+    #[serde(default, deserialize_with = "count")]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<WireDetails>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireDetails {
+    #[serde(default, deserialize_with = "count")]
+    cached_tokens: u64,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(u: WireUsage) -> Self {
+        Self {
+            prompt_tokens: u.prompt_tokens,
+            cached_prompt_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            completion_tokens: u.completion_tokens,
+        }
     }
-    let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    Some(Usage {
-        prompt_tokens: n("/prompt_tokens"),
-        cached_prompt_tokens: n("/prompt_tokens_details/cached_tokens"),
-        completion_tokens: n("/completion_tokens"),
-    })
+}
+
+/// A token count, or 0 for anything that is not a non-negative integer.
+fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    // A number deserialises into a `Value` without allocating.
+    Ok(<Value as serde::Deserialize>::deserialize(d)?
+        .as_u64()
+        .unwrap_or(0))
+}
+
+/// The length of a JSON array, its elements skipped unparsed (anything else counts as 1).
+struct Len(usize);
+
+impl<'de> serde::Deserialize<'de> for Len {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Len;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Len, A::Error> {
+                let mut n = 0;
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(Len(n))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Len, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Len(1))
+            }
+            fn visit_unit<E>(self) -> Result<Len, E> {
+                Ok(Len(1))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Len, E> {
+                Ok(Len(1))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Len, E> {
+                Ok(Len(1))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Len, E> {
+                Ok(Len(1))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Len, E> {
+                Ok(Len(1))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Len, E> {
+                Ok(Len(1))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 impl Tap {
@@ -102,15 +181,12 @@ impl Tap {
         if !data.contains("\"usage\"") {
             return true;
         }
-        let Ok(v) = serde_json::from_str::<Value>(&data) else {
+        let Ok(chunk) = serde_json::from_str::<UsageChunk>(&data) else {
             return true;
         };
-        if let Some(u) = v.get("usage").and_then(usage_from) {
-            self.usage = Some(u);
-            let usage_only = v
-                .get("choices")
-                .and_then(Value::as_array)
-                .is_some_and(Vec::is_empty);
+        if let Some(u) = chunk.usage {
+            self.usage = Some(u.into());
+            let usage_only = chunk.choices.is_some_and(|c| c.0 == 0);
             if self.strip_usage_frame && usage_only {
                 return false;
             }
@@ -122,7 +198,7 @@ impl Tap {
     pub fn finish(&mut self) -> Option<Bytes> {
         if let Some(j) = self.json.take() {
             if let Ok(UsageOnly { usage: Some(u) }) = serde_json::from_slice(&j) {
-                self.usage = usage_from(&u);
+                self.usage = Some(u.into());
             }
         }
         (!self.partial.is_empty()).then(|| self.partial.split().freeze())
@@ -154,6 +230,33 @@ fn find_frame_end(b: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn odd_usage_counts_are_zero_and_unknown_fields_are_skipped() {
+        let mut t = Tap::new(false, false, None);
+        let body = br#"{"choices":[{"x":[1,{"y":null}]}],"usage":{"prompt_tokens":"7","completion_tokens":3.5,"total_tokens":9,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"extra":{"a":[1]}}}"#;
+        t.chunk(Bytes::from_static(body));
+        t.finish();
+        let u = t.usage().expect("usage read");
+        assert_eq!(
+            (u.prompt_tokens, u.cached_prompt_tokens, u.completion_tokens),
+            (0, 4, 0)
+        );
+
+        let mut t = Tap::new(true, true, None);
+        let frames = "data: {\"choices\":null,\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1}}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\n";
+        let out = t.chunk(Bytes::from_static(frames.as_bytes()));
+        let out = std::str::from_utf8(&out).unwrap();
+        assert!(
+            out.contains("\"choices\":null"),
+            "a chunk with choices is kept: {out}"
+        );
+        assert!(
+            !out.contains("\"choices\":[]"),
+            "the usage-only chunk is removed: {out}"
+        );
+        assert_eq!(t.usage().map(|u| u.prompt_tokens), Some(5));
+    }
 
     #[test]
     fn json_usage_is_read_at_the_end() {
