@@ -8,7 +8,8 @@
 //!
 //! Signals come from the real embedding model when a release build finds it (as
 //! `scripts/fetch-models.sh` installs it), else from the lexical test embedder; the bench
-//! prints which. Run: `cargo bench -p vllm-sr-engine --bench decide`.
+//! prints which. Also: the engine's whole share of a request on the proxy benchmark's
+//! keyword-only recipe (`proxy_keyword`). Run: `cargo bench -p vllm-sr-engine --bench decide`.
 
 #![allow(
     clippy::expect_used,
@@ -152,5 +153,29 @@ fn decide(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decide);
+/// The engine's whole share of a proxied request on the proxy benchmark's keyword-only recipe
+/// (`scripts/bench/proxy/recipe.yaml`): the chat body read into a request view, the plan and
+/// the evaluation with its outcome report — what `vllm-sr serve` runs per request when no
+/// model is involved.
+fn keyword_route(c: &mut Criterion) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts/bench/proxy/recipe.yaml");
+    let engine =
+        Engine::build(common::recipe_at(&path), &LexicalEmbedder::new(384)).expect("engine builds");
+    let body = json!({"model": "auto", "messages": [{"role": "user", "content": "hello"}]});
+    let route = |body: &serde_json::Value| {
+        let req = RequestView::from_json(body).expect("valid request");
+        let plan = engine.plan(req, RouteOptions::default());
+        engine.evaluate(plan, Some(&[]), 0.0)
+    };
+    eprintln!(
+        "decide bench: proxy keyword recipe → {:?}",
+        route(&body).decision
+    );
+    c.bench_function("proxy_keyword/view+plan+evaluate", |b| {
+        b.iter(|| black_box(route(black_box(&body))));
+    });
+}
+
+criterion_group!(benches, decide, keyword_route);
 criterion_main!(benches);
