@@ -434,21 +434,7 @@ async fn a_stream_cut_upstream_ends_the_client_stream_without_done() {
     body["stream"] = json!(true);
     let r = s.chat(body).await;
     assert_eq!(r.status(), 200, "the head was already relayed");
-    let mut stream = r.bytes_stream();
-    let mut text = String::new();
-    let mut errored = false;
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .expect("the client stream ends instead of hanging")
-    {
-        match chunk {
-            Ok(b) => text.push_str(std::str::from_utf8(&b).unwrap()),
-            Err(_) => {
-                errored = true;
-                break;
-            }
-        }
-    }
+    let (text, errored) = read_stream(r, Duration::from_secs(5)).await;
     assert!(
         text.contains("fast-0"),
         "chunks before the cut arrive: {text}"

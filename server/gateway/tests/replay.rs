@@ -135,21 +135,7 @@ async fn a_stream_outlasting_the_listener_timeout_is_cut_and_recorded_as_failed(
     let r = s.chat(body).await;
     assert_eq!(r.status(), 200, "the head arrived in time");
     let id = header(&r, "x-vsr-replay-id").to_string();
-    let mut stream = r.bytes_stream();
-    let mut text = String::new();
-    let mut errored = false;
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), stream.next())
-        .await
-        .expect("the client stream ends at the deadline instead of hanging")
-    {
-        match chunk {
-            Ok(b) => text.push_str(std::str::from_utf8(&b).unwrap()),
-            Err(_) => {
-                errored = true;
-                break;
-            }
-        }
-    }
+    let (text, errored) = read_stream(r, Duration::from_secs(10)).await;
     assert!(text.contains("fast-0"), "chunks before the deadline arrive");
     assert!(!text.contains("[DONE]"), "the stream was cut: {text}");
     assert!(errored, "the client sees the stream fail, not a clean end");

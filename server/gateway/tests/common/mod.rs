@@ -186,6 +186,24 @@ pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// Reads a streamed body to its end: the text received and whether the stream ended with an
+/// error instead of cleanly. Panics if the stream stalls for `stall` (it must end, not hang).
+pub async fn read_stream(r: reqwest::Response, stall: Duration) -> (String, bool) {
+    use futures_util::StreamExt;
+    let mut stream = r.bytes_stream();
+    let mut text = String::new();
+    while let Some(chunk) = tokio::time::timeout(stall, stream.next())
+        .await
+        .expect("the client stream ends instead of hanging")
+    {
+        match chunk {
+            Ok(b) => text.push_str(std::str::from_utf8(&b).unwrap()),
+            Err(_) => return (text, true),
+        }
+    }
+    (text, false)
+}
+
 pub async fn error_of(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let body: Value = r.json().await.unwrap();
