@@ -182,6 +182,7 @@ async fn serve(
     if let Some(m) = gateway.metrics_addr() {
         out(&format!("  metrics: http://{m}/metrics"));
     }
+    out(&format!("  I/O threads: {}", gateway.io_threads()));
     out(&format!("  models: {}", live.model_names().join(", ")));
     out(&format!("  state dir: {}", state_dir.display()));
     drop(live);

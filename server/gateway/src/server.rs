@@ -281,6 +281,11 @@ impl Gateway {
         &self.listeners
     }
 
+    /// Data-plane I/O threads serving the listeners.
+    pub fn io_threads(&self) -> usize {
+        self.shards.count()
+    }
+
     /// The bound metrics address.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr

@@ -48,6 +48,7 @@ pub(crate) struct ShardedListener {
 #[derive(Debug)]
 pub(crate) struct Shards {
     threads: Vec<std::thread::JoinHandle<()>>,
+    count: usize,
     hard_stop: CancellationToken,
 }
 
@@ -122,7 +123,16 @@ impl Shards {
             tracker.spawn(accept_loop(l, senders, cancel.clone()));
         }
         tracing::info!(threads = n, "data-plane I/O threads started");
-        Ok(Self { threads, hard_stop })
+        Ok(Self {
+            threads,
+            count: n,
+            hard_stop,
+        })
+    }
+
+    /// How many I/O threads serve the listeners.
+    pub(crate) fn count(&self) -> usize {
+        self.count
     }
 
     /// Ends every shard now (connections still open are closed) and joins the threads.

@@ -442,3 +442,42 @@ async fn a_stream_cut_upstream_ends_the_client_stream_without_done() {
     assert!(!text.contains("[DONE]"), "no [DONE] after a cut");
     assert!(errored, "the client sees the stream fail, not a clean end");
 }
+
+#[tokio::test]
+async fn every_io_thread_serves_its_share_of_connections() {
+    let mock = mocks(1).await.remove(0);
+    let yaml = one_model(
+        "{}",
+        &format!("[{{name: a, endpoint: \"{}\"}}]", mock.endpoint()),
+        "",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("recipe.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let gw = vllm_sr_gateway::Gateway::start(vllm_sr_gateway::ServeOptions {
+        listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
+        io_threads: 3,
+        ..vllm_sr_gateway::ServeOptions::new(path, limits())
+    })
+    .await
+    .unwrap();
+    assert_eq!(gw.io_threads(), 3);
+    let addr = gw.listeners()[0].addr;
+    // Nine connections dealt round robin: three per thread, all answered, concurrently.
+    let calls = (0..9).map(|_| async move {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        post(&client, addr, &hello()).await.status()
+    });
+    let statuses = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_util::future::join_all(calls),
+    )
+    .await
+    .expect("every I/O thread answers its connections");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(mock.served(), 9);
+    assert!(gw.shutdown(Duration::from_secs(5)).await, "drains cleanly");
+}
