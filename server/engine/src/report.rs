@@ -246,6 +246,16 @@ fn fill_signals(
     let s = &recipe.signals;
     for f in SignalFamily::ALL {
         let fi = family_index(f);
+        let metric = |confidence| FamilyMetric {
+            execution_time_ms: state.timings_ms[fi],
+            confidence,
+            evaluated: state.evaluated[fi],
+        };
+        // Most recipes use a few families: the others only get their (empty) metric.
+        if s.count(f) == 0 && f != SignalFamily::Authz {
+            out.metrics.insert(f.leaf_type(), metric(0.0));
+            continue;
+        }
         let fam = &state.families[fi];
         let names = s.names(f);
         let mut matched: Vec<String> = Vec::new();
@@ -310,14 +320,7 @@ fn fill_signals(
             out.matched_signals
                 .insert(f.eval_key().to_string(), matched);
         }
-        out.metrics.insert(
-            f.leaf_type(),
-            FamilyMetric {
-                execution_time_ms: state.timings_ms[fi],
-                confidence: best,
-                evaluated: state.evaluated[fi],
-            },
-        );
+        out.metrics.insert(f.leaf_type(), metric(best));
     }
     for (k, v) in &state.extra_values {
         out.signal_values.insert(k.clone(), *v);

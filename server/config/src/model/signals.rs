@@ -173,47 +173,118 @@ pub struct Signals {
     pub classifiers: Vec<ClassifierRule>,
 }
 
+/// Runs `$body` with `$v` bound to the rule list of `$family` (each arm sees its own rule
+/// type; every rule type has a `name`).
+macro_rules! with_rules {
+    ($signals:expr, $family:expr, |$v:ident| $body:expr) => {{
+        let s = $signals;
+        match $family {
+            SignalFamily::Keyword => {
+                let $v = &s.keywords;
+                $body
+            }
+            SignalFamily::Embedding => {
+                let $v = &s.embeddings;
+                $body
+            }
+            SignalFamily::Domain => {
+                let $v = &s.domains;
+                $body
+            }
+            SignalFamily::FactCheck => {
+                let $v = &s.fact_check;
+                $body
+            }
+            SignalFamily::UserFeedback => {
+                let $v = &s.user_feedbacks;
+                $body
+            }
+            SignalFamily::Reask => {
+                let $v = &s.reasks;
+                $body
+            }
+            SignalFamily::Preference => {
+                let $v = &s.preferences;
+                $body
+            }
+            SignalFamily::Language => {
+                let $v = &s.language;
+                $body
+            }
+            SignalFamily::Context => {
+                let $v = &s.context;
+                $body
+            }
+            SignalFamily::Structure => {
+                let $v = &s.structure;
+                $body
+            }
+            SignalFamily::Complexity => {
+                let $v = &s.complexity;
+                $body
+            }
+            SignalFamily::Modality => {
+                let $v = &s.modality;
+                $body
+            }
+            SignalFamily::Authz => {
+                let $v = &s.role_bindings;
+                $body
+            }
+            SignalFamily::Jailbreak => {
+                let $v = &s.jailbreak;
+                $body
+            }
+            SignalFamily::Pii => {
+                let $v = &s.pii;
+                $body
+            }
+            SignalFamily::Kb => {
+                let $v = &s.kb;
+                $body
+            }
+            SignalFamily::Conversation => {
+                let $v = &s.conversation;
+                $body
+            }
+            SignalFamily::Event => {
+                let $v = &s.events;
+                $body
+            }
+            SignalFamily::Metadata => {
+                let $v = &s.metadata;
+                $body
+            }
+            SignalFamily::Classifier => {
+                let $v = &s.classifiers;
+                $body
+            }
+        }
+    }};
+}
+
 impl Signals {
     /// Rule names of one family, in declaration order.
     pub fn names(&self, family: SignalFamily) -> Vec<&str> {
-        fn n<T>(v: &[T], f: impl Fn(&T) -> &str) -> Vec<&str> {
-            v.iter().map(f).collect()
-        }
-        match family {
-            SignalFamily::Keyword => n(&self.keywords, |r| &r.name),
-            SignalFamily::Embedding => n(&self.embeddings, |r| &r.name),
-            SignalFamily::Domain => n(&self.domains, |r| &r.name),
-            SignalFamily::FactCheck => n(&self.fact_check, |r| &r.name),
-            SignalFamily::UserFeedback => n(&self.user_feedbacks, |r| &r.name),
-            SignalFamily::Reask => n(&self.reasks, |r| &r.name),
-            SignalFamily::Preference => n(&self.preferences, |r| &r.name),
-            SignalFamily::Language => n(&self.language, |r| &r.name),
-            SignalFamily::Context => n(&self.context, |r| &r.name),
-            SignalFamily::Structure => n(&self.structure, |r| &r.name),
-            SignalFamily::Complexity => n(&self.complexity, |r| &r.name),
-            SignalFamily::Modality => n(&self.modality, |r| &r.name),
-            SignalFamily::Authz => n(&self.role_bindings, |r| &r.name),
-            SignalFamily::Jailbreak => n(&self.jailbreak, |r| &r.name),
-            SignalFamily::Pii => n(&self.pii, |r| &r.name),
-            SignalFamily::Kb => n(&self.kb, |r| &r.name),
-            SignalFamily::Conversation => n(&self.conversation, |r| &r.name),
-            SignalFamily::Event => n(&self.events, |r| &r.name),
-            SignalFamily::Metadata => n(&self.metadata, |r| &r.name),
-            SignalFamily::Classifier => n(&self.classifiers, |r| &r.name),
-        }
+        with_rules!(self, family, |v| v
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect())
     }
 
-    /// Number of rules of one family.
+    /// Number of rules of one family (no allocation: evaluated per request).
     pub fn count(&self, family: SignalFamily) -> usize {
-        self.names(family).len()
+        with_rules!(self, family, |v| v.len())
+    }
+
+    /// The name of rule `index` of one family (no allocation: read per request).
+    pub fn name_at(&self, family: SignalFamily, index: usize) -> Option<&str> {
+        with_rules!(self, family, |v| v.get(index).map(|r| r.name.as_str()))
     }
 
     /// The name of a referenced rule.
     pub fn name_of(&self, r: SignalRef) -> &str {
-        self.names(r.family)
-            .get(r.index as usize)
-            .copied()
-            .unwrap_or("")
+        self.name_at(r.family, r.index as usize).unwrap_or("")
     }
 }
 
