@@ -219,6 +219,8 @@ fn similarity_ranks_obvious_pairs() {
 /// 64 concurrent callers embed while a 5 ms ticker measures how late the runtime wakes it.
 #[test]
 fn async_runtime_stays_responsive_under_64_callers() {
+    /// Lateness that means a forward pass ran where the ticker should have.
+    const LATE: Duration = Duration::from_millis(100);
     let Some(dir) = common::default_model_dir() else {
         return;
     };
@@ -239,7 +241,7 @@ fn async_runtime_stays_responsive_under_64_callers() {
     )
     .unwrap();
     let fx = Arc::new(fixture());
-    let (worst_late, p99_late, done, elapsed) = rt.block_on(async move {
+    let (late_ticks, p99_late, done, elapsed) = rt.block_on(async move {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ticker = {
             let stop = Arc::clone(&stop);
@@ -283,21 +285,27 @@ fn async_runtime_stays_responsive_under_64_callers() {
         let (worst, mut lates) = ticker.await.unwrap();
         lates.sort();
         let p99 = lates[lates.len() * 99 / 100];
-        eprintln!("ticks {} worst lateness {worst:?} p99 {p99:?}", lates.len());
-        (worst, p99, done, elapsed)
+        // Ticks late by about a forward pass or more.
+        let late = lates.iter().filter(|l| **l >= LATE).count();
+        eprintln!(
+            "ticks {} worst lateness {worst:?} p99 {p99:?}, {late} ticks late by {LATE:?} or more",
+            lates.len()
+        );
+        (late, p99, done, elapsed)
     });
     assert_eq!(done, 192);
     eprintln!("192 requests from 64 callers in {elapsed:?}");
     // Inference runs on the model thread; the tokio workers only wait on channels. The OS
-    // shares 2 cores between them and the model's threads, so single ticks can be late by a
-    // scheduler slice; a blocked worker would instead make ticks late by whole forward passes
-    // (a 32-text batch takes 100+ ms here) again and again.
+    // shares 2 cores between them and the model's threads (and, with OpenBLAS, its spinning
+    // pool), so a single tick can be late by a scheduler hiccup — one was 285 ms late once in
+    // CI, with p99 at 30 ms. A blocked worker would instead make ticks late by whole forward
+    // passes (a 32-text batch takes 100+ ms here) again and again: count those.
     assert!(
         p99_late < Duration::from_millis(40),
         "p99 timer lateness {p99_late:?}"
     );
     assert!(
-        worst_late < Duration::from_millis(250),
-        "timer was {worst_late:?} late"
+        late_ticks <= 2,
+        "{late_ticks} ticks were late by {LATE:?} or more"
     );
 }
