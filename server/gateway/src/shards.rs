@@ -72,62 +72,64 @@ impl Shards {
         } else {
             n
         };
-        let hard_stop = CancellationToken::new();
+        let locals = listeners
+            .iter()
+            .map(|l| {
+                l.listener
+                    .local_addr()
+                    .map_err(|e| StartError::Setup(format!("listener {}: {e}", l.name)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut shards = Self {
+            threads: Vec::with_capacity(n),
+            count: n,
+            hard_stop: CancellationToken::new(),
+        };
         // senders[listener][shard]
         let mut senders: Vec<Vec<mpsc::Sender<Accepted>>> =
             listeners.iter().map(|_| Vec::with_capacity(n)).collect();
-        let mut threads = Vec::with_capacity(n);
         for k in 0..n {
             let mut served = Vec::with_capacity(listeners.len());
             for (j, l) in listeners.iter().enumerate() {
                 let (tx, rx) = mpsc::channel(HANDOFF_QUEUE);
                 senders[j].push(tx);
-                let local = l
-                    .listener
-                    .local_addr()
-                    .map_err(|e| StartError::Setup(format!("listener {}: {e}", l.name)))?;
                 served.push(ShardServe {
                     name: l.name.clone(),
-                    incoming: Handoff { rx, local },
+                    incoming: Handoff {
+                        rx,
+                        local: locals[j],
+                    },
                     timeout: l.timeout,
                 });
             }
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .thread_name(format!("vllm-sr-io-{k}-blocking"))
-                .build()
-                .map_err(|e| StartError::Setup(format!("I/O thread {k}: {e}")))?;
-            let client = UpstreamClient::new()?;
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-            let ctx = ShardCtx {
-                app: app.clone(),
-                client,
-                cancel: cancel.clone(),
-                hard_stop: hard_stop.clone(),
-            };
-            let thread = std::thread::Builder::new()
-                .name(format!("vllm-sr-io-{k}"))
-                .spawn(move || {
-                    runtime.block_on(run_shard(ctx, served));
-                    // Dropping the runtime closes whatever the grace period left open.
-                    drop(runtime);
-                    let _ = done_tx.send(());
-                })
-                .map_err(|e| StartError::Setup(format!("I/O thread {k}: {e}")))?;
-            threads.push(thread);
-            tracker.spawn(async move {
-                let _ = done_rx.await;
+            let spawned = UpstreamClient::new().and_then(|client| {
+                let ctx = ShardCtx {
+                    app: app.clone(),
+                    client,
+                    cancel: cancel.clone(),
+                    hard_stop: shards.hard_stop.clone(),
+                };
+                spawn_shard(k, ctx, served)
             });
+            match spawned {
+                Ok((thread, done)) => {
+                    shards.threads.push(thread);
+                    tracker.spawn(async move {
+                        let _ = done.await;
+                    });
+                }
+                Err(e) => {
+                    // The threads already running would wait forever for connections.
+                    shards.stop();
+                    return Err(e);
+                }
+            }
         }
         for (l, senders) in listeners.into_iter().zip(senders) {
             tracker.spawn(accept_loop(l, senders, cancel.clone()));
         }
         tracing::info!(threads = n, "data-plane I/O threads started");
-        Ok(Self {
-            threads,
-            count: n,
-            hard_stop,
-        })
+        Ok(shards)
     }
 
     /// How many I/O threads serve the listeners.
@@ -160,6 +162,38 @@ struct ShardServe {
     name: String,
     incoming: Handoff,
     timeout: Duration,
+}
+
+/// Starts I/O thread `k` on its own single-threaded runtime; the receiver resolves when the
+/// thread has stopped.
+fn spawn_shard(
+    k: usize,
+    ctx: ShardCtx,
+    served: Vec<ShardServe>,
+) -> Result<
+    (
+        std::thread::JoinHandle<()>,
+        tokio::sync::oneshot::Receiver<()>,
+    ),
+    StartError,
+> {
+    let setup = |e: std::io::Error| StartError::Setup(format!("I/O thread {k}: {e}"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name(format!("vllm-sr-io-{k}-blocking"))
+        .build()
+        .map_err(setup)?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name(format!("vllm-sr-io-{k}"))
+        .spawn(move || {
+            runtime.block_on(run_shard(ctx, served));
+            // Dropping the runtime closes whatever the grace period left open.
+            drop(runtime);
+            let _ = done_tx.send(());
+        })
+        .map_err(setup)?;
+    Ok((thread, done_rx))
 }
 
 async fn run_shard(ctx: ShardCtx, served: Vec<ShardServe>) {
