@@ -232,7 +232,9 @@ fn observe(pool: &Pool, i: usize, status: Option<u16>, metrics: &Metrics) {
 
 /// The message of a backend's error body (OpenAI shape or plain text), bounded.
 async fn error_message(body: Incoming, timeout: Duration) -> String {
-    let bytes = read_prefix(body, 2048, timeout).await;
+    let bytes = tokio::time::timeout(timeout, read_prefix(body, 2048))
+        .await
+        .unwrap_or_default();
     let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
     parsed
         .as_ref()
@@ -355,11 +357,8 @@ fn relay(resp: http::Response<Incoming>, deadline: Instant, done: Done, watch: W
             headers.append(k.clone(), v.clone());
         }
     }
-    let expected = parts
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    // hyper reads the length off the head (`content-length`, or none for chunked/SSE).
+    let expected = inner.size_hint().exact();
     let body = RelayBody {
         expected,
         sent: 0,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -80,7 +80,7 @@ impl UpstreamClient {
             let resp = self.send(req).await.map_err(|e| describe(&e))?;
             let status = resp.status().as_u16();
             // Read the (small) body so the connection goes back to the pool.
-            let _ = Limited::new(resp.into_body(), 64 * 1024).collect().await;
+            read_prefix(resp.into_body(), 64 * 1024).await;
             Ok(status)
         };
         tokio::time::timeout(timeout, exchange)
@@ -106,24 +106,18 @@ pub fn describe(e: &SendError) -> String {
     s
 }
 
-/// Up to `limit` bytes of a response body (an error body to quote), within `timeout`.
-pub async fn read_prefix(body: Incoming, limit: usize, timeout: Duration) -> Bytes {
-    let read = async {
-        let mut body = body;
-        let mut out = Vec::new();
-        while out.len() < limit {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        out.extend_from_slice(&data[..data.len().min(limit - out.len())]);
-                    }
+/// Up to `limit` bytes of a response body (callers bound the wait).
+pub async fn read_prefix(mut body: Incoming, limit: usize) -> Bytes {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    out.extend_from_slice(&data[..data.len().min(limit - out.len())]);
                 }
-                _ => break,
             }
+            _ => break,
         }
-        Bytes::from(out)
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .unwrap_or_default()
+    }
+    Bytes::from(out)
 }
