@@ -217,18 +217,52 @@ fn similarity_ranks_obvious_pairs() {
 }
 
 /// 64 concurrent callers embed while a 5 ms ticker measures how late the runtime wakes it.
+/// CPU time a thread has spent on a core so far, from `/proc/self/task/<tid>/schedstat`.
+fn thread_cpu(tid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap();
+    let ns: u64 = stat.split_whitespace().next().unwrap().parse().unwrap();
+    Duration::from_nanos(ns)
+}
+
+/// CPU time of the whole process so far (every thread, live or exited).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // USER_HZ is 100 on every Linux this runs on.
+    Duration::from_millis(ticks * 10)
+}
+
+/// 64 async callers embed at once; the forward passes must run on the model's threads, never
+/// on the tokio workers that await them, and no worker may block waiting for one. Asserted on
+/// where the CPU time went (per-thread CPU from `/proc`) and on how long the workers were
+/// busy (tokio's own metric), which the machine's load barely moves: on a shared 2-core CI box
+/// timer lateness also measures the neighbours (p99 230 ms once, under CPU throttling, with
+/// the workers idle), so it is printed, not asserted.
+#[cfg(target_os = "linux")]
 #[test]
 fn async_runtime_stays_responsive_under_64_callers() {
-    /// Lateness that means a forward pass ran where the ticker should have.
-    const LATE: Duration = Duration::from_millis(100);
     let Some(dir) = common::default_model_dir() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let workers = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let rt = {
+        let workers = Arc::clone(&workers);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(1)
+            .on_thread_start(move || {
+                // "/proc/thread-self" links to "<pid>/task/<tid>".
+                let link = std::fs::read_link("/proc/thread-self").unwrap();
+                let tid = link.file_name().unwrap().to_string_lossy().into_owned();
+                workers.lock().push(tid);
+            })
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     let embedder = Embedder::load(
         "minilm",
         &dir,
@@ -241,21 +275,19 @@ fn async_runtime_stays_responsive_under_64_callers() {
     )
     .unwrap();
     let fx = Arc::new(fixture());
-    let (late_ticks, p99_late, done, elapsed) = rt.block_on(async move {
+    let cpu_before = process_cpu();
+    let (lates, done, elapsed, worker_cpu, busy) = rt.block_on(async move {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ticker = {
             let stop = Arc::clone(&stop);
             tokio::task::spawn(async move {
-                let mut worst = Duration::ZERO;
                 let mut lates = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let t0 = Instant::now();
                     tokio::time::sleep(Duration::from_millis(5)).await;
-                    let late = t0.elapsed().saturating_sub(Duration::from_millis(5));
-                    worst = worst.max(late);
-                    lates.push(late);
+                    lates.push(t0.elapsed().saturating_sub(Duration::from_millis(5)));
                 }
-                (worst, lates)
+                lates
             })
         };
         let start = Instant::now();
@@ -282,30 +314,42 @@ fn async_runtime_stays_responsive_under_64_callers() {
         }
         let elapsed = start.elapsed();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (worst, mut lates) = ticker.await.unwrap();
-        lates.sort();
-        let p99 = lates[lates.len() * 99 / 100];
-        // Ticks late by about a forward pass or more.
-        let late = lates.iter().filter(|l| **l >= LATE).count();
-        eprintln!(
-            "ticks {} worst lateness {worst:?} p99 {p99:?}, {late} ticks late by {LATE:?} or more",
-            lates.len()
-        );
-        (late, p99, done, elapsed)
+        let lates = ticker.await.unwrap();
+        // Read while the runtime's threads are still alive.
+        let worker_cpu: Duration = workers.lock().iter().map(|t| thread_cpu(t)).sum();
+        let m = tokio::runtime::Handle::current().metrics();
+        let busy: Duration = (0..m.num_workers())
+            .map(|w| m.worker_total_busy_duration(w))
+            .sum();
+        (lates, done, elapsed, worker_cpu, busy)
     });
+    let total_cpu = process_cpu().saturating_sub(cpu_before);
     assert_eq!(done, 192);
-    eprintln!("192 requests from 64 callers in {elapsed:?}");
-    // Inference runs on the model thread; the tokio workers only wait on channels. The OS
-    // shares 2 cores between them and the model's threads (and, with OpenBLAS, its spinning
-    // pool), so a single tick can be late by a scheduler hiccup — one was 285 ms late once in
-    // CI, with p99 at 30 ms. A blocked worker would instead make ticks late by whole forward
-    // passes (a 32-text batch takes 100+ ms here) again and again: count those.
+    let mut lates = lates;
+    lates.sort();
+    eprintln!(
+        "192 requests from 64 callers in {elapsed:?}; process CPU {total_cpu:?}, tokio threads \
+         {worker_cpu:?}, workers busy {busy:?}; timer lateness over {} ticks: p50 {:?} p99 {:?} worst {:?}",
+        lates.len(),
+        lates[lates.len() / 2],
+        lates[lates.len() * 99 / 100],
+        lates.last().unwrap()
+    );
+    // 192 single-text forward passes are seconds of CPU; had any run on a tokio thread (worker
+    // or blocking pool), those threads would hold a share of it. Awaiting channels, spawning
+    // and the ticker cost a few milliseconds.
     assert!(
-        p99_late < Duration::from_millis(40),
-        "p99 timer lateness {p99_late:?}"
+        total_cpu > Duration::from_millis(500),
+        "the model did not run: {total_cpu:?} of CPU"
     );
     assert!(
-        late_ticks <= 2,
-        "{late_ticks} ticks were late by {LATE:?} or more"
+        worker_cpu * 20 < total_cpu,
+        "tokio threads used {worker_cpu:?} of {total_cpu:?} CPU: inference ran on the runtime"
+    );
+    // A worker blocked on a forward pass (running it, or waiting on it synchronously) counts
+    // as busy the whole time; polling tasks that only await channels is a small share.
+    assert!(
+        busy * 4 < elapsed * 2,
+        "the 2 workers were busy {busy:?} of {elapsed:?}: one blocked on inference"
     );
 }
