@@ -4,12 +4,14 @@
 # instant mock backend; wrk at c=64 alternates between the two for ROUNDS rounds.
 #
 # usage: scripts/bench/replay-overhead.sh     env: DURATION=8 ROUNDS=3 SKIP_BUILD=1
+#                                                 PROFILE=release-lto (cargo profile; shipped)
 # Appends a table with the machine state to scripts/bench/results/replay-2026-11-21.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DURATION="${DURATION:-8}"
 ROUNDS="${ROUNDS:-3}"
+PROFILE="${PROFILE:-release-lto}"
 RESULTS="${RESULTS:-$ROOT/scripts/bench/results/replay-2026-11-21.md}"
 TMP="$(mktemp -d -t vsr-replay-bench.XXXXXX)"
 PIDS=()
@@ -22,9 +24,9 @@ trap cleanup EXIT
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 if [[ -z "${SKIP_BUILD:-}" ]]; then
-  (cd "$ROOT" && cargo build -q --release -p vllm-sr -p vllm-sr-testkit)
+  (cd "$ROOT" && cargo build -q --profile "$PROFILE" -p vllm-sr -p vllm-sr-testkit)
 fi
-cp "$ROOT/target/release/vllm-sr" "$ROOT/target/release/mock-openai" "$TMP/"
+cp "$ROOT/target/$PROFILE/vllm-sr" "$ROOT/target/$PROFILE/mock-openai" "$TMP/"
 
 MOCK=19580; ON=19581; OFF=19582
 "$TMP/mock-openai" --listen "127.0.0.1:$MOCK" >/dev/null & PIDS+=($!)
@@ -67,7 +69,7 @@ cpu_cost=$(awk -v a="$c_off" -v b="$c_on" 'BEGIN{printf "%.1f", (b-a)*100/b}')
 records=$(sqlite3 "$TMP/state/vllm-sr.sqlite3" 'select count(*) from replay' 2>/dev/null || echo "?")
 {
   echo
-  echo "## Run $(date -u '+%Y-%m-%d %H:%M UTC') — commit $(git -C "$ROOT" rev-parse --short HEAD)"
+  echo "## Run $(date -u '+%Y-%m-%d %H:%M UTC') — commit $(git -C "$ROOT" rev-parse --short HEAD), profile \`$PROFILE\`"
   echo
   echo "wrk -t2 -c64 -d${DURATION}s, ${ROUNDS} rounds alternating; keyword-only recipe, instant mock."
   echo
