@@ -68,13 +68,17 @@ impl Replay {
 
     /// Stores and broadcasts a finished record.
     pub fn submit(&self, record: ReplayRecord) {
-        let record = Arc::new(record);
-        // Without subscribers the broadcast buffer would keep a reference, forcing a deep
-        // copy of every record for the writer.
-        if self.events.receiver_count() > 0 {
-            let _ = self.events.send(record.clone());
-        }
-        if !self.sink.record(Arc::unwrap_or_clone(record)) {
+        // Only shared when someone listens: without subscribers the broadcast buffer would
+        // keep a reference, forcing a deep copy of every record for the writer, and the
+        // common case needs no `Arc` at all.
+        let record = if self.events.receiver_count() > 0 {
+            let shared = Arc::new(record);
+            let _ = self.events.send(shared.clone());
+            Arc::unwrap_or_clone(shared)
+        } else {
+            record
+        };
+        if !self.sink.record(record) {
             tracing::debug!("replay queue full; record dropped");
         }
     }
