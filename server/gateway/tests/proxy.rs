@@ -145,9 +145,7 @@ async fn client_disconnect_cancels_the_upstream_stream() {
         b.chunks = 50;
         b.chunk_delay = Duration::from_millis(50);
     });
-    let mut body = ask("auto", "hello");
-    body["stream"] = json!(true);
-    let r = s.chat(body).await;
+    let r = s.chat_stream("hello").await;
     let mut stream = r.bytes_stream();
     let _first = stream.next().await;
     drop(stream);
@@ -430,9 +428,7 @@ async fn a_stream_cut_upstream_ends_the_client_stream_without_done() {
         b.chunk_delay = Duration::from_millis(20);
         b.cut_after = Some(2);
     });
-    let mut body = ask("auto", "hello");
-    body["stream"] = json!(true);
-    let r = s.chat(body).await;
+    let r = s.chat_stream("hello").await;
     assert_eq!(r.status(), 200, "the head was already relayed");
     let (text, errored) = read_stream(r, Duration::from_secs(5)).await;
     assert!(

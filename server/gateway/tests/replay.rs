@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
-use serde_json::json;
 use vllm_sr_store::{Lifecycle, ReplayRecord};
 
 async fn record(s: &Setup, id: &str) -> ReplayRecord {
@@ -65,9 +64,7 @@ async fn replay_id_resolves_to_the_routed_record() {
 #[tokio::test]
 async fn streams_get_usage_from_an_injected_chunk_the_client_never_sees() {
     let s = setup().await;
-    let mut body = ask("auto", "hello");
-    body["stream"] = json!(true);
-    let r = s.chat(body).await;
+    let r = s.chat_stream("hello").await;
     let id = header(&r, "x-vsr-replay-id").to_string();
     let mut text = String::new();
     let mut stream = r.bytes_stream();
@@ -110,9 +107,7 @@ async fn failed_and_aborted_requests_are_recorded_too() {
         b.chunks = 50;
         b.chunk_delay = Duration::from_millis(40);
     });
-    let mut body = ask("auto", "hello");
-    body["stream"] = json!(true);
-    let r = s.chat(body).await;
+    let r = s.chat_stream("hello").await;
     let id = header(&r, "x-vsr-replay-id").to_string();
     let mut stream = r.bytes_stream();
     let _ = stream.next().await;
@@ -130,9 +125,7 @@ async fn a_stream_outlasting_the_listener_timeout_is_cut_and_recorded_as_failed(
         b.chunks = 10;
         b.chunk_delay = Duration::from_millis(400);
     });
-    let mut body = ask("auto", "hello");
-    body["stream"] = json!(true);
-    let r = s.chat(body).await;
+    let r = s.chat_stream("hello").await;
     assert_eq!(r.status(), 200, "the head arrived in time");
     let id = header(&r, "x-vsr-replay-id").to_string();
     let (text, errored) = read_stream(r, Duration::from_secs(10)).await;

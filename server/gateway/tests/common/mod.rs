@@ -163,6 +163,13 @@ impl Setup {
             .unwrap()
     }
 
+    /// A streamed chat request for `auto` asking `text`.
+    pub async fn chat_stream(&self, text: &str) -> reqwest::Response {
+        let mut body = ask("auto", text);
+        body["stream"] = json!(true);
+        self.chat(body).await
+    }
+
     pub async fn chat_with(&self, body: Value, headers: &[(&str, &str)]) -> reqwest::Response {
         let mut req = self
             .client
