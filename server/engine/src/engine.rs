@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use indexmap::IndexMap;
 use vllm_sr_config::model::*;
 
 use crate::bank::{BankOptions, Calibration, PrototypeBank};
@@ -73,6 +74,8 @@ pub struct Plan {
 
 struct RecipeEngine {
     used: Vec<bool>,
+    /// The outcome's `used_signals` (recipe-static; shared by every outcome).
+    used_signals: Arc<IndexMap<String, Vec<String>>>,
     det: Deterministic,
     embedding: Vec<PrototypeBank>,
     complexity: Vec<(PrototypeBank, PrototypeBank)>,
@@ -394,6 +397,7 @@ impl Engine {
             let det = Deterministic::build(r, g, &mut warnings)?;
             recipes.push(RecipeEngine {
                 used,
+                used_signals: Arc::new(report::used_signals(r)),
                 det,
                 embedding,
                 complexity,
@@ -454,6 +458,11 @@ impl Engine {
     /// The config this engine was built from.
     pub fn config(&self) -> &Arc<RouterConfig> {
         &self.config
+    }
+
+    /// The signal names a recipe's decisions reference (the outcome's `used_signals`).
+    pub(crate) fn used_signals(&self, recipe: usize) -> Arc<IndexMap<String, Vec<String>>> {
+        self.recipes[recipe].used_signals.clone()
     }
 
     /// Interprets the request's model and lists the texts to embed.

@@ -1,6 +1,8 @@
 //! The routing outcome: what was decided and why, serialisable for the CLI, the eval API
 //! (contract §11.2), response headers and replay.
 
+use std::sync::Arc;
+
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -92,8 +94,8 @@ pub struct Outcome {
     pub plugins: Vec<String>,
     /// Matched names per family (eval keys, complexity with level, `projection`).
     pub matched_signals: IndexMap<String, Vec<String>>,
-    /// Families the decisions reference.
-    pub used_signals: IndexMap<String, Vec<String>>,
+    /// Families the decisions reference (the recipe's, shared: computed once per engine).
+    pub used_signals: Arc<IndexMap<String, Vec<String>>>,
     /// Declared but unmatched names per family.
     pub unmatched_signals: IndexMap<String, Vec<String>>,
     /// `type:name` → confidence.

@@ -144,6 +144,7 @@ impl Engine {
             winner: ranked.first().copied(),
             traces,
             families: &pass.families,
+            used_signals: self.used_signals(pass.recipe),
             skipped: pass.skipped,
             skip_reason: pass.skip_reason,
             context_tokens: pass.context_tokens,

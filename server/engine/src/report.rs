@@ -1,6 +1,8 @@
 //! Turns signal state, projections and the ranked decisions into an [`Outcome`]: model
 //! selection (§6.4), reasoning settings, and the eval API's signal maps.
 
+use std::sync::Arc;
+
 use indexmap::IndexMap;
 use vllm_sr_config::model::*;
 
@@ -17,6 +19,8 @@ pub(crate) struct AutoInput<'a> {
     pub(crate) winner: Option<Candidate>,
     pub(crate) traces: Vec<(usize, TraceNode)>,
     pub(crate) families: &'a [bool],
+    /// The recipe's [`used_signals`], computed when the engine was built.
+    pub(crate) used_signals: Arc<IndexMap<String, Vec<String>>>,
     pub(crate) skipped: Vec<String>,
     pub(crate) skip_reason: Option<String>,
     pub(crate) context_tokens: u64,
@@ -53,7 +57,7 @@ pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
         selection_status: "fallback".into(),
         selection_method: "default".into(),
         selection_reason: "no decision matched; using providers.defaults.default_model".into(),
-        used_signals: used_signals(recipe),
+        used_signals: input.used_signals,
         signal_errors: state.errors.clone(),
         skipped_signals: input.skipped,
         skip_reason: input.skip_reason,
@@ -179,7 +183,7 @@ fn empty(config: &RouterConfig, requested_model: &str, kind: RouteKind) -> Outco
         selection_reason: String::new(),
         plugins: Vec::new(),
         matched_signals: IndexMap::new(),
-        used_signals: IndexMap::new(),
+        used_signals: Arc::default(),
         unmatched_signals: IndexMap::new(),
         signal_confidences: IndexMap::new(),
         signal_values: IndexMap::new(),
@@ -194,7 +198,9 @@ fn empty(config: &RouterConfig, requested_model: &str, kind: RouteKind) -> Outco
     }
 }
 
-fn used_signals(recipe: &Recipe) -> IndexMap<String, Vec<String>> {
+/// Every signal name the recipe's decisions reference, per family (eval key). Depends on the
+/// recipe only: the engine computes it once per recipe at build time, not per request.
+pub(crate) fn used_signals(recipe: &Recipe) -> IndexMap<String, Vec<String>> {
     let mut used: IndexMap<String, Vec<String>> = IndexMap::new();
     for d in &recipe.decisions {
         d.rules.for_each_leaf(&mut |l| {
