@@ -8,6 +8,18 @@ cd "$ROOT"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "disk space"
+# A cold run (target/ + .cache/) takes about 6 GiB; when the disk runs out, rustc dies with
+# "No space left on device" halfway through some crate. Say so up front instead.
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+mkdir -p "$TARGET_DIR"
+avail_kib=$(df -Pk "$TARGET_DIR" | awk 'NR == 2 { print $4 }')
+df -h "$TARGET_DIR" | sed -n 2p
+if [[ -n "$avail_kib" ]] && (( avail_kib < 8 * 1024 * 1024 )); then
+    printf 'warning: only %s MiB free under %s; a cold build needs about 6 GiB\n' \
+        "$((avail_kib / 1024))" "$TARGET_DIR" >&2
+fi
+
 step "toolchain"
 cargo --version
 for component in rustfmt clippy; do
