@@ -10,8 +10,9 @@ use std::time::Instant;
 use tokio::sync::broadcast;
 use vllm_sr_config::model::{Plugin, RouterConfig};
 use vllm_sr_store::{
-    cap_body, now_ms, LearningTrace as StoredLearning, Lifecycle, PriceTable, Pricing, RawJson,
-    ReplayReader, ReplayRecord, ReplaySink, Store, StoreError, StoreOptions, Timings, Usage,
+    cap_body, now_ms, record_time_ms, LearningTrace as StoredLearning, Lifecycle, PriceTable,
+    Pricing, RawJson, ReplayReader, ReplayRecord, ReplaySink, Store, StoreError, StoreOptions,
+    Timings, Usage,
 };
 
 use crate::learning::short_hash;
@@ -173,7 +174,8 @@ impl Pending {
         };
         let mut record = ReplayRecord {
             id: routed.replay_id.clone(),
-            timestamp_ms: now_ms(),
+            // The store orders and filters by the time in the id; keep the two equal.
+            timestamp_ms: record_time_ms(&routed.replay_id).unwrap_or_else(now_ms),
             ..ReplayRecord::default()
         };
         record.request_id = Some(req.request_id.to_string());

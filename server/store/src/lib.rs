@@ -33,8 +33,8 @@ pub use insights::{Group, GroupStats, Insights, Percentiles, TimeBucket};
 pub use migrate::SCHEMA_VERSION;
 pub use query::{Page, ReplayFilter, ReplayReader, MAX_PAGE};
 pub use rows::{
-    cap_body, new_record_id, now_ms, Cost, LearningTrace, Lifecycle, RawJson, ReplayRecord,
-    Timings, Usage, RECORD_SCHEMA_VERSION,
+    cap_body, new_record_id, now_ms, record_id_at, record_key, record_time_ms, Cost, LearningTrace,
+    Lifecycle, RawJson, ReplayRecord, Timings, Usage, RECORD_SCHEMA_VERSION,
 };
 pub use sessions::{SessionRow, SessionSnapshot};
 pub use store::{Store, DB_FILE_NAME};

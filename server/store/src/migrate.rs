@@ -63,6 +63,56 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX replay_by_model;
     DROP INDEX replay_by_session;
     CREATE INDEX replay_by_session ON replay (session_hash, ts_ms, id) WHERE session_hash IS NOT NULL;",
+    // v4: rows keyed by an integer taken from their id (`rows::record_key`: millisecond,
+    // version, counter), so the table itself is in time order: no index on the text id and
+    // none on time; an insert appends to one b-tree (plus the session index when it has a
+    // session) and retention cuts from its front. Old rows get the key of their id's
+    // millisecond plus their rank in it (ids that are not 32 hex digits: their `ts_ms`), so
+    // the by-id lookup, which scans the id's millisecond, still finds them.
+    "CREATE TABLE replay_v4 (
+        seq                  INTEGER PRIMARY KEY,
+        id                   TEXT    NOT NULL,
+        ts_ms                INTEGER NOT NULL,
+        decision             TEXT,
+        final_model          TEXT,
+        session_hash         TEXT,
+        status               INTEGER,
+        lifecycle            TEXT    NOT NULL,
+        prompt_tokens        INTEGER,
+        cached_prompt_tokens INTEGER,
+        completion_tokens    INTEGER,
+        actual_cost          REAL,
+        baseline_cost        REAL,
+        currency             TEXT,
+        total_ms             REAL,
+        cache_hit            INTEGER NOT NULL DEFAULT 0,
+        record               TEXT    NOT NULL
+    );
+    INSERT INTO replay_v4 (seq, id, ts_ms, decision, final_model, session_hash, status,
+        lifecycle, prompt_tokens, cached_prompt_tokens, completion_tokens, actual_cost,
+        baseline_cost, currency, total_ms, cache_hit, record)
+    SELECT (ms << 16) + row_number() OVER (PARTITION BY ms ORDER BY id) - 1,
+        id, ts_ms, decision, final_model, session_hash, status, lifecycle, prompt_tokens,
+        cached_prompt_tokens, completion_tokens, actual_cost, baseline_cost, currency,
+        total_ms, cache_hit, record
+    FROM (SELECT *, max(0, CASE WHEN length(id) = 32 AND lower(id) NOT GLOB '*[^0-9a-f]*'
+                 THEN (instr('0123456789abcdef', substr(lower(id), 1, 1)) - 1) * 17592186044416 +
+                     (instr('0123456789abcdef', substr(lower(id), 2, 1)) - 1) * 1099511627776 +
+                     (instr('0123456789abcdef', substr(lower(id), 3, 1)) - 1) * 68719476736 +
+                     (instr('0123456789abcdef', substr(lower(id), 4, 1)) - 1) * 4294967296 +
+                     (instr('0123456789abcdef', substr(lower(id), 5, 1)) - 1) * 268435456 +
+                     (instr('0123456789abcdef', substr(lower(id), 6, 1)) - 1) * 16777216 +
+                     (instr('0123456789abcdef', substr(lower(id), 7, 1)) - 1) * 1048576 +
+                     (instr('0123456789abcdef', substr(lower(id), 8, 1)) - 1) * 65536 +
+                     (instr('0123456789abcdef', substr(lower(id), 9, 1)) - 1) * 4096 +
+                     (instr('0123456789abcdef', substr(lower(id), 10, 1)) - 1) * 256 +
+                     (instr('0123456789abcdef', substr(lower(id), 11, 1)) - 1) * 16 +
+                     (instr('0123456789abcdef', substr(lower(id), 12, 1)) - 1) * 1
+                 ELSE ts_ms END) AS ms
+          FROM replay);
+    DROP TABLE replay;
+    ALTER TABLE replay_v4 RENAME TO replay;
+    CREATE INDEX replay_by_session ON replay (session_hash, seq) WHERE session_hash IS NOT NULL;",
 ];
 
 /// The schema version this build writes and reads.
@@ -264,6 +314,81 @@ mod tests {
             migrate(&conn, &path).unwrap_err(),
             StoreError::SchemaTooNew { .. }
         ));
+    }
+
+    #[test]
+    fn v4_keys_old_rows_by_their_id_so_lookups_and_order_survive() {
+        use crate::query::{ReplayFilter, ReplayReader};
+        use crate::rows::ReplayRecord;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        let conn = open_writer_at(&path, 3);
+        // Ids as earlier builds wrote them (the uuid crate's v7: several per millisecond with
+        // the same first 64 bits), one whose `ts_ms` is a millisecond after its id's, and one
+        // that is not hex at all.
+        let old = [
+            ("019aa2b3c4d57123a1b2c3d4e5f60718", 0x019a_a2b3_c4d5),
+            ("019aa2b3c4d57123a1b2c3d4e5f60719", 0x019a_a2b3_c4d5),
+            ("019AA2B3C4D57123A1B2C3D4E5F6071A", 0x019a_a2b3_c4d5),
+            ("019aa2b3c4d67000800000000000000b", 0x019a_a2b3_c4d7),
+            ("legacy-id", 0x019a_a2b3_c4d4),
+        ];
+        for (id, ts) in old {
+            let record = ReplayRecord {
+                id: id.into(),
+                timestamp_ms: ts,
+                decision: Some(format!("d-{id}")),
+                ..ReplayRecord::default()
+            };
+            conn.execute(
+                "INSERT INTO replay (id, ts_ms, decision, lifecycle, record)
+                 VALUES (?1, ?2, ?3, 'completed', ?4)",
+                rusqlite::params![
+                    id,
+                    ts,
+                    record.decision,
+                    serde_json::to_string(&record).unwrap()
+                ],
+            )
+            .unwrap();
+        }
+        migrate(&conn, &path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        let reader = ReplayReader::open(&path, 1).unwrap();
+        for (id, ts) in old {
+            let back = reader
+                .get(id)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{id} lost"));
+            assert_eq!((back.id.as_str(), back.timestamp_ms), (id, ts));
+        }
+        let listed: Vec<String> = reader
+            .list(&ReplayFilter::default(), None, 10)
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "019aa2b3c4d67000800000000000000b",
+                "019aa2b3c4d57123a1b2c3d4e5f60719",
+                "019aa2b3c4d57123a1b2c3d4e5f60718",
+                "019AA2B3C4D57123A1B2C3D4E5F6071A",
+                "legacy-id",
+            ]
+        );
+    }
+
+    /// A database migrated to `version` only.
+    fn open_writer_at(path: &Path, version: usize) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}"))
+            .unwrap();
+        migrate_with(&conn, path, &MIGRATIONS[..version]).unwrap();
+        conn
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! Owns every `SELECT`. All methods block on SQLite; async callers run them in
 //! `tokio::task::spawn_blocking` (SQLite never runs on a tokio worker). Reads see the last
 //! committed batch (WAL readers never block the writer, nor the writer them).
-//! Lists are newest first with keyset pagination on `(timestamp_ms, id)`: a cursor names the
-//! last record of a page, so pages never repeat or skip a record even while the writer inserts
-//! or retention deletes.
+//! Lists are newest first in id order (the table's key, see `rows::record_key`: the time in
+//! the id, then its counter) with keyset pagination: a cursor names the last record of a
+//! page, so pages never repeat or skip a record even while the writer inserts or retention
+//! deletes. Time filters are key ranges.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,12 +14,12 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use crate::error::{Result, StoreError};
 use crate::insights::{Insights, InsightsBuilder, InsightsRow};
 use crate::migrate::open_reader;
-use crate::rows::{Lifecycle, ReplayRecord};
+use crate::rows::{first_key_of_ms, record_key, Lifecycle, ReplayRecord};
 use crate::sessions::SessionRow;
 
 /// Largest page [`ReplayReader::list`] returns; larger limits are clamped.
@@ -37,9 +38,9 @@ pub struct ReplayFilter {
     pub status: Option<u16>,
     /// Lifecycle.
     pub lifecycle: Option<Lifecycle>,
-    /// Records at or after this time (ms since the epoch).
+    /// Records at or after this time (ms since the epoch, the time in the record's id).
     pub since_ms: Option<i64>,
-    /// Records strictly before this time (ms since the epoch).
+    /// Records strictly before this time (ms since the epoch, the time in the record's id).
     pub until_ms: Option<i64>,
 }
 
@@ -65,12 +66,12 @@ impl ReplayFilter {
             args.push(Value::Text(l.as_str().to_owned()));
         }
         if let Some(t) = self.since_ms {
-            terms.push("ts_ms >= ?");
-            args.push(Value::Integer(t));
+            terms.push("seq >= ?");
+            args.push(Value::Integer(first_key_of_ms(t)));
         }
         if let Some(t) = self.until_ms {
-            terms.push("ts_ms < ?");
-            args.push(Value::Integer(t));
+            terms.push("seq < ?");
+            args.push(Value::Integer(first_key_of_ms(t)));
         }
         if terms.is_empty() {
             String::new()
@@ -89,19 +90,13 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// The position after a record: `"<timestamp_ms>_<id>"`. Opaque to callers.
-fn cursor_of(record: &ReplayRecord) -> String {
-    format!("{}_{}", record.timestamp_ms, record.id)
-}
-
-fn parse_cursor(cursor: &str) -> Result<(i64, String)> {
-    let invalid = || StoreError::InvalidCursor(cursor.to_owned());
-    let (ts, id) = cursor.split_once('_').ok_or_else(invalid)?;
-    let ts: i64 = ts.parse().map_err(|_| invalid())?;
-    if id.is_empty() {
-        return Err(invalid());
-    }
-    Ok((ts, id.to_owned()))
+/// The position after a record: its key, in decimal. Opaque to callers.
+fn parse_cursor(cursor: &str) -> Result<i64> {
+    cursor
+        .parse::<i64>()
+        .ok()
+        .filter(|&key| key >= 0)
+        .ok_or_else(|| StoreError::InvalidCursor(cursor.to_owned()))
 }
 
 #[derive(Debug)]
@@ -176,10 +171,23 @@ impl ReplayReader {
     /// SQLite errors; [`StoreError::CorruptRecord`] if its JSON does not decode.
     pub fn get(&self, id: &str) -> Result<Option<ReplayRecord>> {
         self.with_conn(|conn| {
-            let json: Option<String> = conn
-                .prepare_cached("SELECT record FROM replay WHERE id = ?1")?
-                .query_row([id], |r| r.get(0))
-                .optional()?;
+            let json: Option<String> = match record_key(id) {
+                // The id's millisecond: its own key, or the next free one after a clash.
+                Some(key) => {
+                    let first = key & !0xFFFF;
+                    conn.prepare_cached(
+                        "SELECT record FROM replay WHERE seq BETWEEN ?2 AND ?3 AND id = ?1",
+                    )?
+                    .query_row(params![id, first, first | 0xFFFF], |r| r.get(0))
+                    .optional()?
+                }
+                // Only rows migrated from a file written before ids were keys can have such
+                // an id; no index covers them.
+                None => conn
+                    .prepare_cached("SELECT record FROM replay WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?,
+            };
             json.map(|j| decode(id, &j)).transpose()
         })
     }
@@ -193,37 +201,41 @@ impl ReplayReader {
         let limit = limit.clamp(1, MAX_PAGE);
         let mut args = Vec::new();
         let mut sql = format!(
-            "SELECT id, record FROM replay {}",
+            "SELECT seq, id, record FROM replay {}",
             filter.where_sql(&mut args)
         );
         if let Some(cursor) = cursor {
-            let (ts, id) = parse_cursor(cursor)?;
+            let key = parse_cursor(cursor)?;
             sql.push_str(if args.is_empty() { " WHERE " } else { " AND " });
-            sql.push_str("(ts_ms, id) < (?, ?)");
-            args.push(Value::Integer(ts));
-            args.push(Value::Text(id));
+            sql.push_str("seq < ?");
+            args.push(Value::Integer(key));
         }
-        sql.push_str(" ORDER BY ts_ms DESC, id DESC LIMIT ?");
+        sql.push_str(" ORDER BY seq DESC LIMIT ?");
         // One more than asked tells whether another page exists.
         args.push(Value::Integer(limit as i64 + 1));
         let mut records = self.with_conn(|conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })?;
             let mut out = Vec::with_capacity(limit + 1);
             for row in rows {
-                let (id, json) = row?;
-                out.push(decode(&id, &json)?);
+                let (key, id, json) = row?;
+                out.push((key, decode(&id, &json)?));
             }
             Ok(out)
         })?;
         let next_cursor = if records.len() > limit {
             records.truncate(limit);
-            records.last().map(cursor_of)
+            records.last().map(|(key, _)| key.to_string())
         } else {
             None
         };
+        let records = records.into_iter().map(|(_, r)| r).collect();
         Ok(Page {
             records,
             next_cursor,
@@ -305,14 +317,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursors_round_trip_and_garbage_is_rejected() {
-        let mut r = ReplayRecord::new(1_700_000_000_123);
-        r.id = "0a_b".into();
+    fn cursors_are_keys_and_garbage_is_rejected() {
         assert_eq!(
-            parse_cursor(&cursor_of(&r)).unwrap(),
-            (1_700_000_000_123, "0a_b".into())
+            parse_cursor("117661175398297600").unwrap(),
+            117_661_175_398_297_600
         );
-        for bad in ["", "123", "x_abc", "123_", "_abc"] {
+        for bad in ["", "-1", "x", "1_abc", "1.5", "99999999999999999999"] {
             assert!(
                 matches!(parse_cursor(bad), Err(StoreError::InvalidCursor(_))),
                 "{bad}"
@@ -331,7 +341,7 @@ mod tests {
         let mut args = Vec::new();
         assert_eq!(
             f.where_sql(&mut args),
-            "WHERE decision = ? AND status = ? AND ts_ms >= ?"
+            "WHERE decision = ? AND status = ? AND seq >= ?"
         );
         assert_eq!(args.len(), 3);
         assert_eq!(ReplayFilter::default().where_sql(&mut Vec::new()), "");

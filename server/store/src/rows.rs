@@ -14,11 +14,57 @@ use serde::{Deserialize, Serialize};
 /// Version of the [`ReplayRecord`] JSON shape written by this build.
 pub const RECORD_SCHEMA_VERSION: u32 = 1;
 
-/// A new record id: a UUIDv7 (millisecond timestamp first) as 32 lowercase hex digits, so
-/// ids sort by creation time and match upstream's 32-hex record id format.
+/// A new record id stamped now; see [`record_id_at`].
 #[must_use]
 pub fn new_record_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
+    record_id_at(now_ms())
+}
+
+/// Largest millisecond timestamp an id carries (48 bits, the year 10889).
+const MAX_ID_MS: i64 = (1 << 48) - 1;
+
+/// A record id for a request that arrived at `timestamp_ms`: a UUIDv7 as 32 lowercase hex
+/// digits (upstream's record id format) whose first 64 bits are the millisecond timestamp,
+/// the version nibble and a 12-bit counter (RFC 9562 §6.2, method 1), the rest random. Ids
+/// therefore sort by time, and the first 64 bits, read as an integer ([`record_key`]), are
+/// the row's key in the store: records are stored in id order with no index of their own.
+/// Ids of the same millisecond differ in the counter (4 096 before it wraps) and in 62
+/// random bits; two ids with the same key are still stored apart (the store then gives the
+/// later one the next free key of that millisecond).
+#[must_use]
+pub fn record_id_at(timestamp_ms: i64) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let counter = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xFFF;
+    let ms = timestamp_ms.clamp(0, MAX_ID_MS) as u64;
+    let high = (ms << 16) | 0x7000 | counter;
+    let random = uuid::Uuid::new_v4().as_u64_pair().1;
+    let low = (random & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
+    uuid::Uuid::from_u64_pair(high, low).simple().to_string()
+}
+
+/// The store key of a record id: its first 64 bits as an integer (see [`record_id_at`]);
+/// `None` unless `id` is 32 hex digits. Keys of one millisecond `ms` lie in
+/// `ms << 16 ..= ms << 16 | 0xFFFF`.
+#[must_use]
+pub fn record_key(id: &str) -> Option<i64> {
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let high = u64::from_str_radix(id.get(..16)?, 16).ok()?;
+    // Only a timestamp beyond 2^47 ms (the year 6429) sets the sign bit.
+    i64::try_from(high).ok()
+}
+
+/// The millisecond timestamp of a record id (its first 48 bits); `None` unless `id` is 32
+/// hex digits.
+#[must_use]
+pub fn record_time_ms(id: &str) -> Option<i64> {
+    record_key(id).map(|key| key >> 16)
+}
+
+/// The first store key of millisecond `ms` (clamped to what an id can carry).
+pub(crate) fn first_key_of_ms(ms: i64) -> i64 {
+    ms.clamp(0, MAX_ID_MS >> 1) << 16
 }
 
 /// Milliseconds since the Unix epoch, now (0 if the clock is before 1970).
@@ -206,8 +252,9 @@ impl PartialEq for RawJson {
 pub struct ReplayRecord {
     /// Shape version of this record ([`RECORD_SCHEMA_VERSION`] when written by this build).
     pub schema_version: u32,
-    /// Time-sortable id, see [`new_record_id`]. Recording an id that is already stored
-    /// replaces the stored record.
+    /// Time-sortable id, see [`record_id_at`]; its time should be `timestamp_ms` (records
+    /// are ordered and filtered by the time in their id). Recording an id that is already
+    /// stored replaces the stored record.
     pub id: String,
     /// Request arrival, ms since the Unix epoch.
     pub timestamp_ms: i64,
@@ -319,12 +366,12 @@ impl Default for ReplayRecord {
 }
 
 impl ReplayRecord {
-    /// A record with a fresh id ([`new_record_id`]) stamped `timestamp_ms`; fill the rest
-    /// with struct update syntax or field by field.
+    /// A record with a fresh id of the same millisecond ([`record_id_at`]) stamped
+    /// `timestamp_ms`; fill the rest with struct update syntax or field by field.
     #[must_use]
     pub fn new(timestamp_ms: i64) -> Self {
         Self {
-            id: new_record_id(),
+            id: record_id_at(timestamp_ms),
             timestamp_ms,
             ..Self::default()
         }
@@ -377,6 +424,8 @@ impl ReplayRecord {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     #[test]
@@ -389,6 +438,38 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert!(a < b, "{a} !< {b}");
+    }
+
+    #[test]
+    fn ids_are_uuid_v7_keyed_by_their_millisecond_and_counter() {
+        let ms = 1_795_309_591_111;
+        let ids: Vec<String> = (0..3).map(|_| record_id_at(ms)).collect();
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(record_time_ms(id), Some(ms));
+            let key = record_key(id).unwrap();
+            assert!((first_key_of_ms(ms)..first_key_of_ms(ms + 1)).contains(&key));
+        }
+        // Same millisecond: the counter orders them (unless it wrapped in between, 1 in 4 096).
+        let keys: HashSet<i64> = ids.iter().filter_map(|id| record_key(id)).collect();
+        assert_eq!(keys.len(), 3, "{ids:?}");
+        assert_eq!(
+            record_key(&ReplayRecord::new(ms).id).map(|k| k >> 16),
+            Some(ms)
+        );
+        for bad in [
+            "",
+            "abc",
+            "0a_b",
+            &"g".repeat(32),
+            &"f".repeat(32),
+            &"0".repeat(31),
+        ] {
+            assert_eq!(record_key(bad), None, "{bad}");
+        }
+        assert_eq!(first_key_of_ms(-5), 0);
     }
 
     #[test]

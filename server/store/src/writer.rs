@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection};
 
 use crate::error::{Result, StoreError};
-use crate::rows::{now_ms, ReplayRecord};
+use crate::rows::{first_key_of_ms, now_ms, record_key, ReplayRecord};
 use crate::sessions::SessionSnapshot;
 
 /// Most rows one retention step deletes before the writer goes back to inserting.
@@ -284,20 +284,32 @@ impl ReplaySink {
     }
 }
 
-/// New ids are inserted; `changes() == 0` tells the writer the id exists, and then
-/// [`UPDATE`] replaces it. Knowing which rows are new keeps the row count exact without a
-/// `count(*)` per batch.
-const INSERT: &str = "INSERT INTO replay (id, ts_ms, decision, final_model, session_hash, status,
-        lifecycle, prompt_tokens, cached_prompt_tokens, completion_tokens, actual_cost,
+/// A new id is inserted at its key ([`record_key`]); `changes() == 0` tells the writer the
+/// key is taken, and then [`UPDATE`] replaces the record with the same id in that
+/// millisecond or, if the key belongs to another id, [`INSERT_NEXT_FREE`] stores it at the
+/// next free key of the millisecond. Knowing which rows are new keeps the row count exact
+/// without a `count(*)` per batch.
+const INSERT: &str = "INSERT INTO replay (seq, id, ts_ms, decision, final_model, session_hash,
+        status, lifecycle, prompt_tokens, cached_prompt_tokens, completion_tokens, actual_cost,
         baseline_cost, currency, total_ms, cache_hit, record)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-    ON CONFLICT (id) DO NOTHING";
+    VALUES (?17, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+    ON CONFLICT (seq) DO NOTHING";
 
+/// `?18`/`?19`: the first and last key of the id's millisecond.
 const UPDATE: &str = "UPDATE replay SET ts_ms = ?2, decision = ?3, final_model = ?4,
         session_hash = ?5, status = ?6, lifecycle = ?7, prompt_tokens = ?8,
         cached_prompt_tokens = ?9, completion_tokens = ?10, actual_cost = ?11,
         baseline_cost = ?12, currency = ?13, total_ms = ?14, cache_hit = ?15, record = ?16
-    WHERE id = ?1";
+    WHERE seq BETWEEN ?18 AND ?19 AND id = ?1 AND ?17 IS NOT NULL";
+
+/// After a key clash with another id: one past the largest key in use in the millisecond,
+/// if that is still inside it.
+const INSERT_NEXT_FREE: &str = "INSERT INTO replay (seq, id, ts_ms, decision, final_model,
+        session_hash, status, lifecycle, prompt_tokens, cached_prompt_tokens, completion_tokens,
+        actual_cost, baseline_cost, currency, total_ms, cache_hit, record)
+    SELECT next, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16
+    FROM (SELECT max(seq) + 1 AS next FROM replay WHERE seq BETWEEN ?18 AND ?19)
+    WHERE next <= ?19 AND ?17 IS NOT NULL";
 
 struct Writer {
     conn: Connection,
@@ -424,11 +436,14 @@ impl Writer {
         let result = insert_batch(&mut self.conn, &mut self.batch, room);
         self.batch.clear();
         match result {
-            Ok((inserted, trimmed)) => {
-                self.counters.written.fetch_add(n, Ordering::Relaxed);
+            Ok(done) => {
+                self.counters
+                    .written
+                    .fetch_add(n - done.lost, Ordering::Relaxed);
+                self.counters.failed.fetch_add(done.lost, Ordering::Relaxed);
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);
-                self.rows = self.rows.saturating_add(inserted);
-                self.deleted(trimmed);
+                self.rows = self.rows.saturating_add(done.inserted);
+                self.deleted(done.trimmed);
                 Ok(())
             }
             Err(e) => {
@@ -478,10 +493,10 @@ impl Writer {
             .conn
             .query_row("SELECT count(*) FROM replay", [], |r| r.get(0))?;
         self.rows = u64::try_from(rows).unwrap_or(0);
-        let cutoff = now_ms().saturating_sub(ttl_ms);
+        let cutoff = first_key_of_ms(now_ms().saturating_sub(ttl_ms));
         let n = self.conn.execute(
-            "DELETE FROM replay WHERE id IN
-                (SELECT id FROM replay WHERE ts_ms < ?1 ORDER BY ts_ms ASC, id ASC LIMIT ?2)",
+            "DELETE FROM replay WHERE seq IN
+                (SELECT seq FROM replay WHERE seq < ?1 ORDER BY seq ASC LIMIT ?2)",
             params![cutoff, RETENTION_CHUNK as i64],
         )? as u64;
         self.deleted(n);
@@ -498,23 +513,29 @@ impl Writer {
     }
 }
 
-/// Deletes the `?1` oldest rows.
-const TRIM_OLDEST: &str = "DELETE FROM replay WHERE id IN
-    (SELECT id FROM replay ORDER BY ts_ms ASC, id ASC LIMIT ?1)";
+/// Deletes the `?1` oldest rows (the table is in time order).
+const TRIM_OLDEST: &str = "DELETE FROM replay WHERE seq IN
+    (SELECT seq FROM replay ORDER BY seq ASC LIMIT ?1)";
 
 /// Inserts (or replaces) every record and, when the new rows exceed `room` (what
 /// `max_records` leaves), deletes as many of the oldest, all in one transaction so every
-/// touched page is written to the WAL once. Returns `(new ids, rows trimmed)`.
+/// touched page is written to the WAL once.
 fn insert_batch(
     conn: &mut Connection,
     batch: &mut [ReplayRecord],
     room: Option<u64>,
-) -> Result<(u64, u64)> {
+) -> Result<BatchOutcome> {
     let tx = conn.transaction()?;
     let mut inserted: u64 = 0;
+    let mut lost: u64 = 0;
     {
         let mut insert = tx.prepare_cached(INSERT)?;
         for record in batch.iter_mut() {
+            let Some(key) = record_key(&record.id) else {
+                tracing::warn!(id = %record.id, "replay record lost: its id is not 32 hex digits");
+                lost += 1;
+                continue;
+            };
             record.sanitize();
             let json =
                 serde_json::to_string(record).map_err(|source| StoreError::CorruptRecord {
@@ -523,6 +544,7 @@ fn insert_batch(
                 })?;
             let usage = record.usage;
             let cost = record.cost.as_ref();
+            let first = key & !0xFFFF;
             let values = params![
                 record.id,
                 record.timestamp_ms,
@@ -540,11 +562,19 @@ fn insert_batch(
                 record.timings.total_ms,
                 record.cache_hit,
                 json,
+                key,
+                first,
+                first | 0xFFFF,
             ];
-            if insert.execute(values)? == 1 {
+            if insert.execute(&values[..17])? == 1 {
                 inserted += 1;
-            } else {
-                tx.prepare_cached(UPDATE)?.execute(values)?;
+            } else if tx.prepare_cached(UPDATE)?.execute(values)? == 0 {
+                if tx.prepare_cached(INSERT_NEXT_FREE)?.execute(values)? == 1 {
+                    inserted += 1;
+                } else {
+                    tracing::warn!(id = %record.id, "replay record lost: its millisecond is full");
+                    lost += 1;
+                }
             }
         }
     }
@@ -555,5 +585,19 @@ fn insert_batch(
         0
     };
     tx.commit()?;
-    Ok((inserted, trimmed))
+    Ok(BatchOutcome {
+        inserted,
+        trimmed,
+        lost,
+    })
+}
+
+/// What one committed batch did.
+struct BatchOutcome {
+    /// Rows added (not replacing a stored id).
+    inserted: u64,
+    /// Oldest rows deleted to stay within `max_records`.
+    trimmed: u64,
+    /// Records that could not be stored (an id that is not a record id).
+    lost: u64,
 }

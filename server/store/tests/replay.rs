@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::{full_record, options, random_record};
 use vllm_sr_store::{
-    now_ms, Lifecycle, ReplayFilter, ReplayReader, ReplayRecord, Store, StoreError, StoreOptions,
-    DB_FILE_NAME,
+    now_ms, record_key, Lifecycle, ReplayFilter, ReplayReader, ReplayRecord, Store, StoreError,
+    StoreOptions, DB_FILE_NAME,
 };
 
 fn open(dir: &std::path::Path, options: &StoreOptions) -> Store {
@@ -142,6 +142,42 @@ fn recording_an_existing_id_replaces_the_record() {
         ..ReplayFilter::default()
     };
     assert_eq!(reader.count(&aborted).unwrap(), 1);
+}
+
+#[test]
+fn ids_sharing_a_key_are_stored_apart_and_replaced_by_id_and_bad_ids_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &options());
+    let first = full_record(1_763_700_000_000);
+    // Same first 64 bits (millisecond and counter), another random half: e.g. a second
+    // process writing the same file, or the counter wrapping within one millisecond.
+    let mut twin = full_record(1_763_700_000_000);
+    twin.id = format!("{}{}", &first.id[..16], "8000000000000001");
+    assert_eq!(record_key(&twin.id), record_key(&first.id));
+    let mut third = twin.clone();
+    third.id = format!("{}{}", &first.id[..16], "8000000000000002");
+    let mut bad = full_record(1_763_700_000_001);
+    bad.id = "not-a-record-id".into();
+    for r in [&first, &twin, &third, &bad] {
+        assert!(store.sink().record(r.clone()));
+    }
+    store.sink().flush().unwrap();
+    let reader = store.reader();
+    for r in [&first, &twin, &third] {
+        assert_eq!(reader.get(&r.id).unwrap().as_ref(), Some(r));
+    }
+    assert_eq!(reader.count(&ReplayFilter::default()).unwrap(), 3);
+    let stats = store.sink().stats();
+    assert_eq!((stats.written, stats.failed), (3, 1));
+    // The twin sits at the next free key; recording its id again replaces it there.
+    twin.lifecycle = Lifecycle::Aborted;
+    store.sink().record(twin.clone());
+    store.sink().flush().unwrap();
+    assert_eq!(reader.get(&twin.id).unwrap().as_ref(), Some(&twin));
+    assert_eq!(reader.count(&ReplayFilter::default()).unwrap(), 3);
+    let listed: Vec<String> = all_pages(&reader, &ReplayFilter::default(), 2);
+    assert_eq!(listed, [&*third.id, &*twin.id, &*first.id]);
+    store.shutdown().unwrap();
 }
 
 /// Newest first by (timestamp, id): the order pages must follow.
@@ -474,24 +510,48 @@ fn filtered_lists_walk_an_index_and_never_sort() {
     let conn = rusqlite::Connection::open(store.path()).unwrap();
     let plan = |filter: &str| -> String {
         let sql = format!(
-            "EXPLAIN QUERY PLAN SELECT id, record FROM replay {filter} \
-             ORDER BY ts_ms DESC, id DESC LIMIT 51"
+            "EXPLAIN QUERY PLAN SELECT seq, id, record FROM replay {filter} \
+             ORDER BY seq DESC LIMIT 51"
         );
         let mut stmt = conn.prepare(&sql).unwrap();
         let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
     };
-    for (filter, index) in [
-        ("", "replay_by_time"),
-        ("WHERE decision = 'coding'", "replay_by_time"),
-        ("WHERE final_model = 'big' AND ts_ms >= 5", "replay_by_time"),
-        ("WHERE session_hash = 'abc'", "replay_by_session"),
+    // The table is in key (time) order: lists walk it from the end, time filters are key
+    // ranges, a session filter walks its index.
+    for (filter, walk) in [
+        ("", "SCAN replay"),
+        ("WHERE decision = 'coding'", "SCAN replay"),
+        (
+            "WHERE final_model = 'big' AND seq >= 5",
+            "SEARCH replay USING INTEGER PRIMARY KEY (rowid>?)",
+        ),
+        (
+            "WHERE session_hash = 'abc'",
+            "USING INDEX replay_by_session",
+        ),
+        (
+            "WHERE session_hash = 'abc' AND seq < 99",
+            "USING INDEX replay_by_session",
+        ),
     ] {
         let p = plan(filter);
         assert!(
-            p.contains(index) && !p.contains("TEMP B-TREE"),
+            p.contains(walk) && !p.contains("TEMP B-TREE"),
             "{filter}: {p}"
         );
     }
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'replay'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        indexes,
+        ["replay_by_session"],
+        "one index to maintain per insert"
+    );
     store.shutdown().unwrap();
 }
