@@ -68,14 +68,14 @@ impl Replay {
     }
 
     /// Stores and broadcasts a finished record.
-    pub fn submit(&self, record: ReplayRecord) {
+    pub fn submit(&self, record: Box<ReplayRecord>) {
         // Only shared when someone listens: without subscribers the broadcast buffer would
         // keep a reference, forcing a deep copy of every record for the writer, and the
         // common case needs no `Arc` at all.
         let record = if self.events.receiver_count() > 0 {
-            let shared = Arc::new(record);
+            let shared: Arc<ReplayRecord> = Arc::from(record);
             let _ = self.events.send(shared.clone());
-            Arc::unwrap_or_clone(shared)
+            Box::new(Arc::unwrap_or_clone(shared))
         } else {
             record
         };
@@ -111,8 +111,9 @@ pub fn price_table(config: &RouterConfig) -> PriceTable {
 /// A record whose routing half is filled; the response fills the rest.
 #[derive(Debug)]
 pub struct Pending {
-    /// The record so far.
-    pub record: ReplayRecord,
+    /// The record so far (boxed: the pending record rides along the response body, which is
+    /// moved a few times).
+    pub record: Box<ReplayRecord>,
     /// Keep up to this many response bytes.
     pub capture_response: Option<usize>,
     prices: Arc<PriceTable>,
@@ -172,12 +173,12 @@ impl Pending {
                 .filter(|_| enabled)
                 .map(|r| r.max_body_bytes.unwrap_or(4096) as usize)
         };
-        let mut record = ReplayRecord {
+        let mut record = Box::new(ReplayRecord {
             id: routed.replay_id.clone(),
             // The store orders and filters by the time in the id; keep the two equal.
             timestamp_ms: record_time_ms(&routed.replay_id).unwrap_or_else(now_ms),
             ..ReplayRecord::default()
-        };
+        });
         record.request_id = Some(req.request_id.to_string());
         record.session_hash = header(&ids.session);
         record.conversation_hash = header(&ids.conversation);
@@ -220,8 +221,8 @@ impl Pending {
         record.use_reasoning = Some(routed.applied.reasoning.unwrap_or(o.use_reasoning));
         record.reasoning_effort = Some(o.reasoning_effort.clone());
         record.timings = Timings {
-            signals_ms: o.timings.embed_ms + o.timings.signals_ms,
-            routing_ms: routed.routing.as_secs_f64() * 1e3,
+            signals_ms: to_micros(o.timings.embed_ms + o.timings.signals_ms),
+            routing_ms: to_micros(routed.routing.as_secs_f64() * 1e3),
             upstream_ttfb_ms: None,
             total_ms: 0.0,
         };
@@ -243,14 +244,14 @@ impl Pending {
     pub fn upstream(&mut self, backend: &str, status: u16, ttfb_ms: f64) {
         self.record.backend = Some(backend.to_string());
         self.record.status = Some(status);
-        self.record.timings.upstream_ttfb_ms = Some(ttfb_ms);
+        self.record.timings.upstream_ttfb_ms = Some(to_micros(ttfb_ms));
     }
 
     /// Finishes and submits the record.
     pub fn finish(mut self, end: End) {
         let r = &mut self.record;
         r.ended_ms = Some(now_ms());
-        r.timings.total_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        r.timings.total_ms = to_micros(self.started.elapsed().as_secs_f64() * 1e3);
         r.lifecycle = end.lifecycle;
         r.terminal_reason = end.reason;
         if let Some(s) = end.status {
@@ -267,6 +268,12 @@ impl Pending {
         r.cache_hit = end.cache_hit;
         self.replay.submit(self.record);
     }
+}
+
+/// Milliseconds rounded to the microsecond: finer digits are noise, and the shortest
+/// decimal of a rounded value is a few bytes of JSON instead of up to 18.
+fn to_micros(ms: f64) -> f64 {
+    (ms * 1e3).round() / 1e3
 }
 
 /// How a request ended.

@@ -67,6 +67,15 @@ pub(crate) fn first_key_of_ms(ms: i64) -> i64 {
     ms.clamp(0, MAX_ID_MS >> 1) << 16
 }
 
+/// `skip_serializing_if` for flags that default to `false`.
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde passes a reference"
+)]
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// Milliseconds since the Unix epoch, now (0 if the clock is before 1970).
 #[must_use]
 pub fn now_ms() -> i64 {
@@ -143,16 +152,22 @@ impl Lifecycle {
 #[serde(default)]
 pub struct LearningTrace {
     /// E.g. `stay`, `switch`, `rescue`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     /// Why the action was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// `session` or `conversation`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     /// `observe` (shadow) or `enforce`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     /// Estimated cost of switching models mid-session (prefix cache lost), if computed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub switch_cost: Option<f64>,
     /// The full learning trace (protection, adaptation, scores) as the engine reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
 }
 
@@ -165,6 +180,7 @@ pub struct Timings {
     /// Projections, decisions and model selection.
     pub routing_ms: f64,
     /// From sending upstream to the upstream response head; `None` if never reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_ttfb_ms: Option<f64>,
     /// From request arrival to the last byte (or failure).
     pub total_ms: f64,
@@ -201,6 +217,7 @@ pub struct Cost {
     /// ISO currency code, e.g. `USD`.
     pub currency: String,
     /// The model `baseline` was priced at.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline_model: Option<String>,
 }
 
@@ -212,10 +229,6 @@ impl Cost {
     }
 }
 
-/// One routed request, as stored.
-///
-/// Only `id`, `timestamp_ms` and `lifecycle` are required; everything else may be absent
-/// (a request rejected before routing has no decision, a failed one no usage).
 /// A JSON document kept as its text: written into a record verbatim and read back without
 /// building a tree. Compares by text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -247,6 +260,12 @@ impl PartialEq for RawJson {
     }
 }
 
+/// One routed request, as stored.
+///
+/// Only `id`, `timestamp_ms` and `lifecycle` are required; everything else may be absent
+/// (a request rejected before routing has no decision, a failed one no usage). Absent,
+/// empty and `false` fields are left out of the JSON (upstream's optional fields; a smaller
+/// row to write) and read back as their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ReplayRecord {
@@ -259,67 +278,96 @@ pub struct ReplayRecord {
     /// Request arrival, ms since the Unix epoch.
     pub timestamp_ms: i64,
     /// Request end, ms since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_ms: Option<i64>,
     /// The client's or the gateway's request id (`x-request-id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// Hash of the session identity (never the raw header).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub session_hash: Option<String>,
     /// Hash of the conversation identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub conversation_hash: Option<String>,
     /// The model the client asked for (the auto name, e.g. `MoM`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub requested_model: Option<String>,
     /// Recipe name.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub recipe: Option<String>,
     /// Winning decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<String>,
     /// Confidence of the winning decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
     /// Model the decision chose before learning.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub base_model: Option<String>,
     /// Model the request was sent to.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub final_model: Option<String>,
     /// Upstream backend (name or address) that served it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
     /// HTTP status returned to the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Where the request ended up.
     pub lifecycle: Lifecycle,
     /// Whether the response was streamed (SSE).
+    #[serde(skip_serializing_if = "is_false")]
     pub streaming: bool,
     /// Matched rule names per signal family.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub signals: BTreeMap<String, Vec<String>>,
     /// Confidence per matched signal (`family:rule`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub signal_confidences: BTreeMap<String, f64>,
     /// Projection outputs (scores and bands) by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub projection_scores: BTreeMap<String, f64>,
     /// The decision evaluation trace as the engine reports it, serialised once by the
     /// caller (the request path never builds a JSON tree for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_trace: Option<RawJson>,
     /// Session learning, when enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub learning: Option<LearningTrace>,
     /// Plugins applied, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<String>,
     /// Whether reasoning was switched on.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub use_reasoning: Option<bool>,
     /// Reasoning effort sent upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<String>,
     /// Stage timings.
     pub timings: Timings,
     /// Backend-reported usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     /// Estimated cost, when the models have pricing.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<Cost>,
     /// Served from the semantic cache.
+    #[serde(skip_serializing_if = "is_false")]
     pub cache_hit: bool,
     /// Why the request ended, when not plainly completed (e.g. `client_disconnect`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub terminal_reason: Option<String>,
     /// Request body, already capped by the caller (see [`cap_body`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_body: Option<String>,
     /// Whether `request_body` was cut.
+    #[serde(skip_serializing_if = "is_false")]
     pub request_body_truncated: bool,
     /// Response body (for streams, the reassembled text), already capped by the caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub response_body: Option<String>,
     /// Whether `response_body` was cut.
+    #[serde(skip_serializing_if = "is_false")]
     pub response_body_truncated: bool,
 }
 
@@ -523,6 +571,27 @@ mod tests {
         assert_eq!(back, r);
         assert_eq!(back.confidence, None);
         assert_eq!(back.timings.total_ms, 0.0);
+    }
+
+    #[test]
+    fn absent_fields_are_left_out_and_read_back_as_defaults() {
+        let r = ReplayRecord {
+            lifecycle: Lifecycle::Completed,
+            timings: Timings {
+                total_ms: 1.5,
+                ..Timings::default()
+            },
+            ..ReplayRecord::new(7)
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"schema_version":1,"id":"{}","timestamp_ms":7,"lifecycle":"completed","timings":{{"signals_ms":0.0,"routing_ms":0.0,"total_ms":1.5}}}}"#,
+                r.id
+            )
+        );
+        assert_eq!(serde_json::from_str::<ReplayRecord>(&json).unwrap(), r);
     }
 
     #[test]

@@ -180,7 +180,9 @@ impl ReplaySink {
 
     /// Queues `record` for the writer without blocking. Returns `false` if it was dropped
     /// (queue full or writer stopped); the drop is counted in [`ReplaySink::dropped`].
-    pub fn record(&self, record: ReplayRecord) -> bool {
+    /// A record built in a `Box` (it is large, and callers that keep it across awaits move
+    /// it less that way) is queued as it is.
+    pub fn record(&self, record: impl Into<Box<ReplayRecord>>) -> bool {
         let c = &self.inner.counters;
         if self.inner.closed.load(Ordering::Acquire) {
             c.dropped.fetch_add(1, Ordering::Relaxed);
@@ -188,7 +190,7 @@ impl ReplaySink {
         }
         // Counted before sending so `queued` never sees a write before its acceptance.
         c.accepted.fetch_add(1, Ordering::Relaxed);
-        match self.inner.tx.try_send(Msg::Record(Box::new(record))) {
+        match self.inner.tx.try_send(Msg::Record(record.into())) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 c.accepted.fetch_sub(1, Ordering::Relaxed);
