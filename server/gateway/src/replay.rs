@@ -242,7 +242,9 @@ impl Pending {
 
     /// Notes the backend and its response head.
     pub fn upstream(&mut self, backend: &str, status: u16, ttfb_ms: f64) {
-        self.record.backend = Some(backend.to_string());
+        if self.record.backend.as_deref() != Some(backend) {
+            self.record.backend = Some(backend.to_string());
+        }
         self.record.status = Some(status);
         self.record.timings.upstream_ttfb_ms = Some(to_micros(ttfb_ms));
     }

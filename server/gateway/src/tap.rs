@@ -16,11 +16,41 @@ pub struct Tap {
     streaming: bool,
     strip_usage_frame: bool,
     /// Whole JSON body (non-streaming), until it exceeds [`MAX_PARSED_BODY`].
-    json: Option<BytesMut>,
+    json: Option<JsonBody>,
     /// Incomplete SSE frame carried to the next chunk.
     partial: BytesMut,
     usage: Option<Usage>,
     capture: Option<(usize, BytesMut, bool)>,
+}
+
+/// A non-streamed body as it arrives: most come in one frame, which is kept as it is (a
+/// reference, no copy); only a second frame makes the tap join them.
+#[derive(Debug, Default)]
+struct JsonBody {
+    first: Option<Bytes>,
+    joined: BytesMut,
+}
+
+impl JsonBody {
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.joined.len()
+    }
+
+    fn push(&mut self, b: &Bytes) {
+        if self.first.is_none() && self.joined.is_empty() {
+            self.first = Some(b.clone());
+            return;
+        }
+        if let Some(first) = self.first.take() {
+            self.joined.reserve(first.len() + b.len());
+            self.joined.extend_from_slice(&first);
+        }
+        self.joined.extend_from_slice(b);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.first.as_deref().unwrap_or(&self.joined)
+    }
 }
 
 /// A completion body as far as the tap cares: everything but `usage` is skipped unparsed.
@@ -128,7 +158,7 @@ impl Tap {
         Self {
             streaming,
             strip_usage_frame: streaming && strip_usage_frame,
-            json: (!streaming).then(BytesMut::new),
+            json: (!streaming).then(JsonBody::default),
             partial: BytesMut::new(),
             usage: None,
             capture: capture.map(|cap| (cap, BytesMut::new(), false)),
@@ -152,7 +182,7 @@ impl Tap {
                 if j.len() + b.len() > MAX_PARSED_BODY {
                     self.json = None;
                 } else {
-                    j.extend_from_slice(&b);
+                    j.push(&b);
                 }
             }
             return b;
@@ -197,7 +227,7 @@ impl Tap {
     /// The end of the body: the bytes still held back (an unterminated last frame).
     pub fn finish(&mut self) -> Option<Bytes> {
         if let Some(j) = self.json.take() {
-            if let Ok(UsageOnly { usage: Some(u) }) = serde_json::from_slice(&j) {
+            if let Ok(UsageOnly { usage: Some(u) }) = serde_json::from_slice(j.bytes()) {
                 self.usage = Some(u.into());
             }
         }
@@ -262,9 +292,12 @@ mod tests {
     fn json_usage_is_read_at_the_end() {
         let mut t = Tap::new(false, false, Some(10));
         let body = br#"{"id":"x","usage":{"prompt_tokens":7,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":2}}}"#;
-        let (a, b) = body.split_at(20);
-        assert_eq!(&t.chunk(Bytes::copy_from_slice(a))[..], a);
-        assert_eq!(&t.chunk(Bytes::copy_from_slice(b))[..], b);
+        // Three frames: the first is held as it came, the second joins it, the third appends.
+        let (a, rest) = body.split_at(20);
+        let (b, c) = rest.split_at(30);
+        for piece in [a, b, c] {
+            assert_eq!(&t.chunk(Bytes::copy_from_slice(piece))[..], piece);
+        }
         assert_eq!(t.finish(), None);
         let u = t.usage().unwrap();
         assert_eq!(

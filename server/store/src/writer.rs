@@ -530,6 +530,8 @@ fn insert_batch(
     let tx = conn.transaction()?;
     let mut inserted: u64 = 0;
     let mut lost: u64 = 0;
+    // One buffer for every record's JSON (records are ~1–3 KB).
+    let mut json: Vec<u8> = Vec::with_capacity(4096);
     {
         let mut insert = tx.prepare_cached(INSERT)?;
         for record in batch.iter_mut() {
@@ -539,11 +541,15 @@ fn insert_batch(
                 continue;
             };
             record.sanitize();
-            let json =
-                serde_json::to_string(record).map_err(|source| StoreError::CorruptRecord {
+            json.clear();
+            serde_json::to_writer(&mut json, record).map_err(|source| {
+                StoreError::CorruptRecord {
                     id: record.id.clone(),
                     source,
-                })?;
+                }
+            })?;
+            // serde_json writes UTF-8; checking it is cheaper than a fresh string per record.
+            let text = std::str::from_utf8(&json).unwrap_or_default();
             let usage = record.usage;
             let cost = record.cost.as_ref();
             let first = key & !0xFFFF;
@@ -563,7 +569,7 @@ fn insert_batch(
                 cost.map(|c| c.currency.as_str()),
                 record.timings.total_ms,
                 record.cache_hit,
-                json,
+                text,
                 key,
                 first,
                 first | 0xFFFF,
