@@ -227,7 +227,13 @@ impl Tap {
     /// The end of the body: the bytes still held back (an unterminated last frame).
     pub fn finish(&mut self) -> Option<Bytes> {
         if let Some(j) = self.json.take() {
-            if let Ok(UsageOnly { usage: Some(u) }) = serde_json::from_slice(j.bytes()) {
+            let body = j.bytes();
+            let usage = usage_from_tail(body).or_else(|| {
+                serde_json::from_slice::<UsageOnly>(body)
+                    .ok()
+                    .and_then(|b| b.usage)
+            });
+            if let Some(u) = usage {
                 self.usage = Some(u.into());
             }
         }
@@ -245,6 +251,53 @@ impl Tap {
             .as_ref()
             .map(|(_, b, t)| (String::from_utf8_lossy(b).into_owned(), *t))
     }
+}
+
+/// The top-level `usage` of a JSON completion, read without parsing the rest of the body
+/// (the usual place of `usage` is last): the last `"usage"` key is found from the end, its
+/// value parsed, and what follows must be the rest of the top-level object (more members,
+/// then `}` and the end). `None` when any of that does not hold, e.g. the last `"usage"`
+/// belongs to a nested object; the caller then parses the whole body.
+fn usage_from_tail(body: &[u8]) -> Option<WireUsage> {
+    const KEY: &[u8] = b"\"usage\"";
+    let at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
+    // A key comes right after `{` or `,` (this also rules out the end of a string with an
+    // escaped quote before `usage`).
+    let before = body
+        .get(..at)?
+        .iter()
+        .rev()
+        .find(|b| !b.is_ascii_whitespace())?;
+    if !matches!(before, b'{' | b',') {
+        return None;
+    }
+    let rest = after_colon(body.get(at + KEY.len()..)?)?;
+    let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<WireUsage>();
+    let usage = values.next()?.ok()?;
+    let mut tail = rest.get(values.byte_offset()..)?;
+    // The remaining members of the top-level object, if any, then its end.
+    loop {
+        tail = tail.trim_ascii_start();
+        match tail.split_first()? {
+            (b'}', end) => return end.trim_ascii().is_empty().then_some(usage),
+            (b',', more) => {
+                let mut key =
+                    serde_json::Deserializer::from_slice(more).into_iter::<serde::de::IgnoredAny>();
+                key.next()?.ok()?;
+                let value = after_colon(more.get(key.byte_offset()..)?)?;
+                let mut skip = serde_json::Deserializer::from_slice(value)
+                    .into_iter::<serde::de::IgnoredAny>();
+                skip.next()?.ok()?;
+                tail = value.get(skip.byte_offset()..)?;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// What follows optional whitespace and a `:`.
+fn after_colon(b: &[u8]) -> Option<&[u8]> {
+    b.trim_ascii_start().strip_prefix(b":")
 }
 
 /// Index just past the first `\n\n` (or `\r\n\r\n`) frame terminator.
@@ -286,6 +339,43 @@ mod tests {
             "the usage-only chunk is removed: {out}"
         );
         assert_eq!(t.usage().map(|u| u.prompt_tokens), Some(5));
+    }
+
+    #[test]
+    fn a_top_level_usage_is_read_from_the_tail_and_anything_else_falls_back() {
+        let usage = |body: &str| {
+            let mut t = Tap::new(false, false, None);
+            t.chunk(Bytes::copy_from_slice(body.as_bytes()));
+            t.finish();
+            t.usage().map(|u| (u.prompt_tokens, u.completion_tokens))
+        };
+        let tail = |body: &str| usage_from_tail(body.as_bytes()).map(|u| u.prompt_tokens);
+        // The common shape: read from the tail.
+        let last = r#"{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#;
+        assert_eq!(tail(last), Some(7));
+        assert_eq!(usage(last), Some((7, 3)));
+        // Members after it, and whitespace.
+        let more = r#"{ "usage" : {"prompt_tokens":5} , "x" : [1, {"usage": 2}], "y":"}" } "#;
+        assert_eq!(tail(more), None, "the last \"usage\" is nested");
+        assert_eq!(usage(more), Some((5, 0)));
+        let after = r#"{"usage":{"prompt_tokens":5},"model":"m","n":null}"#;
+        assert_eq!(tail(after), Some(5));
+        // A nested `usage` after the top-level one, or only a nested one: the full parse.
+        let nested = r#"{"usage":{"prompt_tokens":1},"meta":{"usage":{"prompt_tokens":9}}}"#;
+        assert_eq!(tail(nested), None);
+        assert_eq!(usage(nested), Some((1, 0)));
+        let only_nested = r#"{"choices":[{"usage":{"prompt_tokens":9}}]}"#;
+        assert_eq!(tail(only_nested), None);
+        assert_eq!(usage(only_nested), None);
+        // `usage` inside a string, as a key ending in an escaped quote, or null.
+        let in_text =
+            r#"{"content":"say \"usage\": {\"prompt_tokens\": 9}","usage":{"prompt_tokens":2}}"#;
+        assert_eq!(usage(in_text), Some((2, 0)));
+        let odd_key = r#"{"a \"usage": {"prompt_tokens":9}}"#;
+        assert_eq!(tail(odd_key), None);
+        assert_eq!(usage(odd_key), None);
+        assert_eq!(usage(r#"{"usage":null}"#), None);
+        assert_eq!(usage(r#"{"usage":{"prompt_tokens":3}"#), None, "cut body");
     }
 
     #[test]
