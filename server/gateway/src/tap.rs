@@ -260,7 +260,15 @@ impl Tap {
 /// belongs to a nested object; the caller then parses the whole body.
 fn usage_from_tail(body: &[u8]) -> Option<WireUsage> {
     const KEY: &[u8] = b"\"usage\"";
-    let at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
+    // From the end, quote by quote (cheaper than comparing every window).
+    let mut end = body.len();
+    let at = loop {
+        let quote = body.get(..end)?.iter().rposition(|&b| b == b'"')?;
+        if body.get(quote..)?.starts_with(KEY) {
+            break quote;
+        }
+        end = quote;
+    };
     // A key comes right after `{` or `,` (this also rules out the end of a string with an
     // escaped quote before `usage`).
     let before = body
