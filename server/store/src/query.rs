@@ -14,12 +14,12 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection};
 
 use crate::error::{Result, StoreError};
 use crate::insights::{Insights, InsightsBuilder, InsightsRow};
 use crate::migrate::open_reader;
-use crate::rows::{first_key_of_ms, record_key, Lifecycle, ReplayRecord};
+use crate::rows::{first_key_of_ms, record_key, Lifecycle, ReplayRecord, Usage};
 use crate::sessions::SessionRow;
 
 /// Largest page [`ReplayReader::list`] returns; larger limits are clamped.
@@ -88,6 +88,74 @@ pub struct Page {
     pub records: Vec<ReplayRecord>,
     /// Pass to the next `list` call for the following (older) page; `None` on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// The fields of a record that its row's own columns hold, which records of
+/// [`crate::RECORD_SCHEMA_VERSION`] 2 leave out of their JSON.
+#[derive(Debug)]
+pub(crate) struct Columns {
+    pub(crate) id: String,
+    pub(crate) decision: Option<String>,
+    pub(crate) final_model: Option<String>,
+    pub(crate) session_hash: Option<String>,
+    pub(crate) status: Option<u16>,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) cache_hit: bool,
+}
+
+/// The column list [`Columns::read`] expects, in order, followed by `record`.
+const RECORD_COLUMNS: &str = "seq, id, decision, final_model, session_hash, status, \
+    prompt_tokens, cached_prompt_tokens, completion_tokens, cache_hit, record";
+
+impl Columns {
+    /// Moves these fields out of `record` (leaving defaults, which its JSON omits).
+    pub(crate) fn take(record: &mut ReplayRecord) -> Self {
+        Self {
+            id: std::mem::take(&mut record.id),
+            decision: record.decision.take(),
+            final_model: record.final_model.take(),
+            session_hash: record.session_hash.take(),
+            status: record.status.take(),
+            usage: record.usage.take(),
+            cache_hit: std::mem::take(&mut record.cache_hit),
+        }
+    }
+
+    /// Reads a row selected with [`RECORD_COLUMNS`]: its key and the decoded record.
+    fn read(row: &rusqlite::Row<'_>) -> Result<(i64, ReplayRecord)> {
+        let key: i64 = row.get(0)?;
+        let tokens: [Option<i64>; 3] = [row.get(6)?, row.get(7)?, row.get(8)?];
+        let columns = Self {
+            id: row.get(1)?,
+            decision: row.get(2)?,
+            final_model: row.get(3)?,
+            session_hash: row.get(4)?,
+            status: row
+                .get::<_, Option<i64>>(5)?
+                .and_then(|s| u16::try_from(s).ok()),
+            usage: tokens[0].map(|prompt| Usage {
+                prompt_tokens: nonneg(Some(prompt)),
+                cached_prompt_tokens: nonneg(tokens[1]),
+                completion_tokens: nonneg(tokens[2]),
+            }),
+            cache_hit: row.get(9)?,
+        };
+        let json: String = row.get(10)?;
+        let mut record = decode(&columns.id, &json)?;
+        columns.restore(&mut record);
+        Ok((key, record))
+    }
+
+    /// Puts the fields back (version 1 rows hold the same values in their JSON).
+    fn restore(self, record: &mut ReplayRecord) {
+        record.id = self.id;
+        record.decision = self.decision;
+        record.final_model = self.final_model;
+        record.session_hash = self.session_hash;
+        record.status = self.status;
+        record.usage = self.usage;
+        record.cache_hit = self.cache_hit;
+    }
 }
 
 /// The position after a record: its key, in decimal. Opaque to callers.
@@ -171,24 +239,27 @@ impl ReplayReader {
     /// SQLite errors; [`StoreError::CorruptRecord`] if its JSON does not decode.
     pub fn get(&self, id: &str) -> Result<Option<ReplayRecord>> {
         self.with_conn(|conn| {
-            let json: Option<String> = match record_key(id) {
+            let found = match record_key(id) {
                 // The id's millisecond: its own key, or the next free one after a clash.
                 Some(key) => {
                     let first = key & !0xFFFF;
-                    conn.prepare_cached(
-                        "SELECT record FROM replay WHERE seq BETWEEN ?2 AND ?3 AND id = ?1",
-                    )?
-                    .query_row(params![id, first, first | 0xFFFF], |r| r.get(0))
-                    .optional()?
+                    let sql = format!(
+                        "SELECT {RECORD_COLUMNS} FROM replay WHERE seq BETWEEN ?2 AND ?3 AND id = ?1"
+                    );
+                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let mut rows = stmt.query(params![id, first, first | 0xFFFF])?;
+                    rows.next()?.map(Columns::read).transpose()?
                 }
                 // Only rows migrated from a file written before ids were keys can have such
                 // an id; no index covers them.
-                None => conn
-                    .prepare_cached("SELECT record FROM replay WHERE id = ?1")?
-                    .query_row([id], |r| r.get(0))
-                    .optional()?,
+                None => {
+                    let sql = format!("SELECT {RECORD_COLUMNS} FROM replay WHERE id = ?1");
+                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let mut rows = stmt.query([id])?;
+                    rows.next()?.map(Columns::read).transpose()?
+                }
             };
-            json.map(|j| decode(id, &j)).transpose()
+            Ok(found.map(|(_, record)| record))
         })
     }
 
@@ -201,7 +272,7 @@ impl ReplayReader {
         let limit = limit.clamp(1, MAX_PAGE);
         let mut args = Vec::new();
         let mut sql = format!(
-            "SELECT seq, id, record FROM replay {}",
+            "SELECT {RECORD_COLUMNS} FROM replay {}",
             filter.where_sql(&mut args)
         );
         if let Some(cursor) = cursor {
@@ -215,17 +286,10 @@ impl ReplayReader {
         args.push(Value::Integer(limit as i64 + 1));
         let mut records = self.with_conn(|conn| {
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })?;
+            let mut rows = stmt.query(params_from_iter(args.iter()))?;
             let mut out = Vec::with_capacity(limit + 1);
-            for row in rows {
-                let (key, id, json) = row?;
-                out.push((key, decode(&id, &json)?));
+            while let Some(row) = rows.next()? {
+                out.push(Columns::read(row)?);
             }
             Ok(out)
         })?;

@@ -11,8 +11,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the [`ReplayRecord`] JSON shape written by this build.
-pub const RECORD_SCHEMA_VERSION: u32 = 1;
+/// Version of the [`ReplayRecord`] JSON shape written by this build. Version 2 leaves out
+/// of the `record` column what the row's own columns hold (id, decision, final model,
+/// session hash, status, usage, cache hit); the store's readers put them back. Version 1
+/// rows repeat them.
+pub const RECORD_SCHEMA_VERSION: u32 = 2;
 
 /// A new record id stamped now; see [`record_id_at`].
 #[must_use]
@@ -286,6 +289,7 @@ pub struct ReplayRecord {
     /// Time-sortable id, see [`record_id_at`]; its time should be `timestamp_ms` (records
     /// are ordered and filtered by the time in their id). Recording an id that is already
     /// stored replaces the stored record.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub id: String,
     /// Request arrival, ms since the Unix epoch.
     pub timestamp_ms: i64,
@@ -599,8 +603,8 @@ mod tests {
         assert_eq!(
             json,
             format!(
-                r#"{{"schema_version":1,"id":"{}","timestamp_ms":7,"lifecycle":"completed","timings":{{"signals_ms":0.0,"routing_ms":0.0,"total_ms":1.5}}}}"#,
-                r.id
+                r#"{{"schema_version":{},"id":"{}","timestamp_ms":7,"lifecycle":"completed","timings":{{"signals_ms":0.0,"routing_ms":0.0,"total_ms":1.5}}}}"#,
+                RECORD_SCHEMA_VERSION, r.id
             )
         );
         assert_eq!(serde_json::from_str::<ReplayRecord>(&json).unwrap(), r);

@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection};
 
 use crate::error::{Result, StoreError};
+use crate::query::Columns;
 use crate::rows::{first_key_of_ms, now_ms, record_key, ReplayRecord};
 use crate::sessions::SessionSnapshot;
 
@@ -541,25 +542,28 @@ fn insert_batch(
                 continue;
             };
             record.sanitize();
+            // What the row's columns hold stays out of the JSON (RECORD_SCHEMA_VERSION 2);
+            // readers put it back (`query::Columns`).
+            let kept = Columns::take(record);
             json.clear();
             serde_json::to_writer(&mut json, record).map_err(|source| {
                 StoreError::CorruptRecord {
-                    id: record.id.clone(),
+                    id: kept.id.clone(),
                     source,
                 }
             })?;
             // serde_json writes UTF-8; checking it is cheaper than a fresh string per record.
             let text = std::str::from_utf8(&json).unwrap_or_default();
-            let usage = record.usage;
+            let usage = kept.usage;
             let cost = record.cost.as_ref();
             let first = key & !0xFFFF;
             let values = params![
-                record.id,
+                kept.id,
                 record.timestamp_ms,
-                record.decision,
-                record.final_model,
-                record.session_hash,
-                record.status,
+                kept.decision,
+                kept.final_model,
+                kept.session_hash,
+                kept.status,
                 record.lifecycle.as_str(),
                 usage.map(|u| u.prompt_tokens as i64),
                 usage.map(|u| u.cached_prompt_tokens as i64),
@@ -568,7 +572,7 @@ fn insert_batch(
                 cost.map(|c| c.baseline),
                 cost.map(|c| c.currency.as_str()),
                 record.timings.total_ms,
-                record.cache_hit,
+                kept.cache_hit,
                 text,
                 key,
                 first,
@@ -580,7 +584,7 @@ fn insert_batch(
                 if tx.prepare_cached(INSERT_NEXT_FREE)?.execute(values)? == 1 {
                     inserted += 1;
                 } else {
-                    tracing::warn!(id = %record.id, "replay record lost: its millisecond is full");
+                    tracing::warn!(id = %kept.id, "replay record lost: its millisecond is full");
                     lost += 1;
                 }
             }

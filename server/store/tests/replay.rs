@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{full_record, options, random_record};
 use vllm_sr_store::{
     now_ms, record_key, Lifecycle, ReplayFilter, ReplayReader, ReplayRecord, Store, StoreError,
-    StoreOptions, DB_FILE_NAME,
+    StoreOptions, DB_FILE_NAME, RECORD_SCHEMA_VERSION,
 };
 
 fn open(dir: &std::path::Path, options: &StoreOptions) -> Store {
@@ -104,6 +104,54 @@ fn the_database_is_in_wal_mode_and_queryable_columns_are_filled() {
             812.0
         )
     );
+    // What the columns hold is not repeated in the record's JSON; the rest is there.
+    let json: String = conn
+        .query_row("SELECT record FROM replay WHERE id = ?1", [&rec.id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for column_only in [
+        "id",
+        "decision",
+        "final_model",
+        "session_hash",
+        "status",
+        "usage",
+        "cache_hit",
+    ] {
+        assert!(stored.get(column_only).is_none(), "{column_only} in {json}");
+    }
+    assert_eq!(stored["schema_version"], RECORD_SCHEMA_VERSION);
+    assert_eq!(stored["base_model"], "qwen3-8b");
+    assert_eq!(stored["timestamp_ms"], 42);
+}
+
+#[test]
+fn version_1_rows_with_every_field_in_their_json_read_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &options());
+    let mut rec = full_record(1_763_700_000_000);
+    rec.schema_version = 1;
+    rec.cache_hit = true;
+    store.sink().record(rec.clone());
+    store.sink().flush().unwrap();
+    // Rewrite the row's JSON the way version 1 stored it: the whole record.
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let full = serde_json::to_string(&rec).unwrap();
+    assert!(full.contains("\"decision\""));
+    conn.execute(
+        "UPDATE replay SET record = ?1 WHERE id = ?2",
+        [&full, &rec.id],
+    )
+    .unwrap();
+    assert_eq!(store.reader().get(&rec.id).unwrap().as_ref(), Some(&rec));
+    let page = store
+        .reader()
+        .list(&ReplayFilter::default(), None, 5)
+        .unwrap();
+    assert_eq!(page.records, [rec]);
+    store.shutdown().unwrap();
 }
 
 #[test]
