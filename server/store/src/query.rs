@@ -246,17 +246,13 @@ impl ReplayReader {
                     let sql = format!(
                         "SELECT {RECORD_COLUMNS} FROM replay WHERE seq BETWEEN ?2 AND ?3 AND id = ?1"
                     );
-                    let mut stmt = conn.prepare_cached(&sql)?;
-                    let mut rows = stmt.query(params![id, first, first | 0xFFFF])?;
-                    rows.next()?.map(Columns::read).transpose()?
+                    first_row(conn, &sql, params![id, first, first | 0xFFFF])?
                 }
                 // Only rows migrated from a file written before ids were keys can have such
                 // an id; no index covers them.
                 None => {
                     let sql = format!("SELECT {RECORD_COLUMNS} FROM replay WHERE id = ?1");
-                    let mut stmt = conn.prepare_cached(&sql)?;
-                    let mut rows = stmt.query([id])?;
-                    rows.next()?.map(Columns::read).transpose()?
+                    first_row(conn, &sql, params![id])?
                 }
             };
             Ok(found.map(|(_, record)| record))
@@ -363,6 +359,17 @@ impl ReplayReader {
             Ok(builder.finish())
         })
     }
+}
+
+/// The first row of a query selecting [`RECORD_COLUMNS`].
+fn first_row(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<(i64, ReplayRecord)>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    rows.next()?.map(Columns::read).transpose()
 }
 
 fn nonneg(v: Option<i64>) -> u64 {
