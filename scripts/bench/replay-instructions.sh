@@ -21,7 +21,6 @@ TMP=$(mktemp -d)
 PIDS=()
 cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
-[[ -n "${KEEP:-}" ]] && trap - EXIT
 
 MOCK=19590; PORT=19591
 "$ROOT/target/$PROFILE/mock-openai" --listen "127.0.0.1:$MOCK" >/dev/null & PIDS+=($!)

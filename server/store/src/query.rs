@@ -19,7 +19,9 @@ use rusqlite::{params, params_from_iter, Connection};
 use crate::error::{Result, StoreError};
 use crate::insights::{Insights, InsightsBuilder, InsightsRow};
 use crate::migrate::open_reader;
-use crate::rows::{first_key_of_ms, record_key, Lifecycle, ReplayRecord, Usage};
+use crate::rows::{
+    first_key_of_ms, keys_of_same_ms, record_key, Columns, Lifecycle, ReplayRecord, Usage,
+};
 use crate::sessions::SessionRow;
 
 /// Largest page [`ReplayReader::list`] returns; larger limits are clamped.
@@ -90,72 +92,33 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// The fields of a record that its row's own columns hold, which records of
-/// [`crate::RECORD_SCHEMA_VERSION`] 2 leave out of their JSON.
-#[derive(Debug)]
-pub(crate) struct Columns {
-    pub(crate) id: String,
-    pub(crate) decision: Option<String>,
-    pub(crate) final_model: Option<String>,
-    pub(crate) session_hash: Option<String>,
-    pub(crate) status: Option<u16>,
-    pub(crate) usage: Option<Usage>,
-    pub(crate) cache_hit: bool,
-}
-
-/// The column list [`Columns::read`] expects, in order, followed by `record`.
+/// The column list [`read_row`] expects, in order: the key, the [`Columns`], `record`.
 const RECORD_COLUMNS: &str = "seq, id, decision, final_model, session_hash, status, \
     prompt_tokens, cached_prompt_tokens, completion_tokens, cache_hit, record";
 
-impl Columns {
-    /// Moves these fields out of `record` (leaving defaults, which its JSON omits).
-    pub(crate) fn take(record: &mut ReplayRecord) -> Self {
-        Self {
-            id: std::mem::take(&mut record.id),
-            decision: record.decision.take(),
-            final_model: record.final_model.take(),
-            session_hash: record.session_hash.take(),
-            status: record.status.take(),
-            usage: record.usage.take(),
-            cache_hit: std::mem::take(&mut record.cache_hit),
-        }
-    }
-
-    /// Reads a row selected with [`RECORD_COLUMNS`]: its key and the decoded record.
-    fn read(row: &rusqlite::Row<'_>) -> Result<(i64, ReplayRecord)> {
-        let key: i64 = row.get(0)?;
-        let tokens: [Option<i64>; 3] = [row.get(6)?, row.get(7)?, row.get(8)?];
-        let columns = Self {
-            id: row.get(1)?,
-            decision: row.get(2)?,
-            final_model: row.get(3)?,
-            session_hash: row.get(4)?,
-            status: row
-                .get::<_, Option<i64>>(5)?
-                .and_then(|s| u16::try_from(s).ok()),
-            usage: tokens[0].map(|prompt| Usage {
-                prompt_tokens: nonneg(Some(prompt)),
-                cached_prompt_tokens: nonneg(tokens[1]),
-                completion_tokens: nonneg(tokens[2]),
-            }),
-            cache_hit: row.get(9)?,
-        };
-        let json: String = row.get(10)?;
-        let mut record = decode(&columns.id, &json)?;
-        columns.restore(&mut record);
-        Ok((key, record))
-    }
-
-    /// Puts the fields back (version 1 rows hold the same values in their JSON).
-    fn restore(self, record: &mut ReplayRecord) {
-        record.id = self.id;
-        record.decision = self.decision;
-        record.final_model = self.final_model;
-        record.session_hash = self.session_hash;
-        record.status = self.status;
-        record.usage = self.usage;
-        record.cache_hit = self.cache_hit;
-    }
+/// Reads a row selected with [`RECORD_COLUMNS`]: its key and the decoded record.
+fn read_row(row: &rusqlite::Row<'_>) -> Result<(i64, ReplayRecord)> {
+    let key: i64 = row.get(0)?;
+    let tokens: [Option<i64>; 3] = [row.get(6)?, row.get(7)?, row.get(8)?];
+    let columns = Columns {
+        id: row.get(1)?,
+        decision: row.get(2)?,
+        final_model: row.get(3)?,
+        session_hash: row.get(4)?,
+        status: row
+            .get::<_, Option<i64>>(5)?
+            .and_then(|s| u16::try_from(s).ok()),
+        usage: tokens[0].map(|prompt| Usage {
+            prompt_tokens: nonneg(Some(prompt)),
+            cached_prompt_tokens: nonneg(tokens[1]),
+            completion_tokens: nonneg(tokens[2]),
+        }),
+        cache_hit: row.get(9)?,
+    };
+    let json: String = row.get(10)?;
+    let mut record = decode(&columns.id, &json)?;
+    columns.restore(&mut record);
+    Ok((key, record))
 }
 
 /// The position after a record: its key, in decimal. Opaque to callers.
@@ -242,11 +205,11 @@ impl ReplayReader {
             let found = match record_key(id) {
                 // The id's millisecond: its own key, or the next free one after a clash.
                 Some(key) => {
-                    let first = key & !0xFFFF;
+                    let (first, last) = keys_of_same_ms(key);
                     let sql = format!(
                         "SELECT {RECORD_COLUMNS} FROM replay WHERE seq BETWEEN ?2 AND ?3 AND id = ?1"
                     );
-                    first_row(conn, &sql, params![id, first, first | 0xFFFF])?
+                    first_row(conn, &sql, params![id, first, last])?
                 }
                 // Only rows migrated from a file written before ids were keys can have such
                 // an id; no index covers them.
@@ -285,7 +248,7 @@ impl ReplayReader {
             let mut rows = stmt.query(params_from_iter(args.iter()))?;
             let mut out = Vec::with_capacity(limit + 1);
             while let Some(row) = rows.next()? {
-                out.push(Columns::read(row)?);
+                out.push(read_row(row)?);
             }
             Ok(out)
         })?;
@@ -369,7 +332,7 @@ fn first_row(
 ) -> Result<Option<(i64, ReplayRecord)>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params)?;
-    rows.next()?.map(Columns::read).transpose()
+    rows.next()?.map(read_row).transpose()
 }
 
 fn nonneg(v: Option<i64>) -> u64 {

@@ -82,6 +82,13 @@ pub(crate) fn first_key_of_ms(ms: i64) -> i64 {
     ms.clamp(0, MAX_ID_MS >> 1) << 16
 }
 
+/// The first and last store key of the millisecond that `key` belongs to: where a record
+/// whose id has this key is stored (its own key, or the next free one after a clash).
+pub(crate) fn keys_of_same_ms(key: i64) -> (i64, i64) {
+    let first = key & !0xFFFF;
+    (first, first | 0xFFFF)
+}
+
 /// `skip_serializing_if` for flags that default to `false`.
 #[allow(
     clippy::trivially_copy_pass_by_ref,
@@ -483,6 +490,46 @@ impl ReplayRecord {
         self.request_body = None;
         self.response_body = None;
         self
+    }
+}
+
+/// The fields of a record that its row's own columns hold, which records of
+/// [`RECORD_SCHEMA_VERSION`] 2 leave out of their JSON: the writer takes them out before
+/// serialising, the readers put them back (`query::read_row`).
+#[derive(Debug)]
+pub(crate) struct Columns {
+    pub(crate) id: String,
+    pub(crate) decision: Option<String>,
+    pub(crate) final_model: Option<String>,
+    pub(crate) session_hash: Option<String>,
+    pub(crate) status: Option<u16>,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) cache_hit: bool,
+}
+
+impl Columns {
+    /// Moves these fields out of `record` (leaving defaults, which its JSON omits).
+    pub(crate) fn take(record: &mut ReplayRecord) -> Self {
+        Self {
+            id: std::mem::take(&mut record.id),
+            decision: record.decision.take(),
+            final_model: record.final_model.take(),
+            session_hash: record.session_hash.take(),
+            status: record.status.take(),
+            usage: record.usage.take(),
+            cache_hit: std::mem::take(&mut record.cache_hit),
+        }
+    }
+
+    /// Puts the fields back (version 1 rows hold the same values in their JSON).
+    pub(crate) fn restore(self, record: &mut ReplayRecord) {
+        record.id = self.id;
+        record.decision = self.decision;
+        record.final_model = self.final_model;
+        record.session_hash = self.session_hash;
+        record.status = self.status;
+        record.usage = self.usage;
+        record.cache_hit = self.cache_hit;
     }
 }
 

@@ -26,8 +26,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection};
 
 use crate::error::{Result, StoreError};
-use crate::query::Columns;
-use crate::rows::{first_key_of_ms, now_ms, record_key, ReplayRecord};
+use crate::rows::{first_key_of_ms, keys_of_same_ms, now_ms, record_key, Columns, ReplayRecord};
 use crate::sessions::SessionSnapshot;
 
 /// Most rows one retention step deletes before the writer goes back to inserting.
@@ -543,7 +542,7 @@ fn insert_batch(
             };
             record.sanitize();
             // What the row's columns hold stays out of the JSON (RECORD_SCHEMA_VERSION 2);
-            // readers put it back (`query::Columns`).
+            // readers put it back (`rows::Columns`).
             let kept = Columns::take(record);
             json.clear();
             serde_json::to_writer(&mut json, record).map_err(|source| {
@@ -556,7 +555,7 @@ fn insert_batch(
             let text = std::str::from_utf8(&json).unwrap_or_default();
             let usage = kept.usage;
             let cost = record.cost.as_ref();
-            let first = key & !0xFFFF;
+            let (first, last) = keys_of_same_ms(key);
             let values = params![
                 kept.id,
                 record.timestamp_ms,
@@ -576,7 +575,7 @@ fn insert_batch(
                 text,
                 key,
                 first,
-                first | 0xFFFF,
+                last,
             ];
             if insert.execute(&values[..17])? == 1 {
                 inserted += 1;
