@@ -137,9 +137,9 @@ fn main() {
             .push(tm.decide_ms);
         let rest = full[full.len() - 1] - tm.embed_ms - tm.signals_ms - tm.decide_ms;
         stages.entry("plan + report + glue").or_default().push(rest);
-        for (name, m) in &o.metrics {
+        for (name, m) in o.metrics.iter() {
             families
-                .entry((*name).to_string())
+                .entry(name.to_string())
                 .or_default()
                 .push(m.execution_time_ms);
         }

@@ -59,6 +59,34 @@ pub struct Timings {
     pub total_ms: f64,
 }
 
+/// The outcome's maps. Their keys are names from the recipe, never request data, so they
+/// hash with foldhash instead of the std default (SipHash), which cost more per request than
+/// the rest of building the outcome.
+pub type NameMap<K, V> = IndexMap<K, V, foldhash::fast::RandomState>;
+
+/// Per-family metrics in family order; written as a map, leaf type → metric.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FamilyMetrics(pub Vec<(&'static str, FamilyMetric)>);
+
+impl FamilyMetrics {
+    /// Leaf type and metric of every family, in family order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &FamilyMetric)> {
+        self.0.iter().map(|(k, m)| (*k, m))
+    }
+
+    /// The metric of a family by its leaf type.
+    #[must_use]
+    pub fn get(&self, leaf_type: &str) -> Option<&FamilyMetric> {
+        self.0.iter().find(|(k, _)| *k == leaf_type).map(|(_, m)| m)
+    }
+}
+
+impl Serialize for FamilyMetrics {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
 /// The result of routing one request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
@@ -93,15 +121,15 @@ pub struct Outcome {
     /// Normalised plugin types of the winner.
     pub plugins: Vec<String>,
     /// Matched names per family (eval keys, complexity with level, `projection`).
-    pub matched_signals: IndexMap<String, Vec<String>>,
+    pub matched_signals: NameMap<String, Vec<String>>,
     /// Families the decisions reference (the recipe's, shared: computed once per engine).
     pub used_signals: Arc<IndexMap<String, Vec<String>>>,
     /// Declared but unmatched names per family.
-    pub unmatched_signals: IndexMap<String, Vec<String>>,
+    pub unmatched_signals: NameMap<String, Vec<String>>,
     /// `type:name` → confidence.
-    pub signal_confidences: IndexMap<String, f64>,
+    pub signal_confidences: NameMap<String, f64>,
     /// `type:name[:sub]` → raw value.
-    pub signal_values: IndexMap<String, f64>,
+    pub signal_values: NameMap<String, f64>,
     /// Family → error.
     pub signal_errors: IndexMap<String, String>,
     /// Families left unfinished (signal budget or missing vectors).
@@ -110,11 +138,11 @@ pub struct Outcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
     /// Score name → value.
-    pub projection_scores: IndexMap<String, f64>,
+    pub projection_scores: NameMap<String, f64>,
     /// Every decision in declaration order.
     pub eval_trace: Vec<DecisionTrace>,
     /// Per-family metrics.
-    pub metrics: IndexMap<&'static str, FamilyMetric>,
+    pub metrics: FamilyMetrics,
     /// Estimated request tokens (context family).
     pub context_token_count: u64,
     /// Stage timings.

@@ -280,7 +280,11 @@ pub fn run(
                 decision: outcome.decision.clone().unwrap_or_default(),
                 model: outcome.model.clone(),
                 reasons,
-                matched_signals: outcome.matched_signals.clone(),
+                matched_signals: outcome
+                    .matched_signals
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 latency_ms,
             });
         }

@@ -7,7 +7,9 @@ use indexmap::IndexMap;
 use vllm_sr_config::model::*;
 
 use crate::decide::{Candidate, ProjectionState, TraceNode};
-use crate::outcome::{DecisionTrace, FamilyMetric, Outcome, RouteKind, Timings};
+use crate::outcome::{
+    DecisionTrace, FamilyMetric, FamilyMetrics, NameMap, Outcome, RouteKind, Timings,
+};
 use crate::state::{family_index, SignalState};
 
 pub(crate) struct AutoInput<'a> {
@@ -182,17 +184,17 @@ fn empty(config: &RouterConfig, requested_model: &str, kind: RouteKind) -> Outco
         selection_method: String::new(),
         selection_reason: String::new(),
         plugins: Vec::new(),
-        matched_signals: IndexMap::new(),
+        matched_signals: NameMap::default(),
         used_signals: Arc::default(),
-        unmatched_signals: IndexMap::new(),
-        signal_confidences: IndexMap::new(),
-        signal_values: IndexMap::new(),
+        unmatched_signals: NameMap::default(),
+        signal_confidences: NameMap::default(),
+        signal_values: NameMap::default(),
         signal_errors: IndexMap::new(),
         skipped_signals: Vec::new(),
         skip_reason: None,
-        projection_scores: IndexMap::new(),
+        projection_scores: NameMap::default(),
         eval_trace: Vec::new(),
-        metrics: IndexMap::new(),
+        metrics: FamilyMetrics::default(),
         context_token_count: 0,
         timings: Timings::default(),
     }
@@ -250,6 +252,7 @@ fn fill_signals(
     kb_names: &[&str],
 ) {
     let s = &recipe.signals;
+    out.metrics.0.reserve(SignalFamily::ALL.len());
     for f in SignalFamily::ALL {
         let fi = family_index(f);
         let metric = |confidence| FamilyMetric {
@@ -259,7 +262,7 @@ fn fill_signals(
         };
         // Most recipes use a few families: the others only get their (empty) metric.
         if s.count(f) == 0 && f != SignalFamily::Authz {
-            out.metrics.insert(f.leaf_type(), metric(0.0));
+            out.metrics.0.push((f.leaf_type(), metric(0.0)));
             continue;
         }
         let fam = &state.families[fi];
@@ -326,7 +329,7 @@ fn fill_signals(
             out.matched_signals
                 .insert(f.eval_key().to_string(), matched);
         }
-        out.metrics.insert(f.leaf_type(), metric(best));
+        out.metrics.0.push((f.leaf_type(), metric(best)));
     }
     for (k, v) in &state.extra_values {
         out.signal_values.insert(k.clone(), *v);
