@@ -7,6 +7,8 @@
 #
 # usage: scripts/bench/replay-instructions.sh      env: N=2000 SKIP_BUILD=1
 #                                                       PROFILE=release-lto (cargo profile)
+#                                                       KEEP_TMP=1 (keep the callgrind files,
+#                                                       e.g. for callgrind_annotate --tree)
 # Needs valgrind (Debian package; installed when missing). Prints only; the caller records.
 set -euo pipefail
 
@@ -19,7 +21,11 @@ if [[ -z "${SKIP_BUILD:-}" ]]; then
 fi
 TMP=$(mktemp -d)
 PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"; }
+cleanup() {
+  kill "${PIDS[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  if [[ -n "${KEEP_TMP:-}" ]]; then echo "callgrind files kept in $TMP" >&2; else rm -rf "$TMP"; fi
+}
 trap cleanup EXIT
 
 MOCK=19590; PORT=19591

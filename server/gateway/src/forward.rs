@@ -278,9 +278,19 @@ fn upstream_request(
             h.insert(k, v);
         }
     };
-    set(&mut headers, "content-type", "application/json");
-    set(&mut headers, "x-request-id", ctx.request_id);
-    set(&mut headers, "x-selected-model", card);
+    // Fixed names are constants (a name parsed at run time is validated and, unless it is
+    // a standard one, copied).
+    const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    const SELECTED_MODEL: HeaderName = HeaderName::from_static("x-selected-model");
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in [(REQUEST_ID, ctx.request_id), (SELECTED_MODEL, card)] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
     let b = &backend.config;
     if let Some(key) = &b.api_key {
         headers.remove("authorization");

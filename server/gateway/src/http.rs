@@ -152,7 +152,7 @@ pub(crate) fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
 
 fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get("x-request-id")
+        .get(names::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 200)
         .map_or_else(new_request_id, str::to_string)
@@ -164,12 +164,15 @@ fn new_request_id() -> String {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    format!(
-        "{:012x}{:04x}{:016x}",
-        ms & 0xffff_ffff_ffff,
-        fastrand::u16(..),
-        fastrand::u64(..)
-    )
+    let high = (ms & 0xffff_ffff_ffff) << 16 | u64::from(fastrand::u16(..));
+    let mut id = String::with_capacity(32);
+    for word in [high, fastrand::u64(..)] {
+        for shift in (0..16).rev() {
+            let digit = (word >> (shift * 4)) & 0xF;
+            id.push(char::from_digit(digit as u32, 16).unwrap_or('0'));
+        }
+    }
+    id
 }
 
 async fn chat(State(s): State<ListenerState>, req: Request) -> Response {
@@ -201,7 +204,7 @@ async fn chat(State(s): State<ListenerState>, req: Request) -> Response {
         }
     };
     if let Ok(v) = HeaderValue::from_str(&rid) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(names::REQUEST_ID, v);
     }
     resp
 }
@@ -410,44 +413,77 @@ fn matched_header(key: &str) -> String {
     }
 }
 
+/// The fixed `x-vsr-*` response header names, validated at compile time (`from_static`
+/// called at run time validates the name on every request).
+mod names {
+    use axum::http::HeaderName;
+
+    pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    pub(super) const CONTEXT_TOKEN_COUNT: HeaderName =
+        HeaderName::from_static("x-vsr-context-token-count");
+    pub(super) const INJECTED_SYSTEM_PROMPT: HeaderName =
+        HeaderName::from_static("x-vsr-injected-system-prompt");
+    pub(super) const LEARNING_ACTIONS: HeaderName =
+        HeaderName::from_static("x-vsr-learning-actions");
+    pub(super) const LEARNING_METHODS: HeaderName =
+        HeaderName::from_static("x-vsr-learning-methods");
+    pub(super) const LEARNING_MODES: HeaderName = HeaderName::from_static("x-vsr-learning-modes");
+    pub(super) const LEARNING_REASONS: HeaderName =
+        HeaderName::from_static("x-vsr-learning-reasons");
+    pub(super) const LEARNING_SCOPES: HeaderName = HeaderName::from_static("x-vsr-learning-scopes");
+    pub(super) const REPLAY_ID: HeaderName = HeaderName::from_static("x-vsr-replay-id");
+    pub(super) const RESPONSE_PATH: HeaderName = HeaderName::from_static("x-vsr-response-path");
+    pub(super) const SCHEMA_VERSION: HeaderName = HeaderName::from_static("x-vsr-schema-version");
+    pub(super) const SELECTED_ALGORITHM: HeaderName =
+        HeaderName::from_static("x-vsr-selected-algorithm");
+    pub(super) const SELECTED_CATEGORY: HeaderName =
+        HeaderName::from_static("x-vsr-selected-category");
+    pub(super) const SELECTED_CONFIDENCE: HeaderName =
+        HeaderName::from_static("x-vsr-selected-confidence");
+    pub(super) const SELECTED_DECISION: HeaderName =
+        HeaderName::from_static("x-vsr-selected-decision");
+    pub(super) const SELECTED_MODEL: HeaderName = HeaderName::from_static("x-vsr-selected-model");
+    pub(super) const SELECTED_REASONING: HeaderName =
+        HeaderName::from_static("x-vsr-selected-reasoning");
+    pub(super) const SELECTED_RECIPE: HeaderName = HeaderName::from_static("x-vsr-selected-recipe");
+    pub(super) const SKIPPED_SIGNALS: HeaderName = HeaderName::from_static("x-vsr-skipped-signals");
+}
+
 fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str, replay: bool) {
     let o = &r.outcome;
-    // Fixed names are built without parsing or allocating; only the debug family headers
-    // are named at run time.
+    // Fixed names are constants; only the debug family headers are named at run time.
+    // Room for the usual set up front: growing the map rehashes it.
+    h.reserve(12);
     let mut put = |name: HeaderName, value: HeaderValue| {
         h.insert(name, value);
     };
-    let fixed = HeaderName::from_static;
-    put(fixed("x-vsr-schema-version"), HeaderValue::from_static("2"));
+    put(names::SCHEMA_VERSION, HeaderValue::from_static("2"));
     if replay {
-        put(fixed("x-vsr-replay-id"), header_value(&r.replay_id));
+        put(names::REPLAY_ID, header_value(&r.replay_id));
     }
-    put(fixed("x-vsr-response-path"), HeaderValue::from_static(path));
+    put(names::RESPONSE_PATH, HeaderValue::from_static(path));
     if let Some(m) = &o.model {
-        put(fixed("x-vsr-selected-model"), header_value(m));
+        put(names::SELECTED_MODEL, header_value(m));
     }
     if o.kind != vllm_sr_engine::RouteKind::Auto {
         return;
     }
-    put(fixed("x-vsr-selected-recipe"), header_value(&o.recipe));
+    put(names::SELECTED_RECIPE, header_value(&o.recipe));
     if let Some(d) = &o.decision {
-        put(fixed("x-vsr-selected-decision"), header_value(d));
+        put(names::SELECTED_DECISION, header_value(d));
         put(
-            fixed("x-vsr-selected-confidence"),
+            names::SELECTED_CONFIDENCE,
             header_value(&format!("{:.4}", o.confidence)),
         );
     }
-    put(
-        fixed("x-vsr-selected-algorithm"),
-        header_value(&o.algorithm),
-    );
+    put(names::SELECTED_ALGORITHM, header_value(&o.algorithm));
     let reasoning = if r.applied.reasoning.unwrap_or(o.use_reasoning) {
         "on"
     } else {
         "off"
     };
     put(
-        fixed("x-vsr-selected-reasoning"),
+        names::SELECTED_REASONING,
         HeaderValue::from_static(reasoning),
     );
     let injected = if r.applied.injected_system_prompt {
@@ -456,26 +492,26 @@ fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str, r
         "false"
     };
     put(
-        fixed("x-vsr-injected-system-prompt"),
+        names::INJECTED_SYSTEM_PROMPT,
         HeaderValue::from_static(injected),
     );
     if let Some(l) = &r.learning {
         let m = l.method;
-        put(fixed("x-vsr-learning-methods"), HeaderValue::from_static(m));
+        put(names::LEARNING_METHODS, HeaderValue::from_static(m));
         put(
-            fixed("x-vsr-learning-actions"),
+            names::LEARNING_ACTIONS,
             header_value(&format!("{m}={}", l.action.as_str())),
         );
         put(
-            fixed("x-vsr-learning-scopes"),
+            names::LEARNING_SCOPES,
             header_value(&format!("{m}={}", l.scope)),
         );
         put(
-            fixed("x-vsr-learning-reasons"),
+            names::LEARNING_REASONS,
             header_value(&format!("{m}={}={}", l.action.as_str(), l.reason)),
         );
         put(
-            fixed("x-vsr-learning-modes"),
+            names::LEARNING_MODES,
             header_value(&format!("{m}={}", l.mode)),
         );
     }
@@ -491,15 +527,15 @@ fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str, r
         }
     }
     if let Some(domains) = o.matched_signals.get("domains").and_then(|d| d.first()) {
-        put(fixed("x-vsr-selected-category"), header_value(domains));
+        put(names::SELECTED_CATEGORY, header_value(domains));
     }
     put(
-        fixed("x-vsr-context-token-count"),
+        names::CONTEXT_TOKEN_COUNT,
         header_value(&o.context_token_count.to_string()),
     );
     if !o.skipped_signals.is_empty() {
         put(
-            fixed("x-vsr-skipped-signals"),
+            names::SKIPPED_SIGNALS,
             header_value(&o.skipped_signals.join(",")),
         );
     }
@@ -537,4 +573,35 @@ fn fast_response(message: &str, stream: bool) -> Response {
         HeaderValue::from_static("text/event-stream"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_request_ids_are_32_hex_digits_led_by_the_time() {
+        let before = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_eq!(a.len(), 32, "{a}");
+        assert!(
+            a.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+            "{a}"
+        );
+        assert_ne!(a, b);
+        let ms = u64::from_str_radix(&a[..12], 16).unwrap_or(0);
+        assert!(ms >= before && ms <= before + 60_000, "{a} vs {before}");
+    }
+
+    #[test]
+    fn a_client_request_id_is_kept_and_a_bad_one_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("req-42"));
+        assert_eq!(request_id(&h), "req-42");
+        h.insert("x-request-id", HeaderValue::from_static(""));
+        assert_eq!(request_id(&h).len(), 32);
+    }
 }
