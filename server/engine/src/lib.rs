@@ -22,6 +22,7 @@ pub mod route;
 pub mod semantic;
 pub mod signals;
 pub mod state;
+mod trace_json;
 
 pub use embed::{needs_embeddings, Embed, LexicalEmbedder};
 pub use engine::{Engine, Plan, RouteOptions};
@@ -32,3 +33,4 @@ pub use error::EngineError;
 pub use request::{RequestError, RequestView, SignalText};
 pub use route::{embed_plan, route, Embedded, MissingVectors};
 pub use state::{FamilyResult, SignalState};
+pub use trace_json::eval_trace_json;

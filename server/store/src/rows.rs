@@ -253,26 +253,57 @@ impl Cost {
 
 /// A JSON document kept as its text: written into a record verbatim and read back without
 /// building a tree. Compares by text.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RawJson(Box<serde_json::value::RawValue>);
+#[derive(Debug, Clone)]
+pub struct RawJson(Box<str>);
+
+/// The struct name (and field name) under which serde_json's own raw values serialise; a
+/// struct of this name with one string field is written as that string, unquoted.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
 impl RawJson {
     /// `value` serialised; `None` if it cannot be (a map with non-string keys).
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Option<Self> {
-        serde_json::value::to_raw_value(value).ok().map(Self)
+        serde_json::to_string(value)
+            .ok()
+            .map(|s| Self(s.into_boxed_str()))
+    }
+
+    /// Text its caller produced as JSON (such as `vllm_sr_engine::eval_trace_json`), kept
+    /// without parsing it again. It must be valid JSON: a record holding anything else
+    /// cannot be read back.
+    #[must_use]
+    pub fn from_trusted(json: String) -> Self {
+        Self(json.into_boxed_str())
     }
 
     /// The JSON text.
     #[must_use]
     pub fn get(&self) -> &str {
-        self.0.get()
+        &self.0
     }
 
     /// Parsed into a tree.
     #[must_use]
     pub fn to_value(&self) -> serde_json::Value {
         serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Written as the JSON it holds (serde_json's raw value protocol), not as a string.
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct(RAW_VALUE_TOKEN, 1)?;
+        s.serialize_field(RAW_VALUE_TOKEN, &*self.0)?;
+        s.end()
+    }
+}
+
+/// Any JSON value, kept as its text.
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        Ok(Self(raw.get().into()))
     }
 }
 
@@ -617,6 +648,29 @@ mod tests {
             let json = serde_json::to_string(&l).unwrap();
             assert_eq!(json, format!("\"{}\"", l.as_str()));
         }
+    }
+
+    #[test]
+    fn raw_json_is_written_as_json_by_serde_json() {
+        #[derive(Serialize)]
+        struct Holder {
+            trace: RawJson,
+            after: u8,
+        }
+        let holder = Holder {
+            trace: RawJson::from_trusted(r#"[{"node_type":"AND","matched":true}]"#.into()),
+            after: 1,
+        };
+        let expected = r#"{"trace":[{"node_type":"AND","matched":true}],"after":1}"#;
+        assert_eq!(serde_json::to_string(&holder).unwrap(), expected);
+        let mut buffer = Vec::new();
+        serde_json::to_writer(&mut buffer, &holder).unwrap();
+        assert_eq!(buffer, expected.as_bytes());
+        let tree = serde_json::to_value(&holder).unwrap();
+        assert_eq!(tree["trace"][0]["node_type"], "AND");
+        let back: RawJson = serde_json::from_str(" [1, 2] ").unwrap();
+        assert_eq!(back.get(), "[1, 2]");
+        assert_eq!(RawJson::of(&[1, 2]).unwrap().get(), "[1,2]");
     }
 
     #[test]
