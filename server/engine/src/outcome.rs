@@ -73,12 +73,6 @@ impl FamilyMetrics {
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &FamilyMetric)> {
         self.0.iter().map(|(k, m)| (*k, m))
     }
-
-    /// The metric of a family by its leaf type.
-    #[must_use]
-    pub fn get(&self, leaf_type: &str) -> Option<&FamilyMetric> {
-        self.0.iter().find(|(k, _)| *k == leaf_type).map(|(_, m)| m)
-    }
 }
 
 impl Serialize for FamilyMetrics {
@@ -188,5 +182,31 @@ impl Outcome {
             }
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn family_metrics_are_written_as_a_map_in_family_order() {
+        let metric = |ms, confidence| FamilyMetric {
+            execution_time_ms: ms,
+            confidence,
+            evaluated: true,
+        };
+        let metrics = FamilyMetrics(vec![
+            ("keyword", metric(0.5, 1.0)),
+            ("embedding", metric(2.0, 0.25)),
+        ]);
+        assert_eq!(
+            serde_json::to_string(&metrics).unwrap_or_default(),
+            r#"{"keyword":{"execution_time_ms":0.5,"confidence":1.0},"embedding":{"execution_time_ms":2.0,"confidence":0.25}}"#
+        );
+        assert_eq!(
+            metrics.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["keyword", "embedding"]
+        );
     }
 }
