@@ -22,6 +22,7 @@ mod error;
 mod insights;
 mod migrate;
 mod query;
+mod record_json;
 mod rows;
 mod sessions;
 mod store;

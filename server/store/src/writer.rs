@@ -545,7 +545,7 @@ fn insert_batch(
             // readers put it back (`rows::Columns`).
             let kept = Columns::take(record);
             json.clear();
-            serde_json::to_writer(&mut json, record).map_err(|source| {
+            crate::record_json::write(&mut json, record).map_err(|source| {
                 StoreError::CorruptRecord {
                     id: kept.id.clone(),
                     source,

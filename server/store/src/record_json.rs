@@ -1,0 +1,275 @@
+//! The replay record as JSON text, written directly: the text serde_json makes of a
+//! [`ReplayRecord`] (tested against it), without serde_json's byte-by-byte escaping of every
+//! field name, which was the writer thread's largest cost after SQLite itself.
+//!
+//! Field names and punctuation are literal bytes; values that are strings go through
+//! serde_json's escaping, and the rarely filled nested values (signal maps, the learning
+//! detail) through serde_json itself. The record is destructured field by field, so a field
+//! added to [`ReplayRecord`] does not compile until it is written here too.
+
+use serde::Serialize;
+
+use crate::rows::{Cost, LearningTrace, RawJson, ReplayRecord, Timings, Usage};
+
+/// Appends `record` as compact JSON: the same text as `serde_json::to_writer`.
+///
+/// # Errors
+/// A nested value serde_json refuses (none of the record's types can fail today).
+pub(crate) fn write(out: &mut Vec<u8>, record: &ReplayRecord) -> Result<(), serde_json::Error> {
+    let ReplayRecord {
+        schema_version,
+        id,
+        timestamp_ms,
+        ended_ms,
+        request_id,
+        session_hash,
+        conversation_hash,
+        requested_model,
+        recipe,
+        decision,
+        confidence,
+        base_model,
+        final_model,
+        backend,
+        status,
+        lifecycle,
+        streaming,
+        signals,
+        signal_confidences,
+        projection_scores,
+        eval_trace,
+        learning,
+        plugins,
+        use_reasoning,
+        reasoning_effort,
+        timings,
+        usage,
+        cost,
+        cache_hit,
+        terminal_reason,
+        request_body,
+        request_body_truncated,
+        response_body,
+        response_body_truncated,
+    } = record;
+    let mut o = Object::open(out);
+    o.int("schema_version", *schema_version);
+    if !id.is_empty() {
+        o.str("id", id);
+    }
+    o.int("timestamp_ms", *timestamp_ms);
+    if let Some(ms) = ended_ms {
+        o.int("ended_ms", *ms);
+    }
+    o.opt_str("request_id", request_id);
+    o.opt_str("session_hash", session_hash);
+    o.opt_str("conversation_hash", conversation_hash);
+    o.opt_str("requested_model", requested_model);
+    o.opt_str("recipe", recipe);
+    o.opt_str("decision", decision);
+    if let Some(c) = confidence {
+        o.float("confidence", *c);
+    }
+    o.opt_str("base_model", base_model);
+    o.opt_str("final_model", final_model);
+    o.opt_str("backend", backend);
+    if let Some(s) = status {
+        o.int("status", *s);
+    }
+    o.str("lifecycle", lifecycle.as_str());
+    o.flag("streaming", *streaming);
+    if !signals.is_empty() {
+        o.value("signals", signals)?;
+    }
+    if !signal_confidences.is_empty() {
+        o.value("signal_confidences", signal_confidences)?;
+    }
+    if !projection_scores.is_empty() {
+        o.value("projection_scores", projection_scores)?;
+    }
+    if let Some(t) = eval_trace {
+        o.raw("eval_trace", t);
+    }
+    if let Some(l) = learning {
+        o.key("learning");
+        write_learning(o.out, l)?;
+    }
+    if !plugins.is_empty() {
+        o.value("plugins", plugins)?;
+    }
+    if let Some(on) = use_reasoning {
+        o.key("use_reasoning");
+        o.out
+            .extend_from_slice(if *on { b"true" } else { b"false" });
+    }
+    o.opt_str("reasoning_effort", reasoning_effort);
+    o.key("timings");
+    write_timings(o.out, timings);
+    if let Some(u) = usage {
+        o.key("usage");
+        write_usage(o.out, u);
+    }
+    if let Some(c) = cost {
+        o.key("cost");
+        write_cost(o.out, c);
+    }
+    o.flag("cache_hit", *cache_hit);
+    o.opt_str("terminal_reason", terminal_reason);
+    o.opt_str("request_body", request_body);
+    o.flag("request_body_truncated", *request_body_truncated);
+    o.opt_str("response_body", response_body);
+    o.flag("response_body_truncated", *response_body_truncated);
+    o.close();
+    Ok(())
+}
+
+fn write_timings(out: &mut Vec<u8>, t: &Timings) {
+    let Timings {
+        signals_ms,
+        routing_ms,
+        upstream_ttfb_ms,
+        total_ms,
+    } = t;
+    let mut o = Object::open(out);
+    o.float("signals_ms", *signals_ms);
+    o.float("routing_ms", *routing_ms);
+    if let Some(ms) = upstream_ttfb_ms {
+        o.float("upstream_ttfb_ms", *ms);
+    }
+    o.float("total_ms", *total_ms);
+    o.close();
+}
+
+fn write_usage(out: &mut Vec<u8>, u: &Usage) {
+    let Usage {
+        prompt_tokens,
+        cached_prompt_tokens,
+        completion_tokens,
+    } = u;
+    let mut o = Object::open(out);
+    o.int("prompt_tokens", *prompt_tokens);
+    o.int("cached_prompt_tokens", *cached_prompt_tokens);
+    o.int("completion_tokens", *completion_tokens);
+    o.close();
+}
+
+fn write_cost(out: &mut Vec<u8>, c: &Cost) {
+    let Cost {
+        actual,
+        baseline,
+        currency,
+        baseline_model,
+    } = c;
+    let mut o = Object::open(out);
+    o.float("actual", *actual);
+    o.float("baseline", *baseline);
+    o.str("currency", currency);
+    o.opt_str("baseline_model", baseline_model);
+    o.close();
+}
+
+fn write_learning(out: &mut Vec<u8>, l: &LearningTrace) -> Result<(), serde_json::Error> {
+    let LearningTrace {
+        action,
+        reason,
+        scope,
+        mode,
+        switch_cost,
+        detail,
+    } = l;
+    let mut o = Object::open(out);
+    o.opt_str("action", action);
+    o.opt_str("reason", reason);
+    o.opt_str("scope", scope);
+    o.opt_str("mode", mode);
+    if let Some(c) = switch_cost {
+        o.float("switch_cost", *c);
+    }
+    if let Some(d) = detail {
+        o.value("detail", d)?;
+    }
+    o.close();
+    Ok(())
+}
+
+/// A JSON object being written: `{`, then `"name":value` pairs separated by commas.
+struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Object<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    /// `name` is one of this module's field names: plain ASCII, nothing to escape.
+    fn key(&mut self, name: &str) {
+        if !std::mem::replace(&mut self.first, false) {
+            self.out.push(b',');
+        }
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, name: &str, value: &str) {
+        self.key(name);
+        // Writing a `str` into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *self.out, value);
+    }
+
+    fn opt_str(&mut self, name: &str, value: &Option<String>) {
+        if let Some(v) = value {
+            self.str(name, v);
+        }
+    }
+
+    fn int(&mut self, name: &str, value: impl itoa::Integer) {
+        self.key(name);
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// As serde_json writes an `f64`: its shortest form, `null` unless finite.
+    fn float(&mut self, name: &str, value: f64) {
+        self.key(name);
+        if value.is_finite() {
+            self.out
+                .extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
+        } else {
+            self.out.extend_from_slice(b"null");
+        }
+    }
+
+    /// A `bool` serde leaves out when `false`.
+    fn flag(&mut self, name: &str, value: bool) {
+        if value {
+            self.key(name);
+            self.out.extend_from_slice(b"true");
+        }
+    }
+
+    fn raw(&mut self, name: &str, json: &RawJson) {
+        self.key(name);
+        self.out.extend_from_slice(json.get().as_bytes());
+    }
+
+    fn value<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), serde_json::Error> {
+        self.key(name);
+        serde_json::to_writer(&mut *self.out, value)
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+#[cfg(test)]
+#[path = "record_json_tests.rs"]
+mod tests;
