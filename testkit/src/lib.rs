@@ -179,6 +179,19 @@ impl MockBackend {
         self.shared.recorded.lock().clone()
     }
 
+    /// Waits until more than `count` requests have been received (checking every 10 ms, for
+    /// at most `limit`); whether they were. Tests use it to act once a request is in flight.
+    pub async fn received_more_than(&self, count: usize, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.shared.recorded.lock().len() <= count {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// The last chat request received.
     pub fn last(&self) -> Option<Recorded> {
         self.shared

@@ -200,11 +200,18 @@ async fn error_cases_are_openai_shaped_with_the_right_status() {
     assert_eq!(status, 413);
     assert_eq!(body["error"]["code"], "request_too_large");
 
-    // One slow request holds the only permit; the next is refused with 429.
-    s.fast.set(|b| b.latency = Duration::from_millis(400));
+    // One slow request holds the only permit; the next is refused with 429. The second is
+    // sent once the backend has the first (so the first holds the permit, however loaded
+    // the machine), while the first still waits for its answer.
+    s.fast.set(|b| b.latency = Duration::from_millis(1000));
+    let before = s.fast.recorded().len();
     let slow = s.chat(ask("auto", "hi"));
     let second = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            s.fast
+                .received_more_than(before, Duration::from_secs(5))
+                .await
+        );
         s.chat(ask("auto", "hi")).await
     };
     let (first, second) = tokio::join!(slow, second);
@@ -400,12 +407,19 @@ async fn hot_reload_applies_a_valid_file_and_keeps_the_old_one_on_errors() {
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests() {
     let s = setup().await;
-    s.fast.set(|b| b.latency = Duration::from_millis(300));
+    s.fast.set(|b| b.latency = Duration::from_millis(500));
     let url = s.url("/v1/chat/completions");
     let client = s.client.clone();
+    let before = s.fast.recorded().len();
     let in_flight =
         tokio::spawn(async move { client.post(url).json(&ask("auto", "hi")).send().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shut down once the request is in flight (the backend has it), however loaded the
+    // machine.
+    assert!(
+        s.fast
+            .received_more_than(before, Duration::from_secs(5))
+            .await
+    );
     let Setup { gw, .. } = s;
     let addr = gw.listeners()[0].addr;
     assert!(
