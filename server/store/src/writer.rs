@@ -551,7 +551,8 @@ fn insert_batch(
                     source,
                 }
             })?;
-            // serde_json writes UTF-8; checking it is cheaper than a fresh string per record.
+            // The JSON is UTF-8 (`record_json` writes whole strings and ASCII); checking it is
+            // cheaper than a fresh string per record.
             let text = std::str::from_utf8(&json).unwrap_or_default();
             let usage = kept.usage;
             let cost = record.cost.as_ref();
