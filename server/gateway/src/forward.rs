@@ -24,6 +24,7 @@ use tokio::time::Sleep;
 use vllm_sr_store::Lifecycle;
 
 use crate::error::ApiError;
+use crate::http::names;
 use crate::learning::UsageFeedback;
 use crate::live::LiveState;
 use crate::metrics::Metrics;
@@ -278,15 +279,14 @@ fn upstream_request(
             h.insert(k, v);
         }
     };
-    // Fixed names are constants (a name parsed at run time is validated and, unless it is
-    // a standard one, copied).
-    const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-    const SELECTED_MODEL: HeaderName = HeaderName::from_static("x-selected-model");
     headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    for (name, value) in [(REQUEST_ID, ctx.request_id), (SELECTED_MODEL, card)] {
+    for (name, value) in [
+        (names::REQUEST_ID, ctx.request_id),
+        (names::UPSTREAM_SELECTED_MODEL, card),
+    ] {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }

@@ -413,12 +413,16 @@ fn matched_header(key: &str) -> String {
     }
 }
 
-/// The fixed `x-vsr-*` response header names, validated at compile time (`from_static`
-/// called at run time validates the name on every request).
-mod names {
+/// Fixed header names (the `x-vsr-*` response headers, and those the gateway sets on
+/// requests), validated at compile time: `from_static` called at run time validates the name
+/// on every request, and a name parsed from `&str` is also copied.
+pub(crate) mod names {
     use axum::http::HeaderName;
 
-    pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    /// Set on the upstream request: the logical model the router chose.
+    pub(crate) const UPSTREAM_SELECTED_MODEL: HeaderName =
+        HeaderName::from_static("x-selected-model");
     pub(super) const CONTEXT_TOKEN_COUNT: HeaderName =
         HeaderName::from_static("x-vsr-context-token-count");
     pub(super) const INJECTED_SYSTEM_PROMPT: HeaderName =
