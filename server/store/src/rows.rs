@@ -50,19 +50,11 @@ pub fn record_id_at(timestamp_ms: i64) -> String {
 /// `ms << 16 ..= ms << 16 | 0xFFFF`.
 #[must_use]
 pub fn record_key(id: &str) -> Option<i64> {
-    fn digit(b: u8) -> Option<u64> {
-        match b {
-            b'0'..=b'9' => Some(u64::from(b - b'0')),
-            b'a'..=b'f' => Some(u64::from(b - b'a' + 10)),
-            b'A'..=b'F' => Some(u64::from(b - b'A' + 10)),
-            _ => None,
-        }
-    }
     let bytes: &[u8; 32] = id.as_bytes().try_into().ok()?;
     let (high, low) = bytes.split_at(16);
-    let key = high
-        .iter()
-        .try_fold(0u64, |acc, &b| Some(acc << 4 | digit(b)?))?;
+    let key = high.iter().try_fold(0u64, |acc, &b| {
+        Some(acc << 4 | u64::from(char::from(b).to_digit(16)?))
+    })?;
     if !low.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
