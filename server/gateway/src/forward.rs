@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
@@ -33,6 +32,7 @@ use crate::rewrite::model_id_for;
 use crate::service::Routed;
 use crate::tap::Tap;
 use crate::upstream::client::{describe, read_prefix, UpstreamBody, UpstreamClient};
+use crate::upstream::plain::ResponseBody;
 use crate::upstream::{BackendState, Ejection, InflightGuard, Pool};
 
 /// Headers never copied between hops.
@@ -232,7 +232,7 @@ fn observe(pool: &Pool, i: usize, status: Option<u16>, metrics: &Metrics) {
 }
 
 /// The message of a backend's error body (OpenAI shape or plain text), bounded.
-async fn error_message(body: Incoming, timeout: Duration) -> String {
+async fn error_message(body: ResponseBody, timeout: Duration) -> String {
     let bytes = tokio::time::timeout(timeout, read_prefix(body, 2048))
         .await
         .unwrap_or_default();
@@ -352,7 +352,12 @@ struct Watch {
 }
 
 /// Relays the upstream response: status and end-to-end headers now, the body as it arrives.
-fn relay(resp: http::Response<Incoming>, deadline: Instant, done: Done, watch: Watch) -> Response {
+fn relay(
+    resp: http::Response<ResponseBody>,
+    deadline: Instant,
+    done: Done,
+    watch: Watch,
+) -> Response {
     let Watch {
         tap,
         pending,
@@ -416,7 +421,7 @@ struct RelayBody {
     expected: Option<u64>,
     /// Bytes relayed so far.
     sent: u64,
-    inner: Incoming,
+    inner: ResponseBody,
     /// End of the exchange (the listener timeout).
     deadline: Instant,
     /// Armed the first time the upstream makes the relay wait (most non-streamed bodies

@@ -1,27 +1,26 @@
-//! The upstream HTTP client: hyper's pooled client (keep-alive HTTP/1.1, h2 by ALPN, rustls
-//! with the platform's certificate verifier for https) over URIs parsed once per backend.
+//! The upstream HTTP client over URIs parsed once per backend: `http://` backends through our
+//! own keep-alive HTTP/1.1 pool ([`super::plain`]), `https://` ones through hyper-util's pooled
+//! client (h2 or HTTP/1.1 by ALPN, rustls with the platform's certificate verifier).
 //!
 //! Deliberately thin: no redirects, no decompression, no per-request URL parsing or timer —
 //! the forwarder owns deadlines (one per exchange) and retries. Each data-plane I/O thread
 //! owns one client, so a pooled connection is only ever driven by the thread that uses it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::Scheme;
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::plain::{PlainPool, ResponseBody, IDLE_TIMEOUT, MAX_IDLE_PER_HOST};
 use crate::server::StartError;
 
-/// How long an idle pooled connection is kept.
-const POOL_IDLE: Duration = Duration::from_secs(90);
-/// Idle connections kept per backend.
-const POOL_MAX_IDLE_PER_HOST: usize = 1024;
 /// TCP connect deadline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -29,12 +28,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub type UpstreamBody = Full<Bytes>;
 
 /// Why an upstream exchange failed before a response head arrived.
-pub type SendError = hyper_util::client::legacy::Error;
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection to an `http://` backend (resolving, connecting, the deadline).
+    Connect(String),
+    /// Writing the request or reading the response head failed on an `http://` backend.
+    Exchange(hyper::Error),
+    /// An `https://` exchange failed (connecting or on the connection).
+    Tls(hyper_util::client::legacy::Error),
+}
 
-/// A pooled HTTP/1.1 + h2 client (cheap to clone; clones share the pool).
+/// A pooled HTTP/1.1 + h2 client (cheap to clone; clones share the pools).
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    inner: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    plain: Arc<PlainPool>,
+    tls: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
 }
 
 impl UpstreamClient {
@@ -54,21 +62,34 @@ impl UpstreamClient {
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        let tls = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(https);
-        Ok(Self { inner })
+        Ok(Self {
+            plain: Arc::new(PlainPool::new(CONNECT_TIMEOUT)),
+            tls,
+        })
     }
 
-    /// Sends `req`; resolves with the response head (the body streams from it).
+    /// Sends `req` (an absolute URI); resolves with the response head (the body streams from
+    /// it).
     ///
     /// # Errors
     /// Connecting, writing the request or reading the head failed.
-    pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, SendError> {
-        self.inner.request(req).await
+    pub async fn send(
+        &self,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, SendError> {
+        if req.uri().scheme() == Some(&Scheme::HTTP) {
+            return self.plain.send(req).await;
+        }
+        match self.tls.request(req).await {
+            Ok(resp) => Ok(resp.map(ResponseBody::unpooled)),
+            Err(e) => Err(SendError::Tls(e)),
+        }
     }
 
     /// `GET uri` within `timeout`; the status, or why there is none.
@@ -92,12 +113,14 @@ impl UpstreamClient {
 /// A send error with its causes, e.g. `connection failed: tcp connect error: Connection
 /// refused (os error 111)`.
 pub fn describe(e: &SendError) -> String {
-    let mut s = if e.is_connect() {
-        "connection failed".to_string()
-    } else {
-        "request failed".to_string()
+    let (mut s, mut source): (String, Option<&(dyn std::error::Error + 'static)>) = match e {
+        SendError::Connect(cause) => return format!("connection failed: {cause}"),
+        SendError::Exchange(e) => (format!("request failed: {e}"), std::error::Error::source(e)),
+        SendError::Tls(e) if e.is_connect() => {
+            ("connection failed".into(), std::error::Error::source(e))
+        }
+        SendError::Tls(e) => ("request failed".into(), std::error::Error::source(e)),
     };
-    let mut source = std::error::Error::source(e);
     while let Some(inner) = source {
         s.push_str(": ");
         s.push_str(&inner.to_string());
@@ -107,7 +130,7 @@ pub fn describe(e: &SendError) -> String {
 }
 
 /// Up to `limit` bytes of a response body (callers bound the wait).
-pub async fn read_prefix(mut body: Incoming, limit: usize) -> Bytes {
+pub async fn read_prefix(mut body: ResponseBody, limit: usize) -> Bytes {
     let mut out = Vec::new();
     while out.len() < limit {
         match body.frame().await {

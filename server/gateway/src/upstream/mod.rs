@@ -7,6 +7,7 @@
 
 pub mod client;
 pub(crate) mod health;
+pub mod plain;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
