@@ -263,7 +263,7 @@ fn usage_from_tail(body: &[u8]) -> Option<WireUsage> {
     // From the end, quote by quote (cheaper than comparing every window).
     let mut end = body.len();
     let at = loop {
-        let quote = body.get(..end)?.iter().rposition(|&b| b == b'"')?;
+        let quote = memchr::memrchr(b'"', body.get(..end)?)?;
         if body.get(quote..)?.starts_with(KEY) {
             break quote;
         }
@@ -280,9 +280,14 @@ fn usage_from_tail(body: &[u8]) -> Option<WireUsage> {
         return None;
     }
     let rest = after_colon(body.get(at + KEY.len()..)?)?;
-    let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<WireUsage>();
-    let usage = values.next()?.ok()?;
-    let mut tail = rest.get(values.byte_offset()..)?;
+    let (usage, mut tail) = match usage_fast(rest) {
+        Some(read) => read,
+        None => {
+            let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<WireUsage>();
+            let usage = values.next()?.ok()?;
+            (usage, rest.get(values.byte_offset()..)?)
+        }
+    };
     // The remaining members of the top-level object, if any, then its end.
     loop {
         tail = tail.trim_ascii_start();
@@ -301,6 +306,102 @@ fn usage_from_tail(body: &[u8]) -> Option<WireUsage> {
             _ => return None,
         }
     }
+}
+
+/// The usual `usage` object read without serde (a third of the instructions): members whose
+/// values are non-negative integers, `null`, or objects of those. `None` for anything else
+/// (strings, floats, arrays, escaped keys, ...), and serde decides. Returns the usage and what
+/// follows the object.
+fn usage_fast(b: &[u8]) -> Option<(WireUsage, &[u8])> {
+    let mut usage = WireUsage {
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        prompt_tokens_details: None,
+    };
+    let rest = members(b, |key, value| {
+        Some(match key {
+            b"prompt_tokens" => {
+                let (n, rest) = count_fast(value)?;
+                usage.prompt_tokens = n;
+                rest
+            }
+            b"completion_tokens" => {
+                let (n, rest) = count_fast(value)?;
+                usage.completion_tokens = n;
+                rest
+            }
+            b"prompt_tokens_details" if value.starts_with(b"null") => &value[4..],
+            b"prompt_tokens_details" => {
+                let mut cached = 0;
+                let rest = members(value, |key, value| {
+                    let (n, rest) = count_fast(value)?;
+                    if key == b"cached_tokens" {
+                        cached = n;
+                    }
+                    Some(rest)
+                })?;
+                usage.prompt_tokens_details = Some(WireDetails {
+                    cached_tokens: cached,
+                });
+                rest
+            }
+            // Other counts, and objects of counts (`completion_tokens_details`).
+            _ => match count_fast(value) {
+                Some((_, rest)) => rest,
+                None => members(value, |_, value| Some(count_fast(value)?.1))?,
+            },
+        })
+    })?;
+    Some((usage, rest))
+}
+
+/// A JSON object of plain keys (no escapes): `member` gets each key and the bytes at its
+/// value, and returns what follows the value. What follows the object, or `None`.
+fn members<'a>(
+    b: &'a [u8],
+    mut member: impl FnMut(&[u8], &'a [u8]) -> Option<&'a [u8]>,
+) -> Option<&'a [u8]> {
+    let mut rest = b.trim_ascii_start().strip_prefix(b"{")?.trim_ascii_start();
+    if let Some(after) = rest.strip_prefix(b"}") {
+        return Some(after);
+    }
+    loop {
+        let body = rest.strip_prefix(b"\"")?;
+        let close = memchr::memchr(b'"', body)?;
+        let key = &body[..close];
+        if key.contains(&b'\\') {
+            return None;
+        }
+        let value = after_colon(&body[close + 1..])?.trim_ascii_start();
+        rest = member(key, value)?.trim_ascii_start();
+        match rest.split_first()? {
+            (b',', after) => rest = after.trim_ascii_start(),
+            (b'}', after) => return Some(after),
+            _ => return None,
+        }
+    }
+}
+
+/// A non-negative integer that fits `u64`, or `null` (0), and what follows it; `None` for
+/// any other value.
+fn count_fast(b: &[u8]) -> Option<(u64, &[u8])> {
+    if let Some(rest) = b.strip_prefix(b"null") {
+        return Some((0, rest));
+    }
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let (number, rest) = b.split_at(digits);
+    // Not a fraction or an exponent, no leading zero.
+    if digits == 0
+        || (digits > 1 && number[0] == b'0')
+        || matches!(rest.first(), Some(b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for d in number {
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some((n, rest))
 }
 
 /// What follows optional whitespace and a `:`.
@@ -384,6 +485,45 @@ mod tests {
         assert_eq!(usage(odd_key), None);
         assert_eq!(usage(r#"{"usage":null}"#), None);
         assert_eq!(usage(r#"{"usage":{"prompt_tokens":3}"#), None, "cut body");
+    }
+
+    #[test]
+    fn the_fast_usage_reader_agrees_with_serde_or_declines() {
+        let by_serde = |b: &str| serde_json::from_str::<WireUsage>(b).ok().map(Usage::from);
+        let read = [
+            r#"{"completion_tokens":4,"prompt_tokens":2,"prompt_tokens_details":{"cached_tokens":1},"total_tokens":6}"#,
+            r#"{ "prompt_tokens" : 7 , "completion_tokens_details" : { "reasoning_tokens" : 3 , "audio_tokens" : null } , "prompt_tokens_details" : null }"#,
+            r#"{"prompt_tokens_details":{"audio_tokens":5},"completion_tokens":0}"#,
+            r#"{}"#,
+            r#"{"prompt_tokens":null}"#,
+            r#"{"prompt_tokens":18446744073709551615}"#,
+        ];
+        for case in read {
+            let (usage, rest) = usage_fast(case.as_bytes()).expect(case);
+            assert!(rest.is_empty(), "{case}");
+            assert_eq!(Some(Usage::from(usage)), by_serde(case), "{case}");
+        }
+        let declined = [
+            r#"{"prompt_tokens":18446744073709551616}"#,
+            r#"{"prompt_tokens":1.5}"#,
+            r#"{"prompt_tokens":1e3}"#,
+            r#"{"prompt_tokens":-1}"#,
+            r#"{"prompt_tokens":"7"}"#,
+            r#"{"prompt_tokens":01}"#,
+            r#"{"a\"b":1}"#,
+            r#"{"x":[1]}"#,
+            r#"{"prompt_tokens":1"#,
+            r#"{"prompt_tokens":1,}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":{"a":1}}}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":2.0}}"#,
+            r#"null"#,
+        ];
+        for case in declined {
+            assert!(usage_fast(case.as_bytes()).is_none(), "{case}");
+        }
+        // What follows the object is left for the caller.
+        let (_, rest) = usage_fast(br#"{"prompt_tokens":1} ,"x":2}"#).unwrap();
+        assert_eq!(rest, br#" ,"x":2}"#);
     }
 
     #[test]
