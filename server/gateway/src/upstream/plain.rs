@@ -43,7 +43,9 @@ type IdleLists = HashMap<Box<str>, VecDeque<Idle>, foldhash::fast::RandomState>;
 #[derive(Debug)]
 pub struct PlainPool {
     idle: Mutex<IdleLists>,
-    /// Connection drivers; each ends when its connection closes.
+    /// Connection drivers, on the runtime of the thread that opened them. Each ends when its
+    /// connection closes: the backend closes it, a body is dropped before its end, or the
+    /// pool with its idle senders is dropped at shutdown (dropping the runtime ends the rest).
     drivers: TaskTracker,
     connect_timeout: Duration,
 }
