@@ -69,7 +69,7 @@ impl UpstreamClient {
             .timer(TokioTimer::new())
             .build(https);
         Ok(Self {
-            plain: Arc::new(PlainPool::new(CONNECT_TIMEOUT)),
+            plain: Arc::new(PlainPool::new(CONNECT_TIMEOUT, IDLE_TIMEOUT)),
             tls,
         })
     }

@@ -10,13 +10,16 @@
 //! cannot reuse a connection with an unread response on it.
 //!
 //! Owns: connecting (TCP, `TCP_NODELAY`, connect deadline), the HTTP/1.1 handshake, the idle
-//! lists (LIFO, at most [`MAX_IDLE_PER_HOST`] per authority, idle for at most [`IDLE_TIMEOUT`])
+//! lists (LIFO, at most [`MAX_IDLE_PER_HOST`] per authority, idle for at most the idle timeout,
+//! [`IDLE_TIMEOUT`] by default, swept by a timer so a backend that gets no more traffic keeps
+//! no connections open)
 //! and one retry on a fresh connection when a pooled one turned out to be closed before the
 //! request was written to it (nothing reached the backend, so this is always safe).
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -46,8 +49,12 @@ pub struct PlainPool {
     /// Connection drivers, on the runtime of the thread that opened them. Each ends when its
     /// connection closes: the backend closes it, a body is dropped before its end, or the
     /// pool with its idle senders is dropped at shutdown (dropping the runtime ends the rest).
+    /// The sweeper runs here too, and ends with the pool.
     drivers: TaskTracker,
     connect_timeout: Duration,
+    idle_timeout: Duration,
+    /// The sweeper starts with the first connection (a runtime is running by then).
+    sweeping: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -57,13 +64,30 @@ struct Idle {
 }
 
 impl PlainPool {
-    /// An empty pool whose connects give up after `connect_timeout`.
-    pub fn new(connect_timeout: Duration) -> Self {
+    /// An empty pool whose connects give up after `connect_timeout` and whose connections
+    /// are closed after `idle_timeout` unused.
+    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Self {
         Self {
             idle: Mutex::new(HashMap::default()),
             drivers: TaskTracker::new(),
             connect_timeout,
+            idle_timeout,
+            sweeping: AtomicBool::new(false),
         }
+    }
+
+    /// Drops every idle connection that is closed or past the idle timeout, and the lists
+    /// left empty.
+    fn sweep(&self) {
+        let now = Instant::now();
+        self.idle.lock().retain(|_, list| {
+            list.retain(|c| !self.expired(c, now));
+            !list.is_empty()
+        });
+    }
+
+    fn expired(&self, c: &Idle, now: Instant) -> bool {
+        c.sender.is_closed() || now.duration_since(c.since) > self.idle_timeout
     }
 
     /// Sends `req` (an absolute `http://` URI) on a pooled or new connection.
@@ -117,7 +141,7 @@ impl PlainPool {
         let mut busy = Vec::new();
         let found = loop {
             let Some(c) = list.pop_back() else { break None };
-            if c.sender.is_closed() || now.duration_since(c.since) > IDLE_TIMEOUT {
+            if self.expired(&c, now) {
                 continue;
             }
             if c.sender.is_ready() {
@@ -141,10 +165,7 @@ impl PlainPool {
             None => lists.entry(authority.as_str().into()).or_default(),
         };
         // The oldest are at the front: drop the ones past their idle time.
-        while list
-            .front()
-            .is_some_and(|c| c.sender.is_closed() || now.duration_since(c.since) > IDLE_TIMEOUT)
-        {
+        while list.front().is_some_and(|c| self.expired(c, now)) {
             list.pop_front();
         }
         if list.len() < MAX_IDLE_PER_HOST {
@@ -152,8 +173,16 @@ impl PlainPool {
         }
     }
 
-    /// Opens a connection to `authority` and starts its driver.
-    async fn connect(&self, authority: &Authority) -> Result<SendRequest<UpstreamBody>, SendError> {
+    /// Opens a connection to `authority` and starts its driver (and, the first time, the
+    /// sweeper).
+    async fn connect(
+        self: &Arc<Self>,
+        authority: &Authority,
+    ) -> Result<SendRequest<UpstreamBody>, SendError> {
+        if !self.sweeping.swap(true, Ordering::Relaxed) {
+            self.drivers
+                .spawn(sweeper(Arc::downgrade(self), self.idle_timeout / 2));
+        }
         // `[::1]` in a URL, `::1` to the resolver.
         let host = authority
             .host()
@@ -186,6 +215,18 @@ impl PlainPool {
             }
         });
         Ok(sender)
+    }
+}
+
+/// Sweeps `pool` every `every` until the pool is gone.
+async fn sweeper(pool: Weak<PlainPool>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        pool.sweep();
     }
 }
 

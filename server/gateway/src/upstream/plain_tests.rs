@@ -31,6 +31,8 @@ struct Seen {
     accepted: AtomicUsize,
     /// Connections the client closed while the backend was still sending.
     closed_by_client: AtomicUsize,
+    /// Connections the client closed between requests.
+    ended: AtomicUsize,
     heads: Mutex<Vec<String>>,
 }
 
@@ -53,6 +55,7 @@ async fn serve(mut conn: TcpStream, mode: Mode, seen: Arc<Seen>) {
     let mut buf = Vec::new();
     loop {
         let Some(head_end) = read_head(&mut conn, &mut buf).await else {
+            seen.ended.fetch_add(1, Ordering::SeqCst);
             return;
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
@@ -114,7 +117,21 @@ fn post(base: &str) -> Request<UpstreamBody> {
 }
 
 fn pool() -> Arc<PlainPool> {
-    Arc::new(PlainPool::new(Duration::from_secs(2)))
+    Arc::new(PlainPool::new(
+        Duration::from_secs(2),
+        Duration::from_secs(90),
+    ))
+}
+
+/// Waits up to 2 s for `count` to reach `n`.
+async fn reaches(count: &AtomicUsize, n: usize) -> bool {
+    for _ in 0..200 {
+        if count.load(Ordering::SeqCst) >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 #[tokio::test]
@@ -166,17 +183,33 @@ async fn a_body_dropped_before_its_end_closes_its_connection() {
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert_eq!(&first[..], b"hi");
     drop(body);
-    for _ in 0..100 {
-        if seen.closed_by_client.load(Ordering::SeqCst) == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(seen.closed_by_client.load(Ordering::SeqCst), 1);
+    assert!(reaches(&seen.closed_by_client, 1).await);
     // The next request needs a connection of its own.
     let resp = pool.send(post(&base)).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(seen.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout_without_more_traffic() {
+    let (base, seen, _tasks) = backend(Mode::KeepAlive).await;
+    let pool = Arc::new(PlainPool::new(
+        Duration::from_secs(2),
+        Duration::from_millis(200),
+    ));
+    let resp = pool.send(post(&base)).await.unwrap();
+    resp.into_body().collect().await.unwrap();
+    assert_eq!(pool.idle.lock().len(), 1, "kept for the next request");
+    // Still open well within the idle timeout.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(seen.ended.load(Ordering::SeqCst), 0);
+    // The sweeper closes it once the timeout has passed, with no request to trigger it.
+    assert!(
+        reaches(&seen.ended, 1).await,
+        "the idle connection was closed"
+    );
+    assert!(pool.idle.lock().is_empty());
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
