@@ -35,6 +35,9 @@ use crate::upstream::client::{describe, read_prefix, UpstreamBody, UpstreamClien
 use crate::upstream::plain::ResponseBody;
 use crate::upstream::{BackendState, Ejection, InflightGuard, Pool};
 
+/// The response headers the router adds to a routed response, without debug headers.
+pub(crate) const ROUTER_HEADERS: usize = 16;
+
 /// Headers never copied between hops.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -364,7 +367,9 @@ fn relay(
         feedback,
     } = watch;
     let (parts, inner) = resp.into_parts();
-    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    // Room for the router's own headers too (`http::add_headers`): growing the map later
+    // rehashes it.
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + ROUTER_HEADERS);
     let strip = stripping(&tap);
     for (k, v) in &parts.headers {
         let keep = !HOP_BY_HOP.contains(&k.as_str()) || (k == "content-length" && !strip);

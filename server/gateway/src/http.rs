@@ -456,8 +456,9 @@ pub(crate) mod names {
 fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str, replay: bool) {
     let o = &r.outcome;
     // Fixed names are constants; only the debug family headers are named at run time.
-    // Room for the usual set up front: growing the map rehashes it.
-    h.reserve(12);
+    // Room for the usual set up front (a relayed response has it already): growing the map
+    // rehashes it.
+    h.reserve(crate::forward::ROUTER_HEADERS);
     let mut put = |name: HeaderName, value: HeaderValue| {
         h.insert(name, value);
     };
