@@ -142,11 +142,11 @@ async fn models(State(s): State<ListenerState>) -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
-/// Request headers as owned `(name, value)` pairs for the routing service (values that are not
-/// visible ASCII are skipped).
-pub(crate) fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
+/// Request headers as `(name, value)` pairs for the routing service, borrowed from the map
+/// (names are lowercase; values that are not visible ASCII are skipped).
+pub(crate) fn header_pairs(h: &HeaderMap) -> Vec<(&str, &str)> {
     h.iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
         .collect()
 }
 

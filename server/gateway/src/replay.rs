@@ -127,7 +127,7 @@ pub struct RequestInfo<'a> {
     /// `x-request-id`.
     pub request_id: &'a str,
     /// Request headers.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
     /// The raw request body.
     pub body: &'a [u8],
     /// When the request arrived.

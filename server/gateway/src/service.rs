@@ -69,12 +69,12 @@ pub async fn route(
     live: &Arc<LiveState>,
     sessions: &Sessions,
     body: Value,
-    headers: &[(String, String)],
+    headers: &[(&str, &str)],
     params: RouteParams,
 ) -> Result<Routed, ApiError> {
     let started = Instant::now();
     let view = RequestView::from_json(&body).map_err(request_error)?;
-    let view = view.with_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let view = view.with_headers(headers.iter().copied());
     let Value::Object(mut body) = body else {
         return Err(request_error(RequestError::NotAnObject));
     };
@@ -171,7 +171,7 @@ pub async fn route(
 pub async fn classify(
     live: &Arc<LiveState>,
     mut body: Value,
-    headers: &[(String, String)],
+    headers: &[(&str, &str)],
     evaluate_all: bool,
     budget: Duration,
 ) -> Result<Outcome, ApiError> {
@@ -211,7 +211,7 @@ pub async fn classify(
     }
     let view = RequestView::from_json(&body)
         .map_err(request_error)?
-        .with_headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        .with_headers(headers.iter().copied());
     let plan = plan_known(
         live,
         view,
