@@ -23,7 +23,7 @@ use tokio::time::Sleep;
 use vllm_sr_store::Lifecycle;
 
 use crate::error::ApiError;
-use crate::http::names;
+use crate::http::{names, ROUTER_HEADERS};
 use crate::learning::UsageFeedback;
 use crate::live::LiveState;
 use crate::metrics::Metrics;
@@ -34,9 +34,6 @@ use crate::tap::Tap;
 use crate::upstream::client::{describe, read_prefix, UpstreamBody, UpstreamClient};
 use crate::upstream::plain::ResponseBody;
 use crate::upstream::{BackendState, Ejection, InflightGuard, Pool};
-
-/// The response headers the router adds to a routed response, without debug headers.
-pub(crate) const ROUTER_HEADERS: usize = 16;
 
 /// Headers never copied between hops.
 const HOP_BY_HOP: &[&str] = &[

@@ -453,12 +453,16 @@ pub(crate) mod names {
     pub(super) const SKIPPED_SIGNALS: HeaderName = HeaderName::from_static("x-vsr-skipped-signals");
 }
 
+/// Room for the headers [`add_headers`] puts on a routed response (at most 15 without the
+/// debug ones); `forward.rs` sizes a relayed response's header map with it.
+pub(crate) const ROUTER_HEADERS: usize = 16;
+
 fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str, replay: bool) {
     let o = &r.outcome;
     // Fixed names are constants; only the debug family headers are named at run time.
     // Room for the usual set up front (a relayed response has it already): growing the map
     // rehashes it.
-    h.reserve(crate::forward::ROUTER_HEADERS);
+    h.reserve(ROUTER_HEADERS);
     let mut put = |name: HeaderName, value: HeaderValue| {
         h.insert(name, value);
     };
