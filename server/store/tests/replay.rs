@@ -389,6 +389,44 @@ fn retention_keeps_the_newest_max_records() {
 }
 
 #[test]
+fn a_lower_limit_on_reopening_trims_the_oldest_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let unlimited = StoreOptions {
+        max_records: None,
+        ..options()
+    };
+    let store = open(dir.path(), &unlimited);
+    let mut rng = fastrand::Rng::with_seed(3);
+    let records: Vec<ReplayRecord> = (0..30)
+        .map(|i| random_record(&mut rng, 5_000 + i))
+        .collect();
+    for r in &records {
+        store.sink().record(r.clone());
+    }
+    store.shutdown().unwrap();
+    drop(store);
+    let limited = StoreOptions {
+        max_records: Some(7),
+        ..options()
+    };
+    let store = open(dir.path(), &limited);
+    let newer = random_record(&mut rng, 9_000);
+    store.sink().record(newer.clone());
+    store.sink().flush().unwrap();
+    let mut all = records.clone();
+    all.push(newer);
+    let newest: Vec<String> = expected_order(&all, &ReplayFilter::default())
+        .into_iter()
+        .take(7)
+        .collect();
+    assert_eq!(
+        all_pages(&store.reader(), &ReplayFilter::default(), 100),
+        newest
+    );
+    assert_eq!(store.sink().stats().deleted, 24);
+}
+
+#[test]
 fn replacing_records_does_not_count_against_max_records() {
     let dir = tempfile::tempdir().unwrap();
     let opts = StoreOptions {
