@@ -216,8 +216,7 @@ impl<'a> Object<'a> {
 
     fn str(&mut self, name: &str, value: &str) {
         self.key(name);
-        // Writing a `str` into a `Vec` cannot fail.
-        let _ = serde_json::to_writer(&mut *self.out, value);
+        string(self.out, value);
     }
 
     fn opt_str(&mut self, name: &str, value: &Option<String>) {
@@ -267,6 +266,33 @@ impl<'a> Object<'a> {
 
     fn close(self) {
         self.out.push(b'}');
+    }
+}
+
+/// The bytes serde_json escapes in a string: `"`, `\` and the control characters.
+static ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// A JSON string as serde_json writes it. Ids and names rarely need escaping: those are
+/// copied whole after one table lookup per byte; the rest go through serde_json's escaper.
+fn string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|b| ESCAPED[usize::from(b)]) {
+        // Writing a `str` into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::write;
+use super::{string, write};
 use crate::rows::{Cost, LearningTrace, Lifecycle, RawJson, ReplayRecord, Timings, Usage};
 
 #[track_caller]
@@ -189,4 +189,20 @@ fn what_it_writes_reads_back() {
     write(&mut out, &r).unwrap();
     let back: ReplayRecord = serde_json::from_slice(&out).unwrap();
     assert_eq!(back, r);
+}
+
+#[test]
+fn strings_match_serde_json_for_every_ascii_byte_anywhere() {
+    for len in [0, 1, 15, 16, 17, 40] {
+        for at in 0..len {
+            for b in 0u8..=0x7F {
+                let mut text = vec![b'a'; len];
+                text[at] = b;
+                let text = String::from_utf8(text).unwrap();
+                let mut ours = Vec::new();
+                string(&mut ours, &text);
+                assert_eq!(ours, serde_json::to_vec(&text).unwrap(), "{text:?}");
+            }
+        }
+    }
 }

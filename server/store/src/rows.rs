@@ -52,15 +52,40 @@ pub fn record_id_at(timestamp_ms: i64) -> String {
 pub fn record_key(id: &str) -> Option<i64> {
     let bytes: &[u8; 32] = id.as_bytes().try_into().ok()?;
     let (high, low) = bytes.split_at(16);
-    let key = high.iter().try_fold(0u64, |acc, &b| {
-        Some(acc << 4 | u64::from(char::from(b).to_digit(16)?))
-    })?;
-    if !low.iter().all(u8::is_ascii_hexdigit) {
+    // Branch-free: every digit is looked up, and any non-digit (0xFF) sets the high bit.
+    let mut seen = 0u8;
+    let mut key = 0u64;
+    for &b in high {
+        let digit = HEX_DIGITS[usize::from(b)];
+        seen |= digit;
+        key = key << 4 | u64::from(digit & 0xF);
+    }
+    for &b in low {
+        seen |= HEX_DIGITS[usize::from(b)];
+    }
+    if seen & 0x80 != 0 {
         return None;
     }
     // Only a timestamp beyond 2^47 ms (the year 6429) sets the sign bit.
     i64::try_from(key).ok()
 }
+
+/// The value of each hex digit (either case); 0xFF for every other byte.
+static HEX_DIGITS: [u8; 256] = {
+    let mut table = [0xFF; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// The millisecond timestamp of a record id (its first 48 bits); `None` unless `id` is 32
 /// hex digits.
@@ -604,6 +629,31 @@ mod tests {
             assert_eq!(record_key(bad), None, "{bad}");
         }
         assert_eq!(first_key_of_ms(-5), 0);
+    }
+
+    #[test]
+    fn record_keys_read_hex_of_either_case_and_reject_any_other_byte() {
+        let id = "01a201cc863c7c0b94a9ea78a6dfbbb0";
+        assert_eq!(record_key(id), Some(0x01a2_01cc_863c_7c0b));
+        assert_eq!(
+            record_key(&id.to_ascii_uppercase()),
+            Some(0x01a2_01cc_863c_7c0b)
+        );
+        for at in 0..32 {
+            for b in 0u8..0x80 {
+                let mut bytes = id.as_bytes().to_vec();
+                bytes[at] = b;
+                let text = String::from_utf8(bytes).unwrap();
+                // A first digit of 8 or more would set the sign bit: not a key.
+                let want = char::from(b)
+                    .is_ascii_hexdigit()
+                    .then(|| i64::from_str_radix(text.get(..16).unwrap(), 16).ok())
+                    .flatten();
+                assert_eq!(record_key(&text), want, "{text:?}");
+            }
+        }
+        // A multi-byte character makes 32 bytes of something else.
+        assert_eq!(record_key(&format!("é{}", &id[2..])), None);
     }
 
     #[test]
