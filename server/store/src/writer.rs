@@ -474,8 +474,9 @@ impl Writer {
         if excess > 0 {
             let n = self
                 .conn
-                .prepare_cached(TRIM_OLDEST)?
-                .execute(params![excess.min(RETENTION_CHUNK) as i64])? as u64;
+                .prepare_cached(DELETE_OLDEST)?
+                .execute(params![i64::MAX, excess.min(RETENTION_CHUNK) as i64])?
+                as u64;
             self.deleted(n);
         }
         Ok(())
@@ -496,11 +497,10 @@ impl Writer {
             .query_row("SELECT count(*) FROM replay", [], |r| r.get(0))?;
         self.rows = u64::try_from(rows).unwrap_or(0);
         let cutoff = first_key_of_ms(now_ms().saturating_sub(ttl_ms));
-        let n = self.conn.execute(
-            "DELETE FROM replay WHERE seq < coalesce(
-                (SELECT seq FROM replay WHERE seq < ?1 ORDER BY seq ASC LIMIT 1 OFFSET ?2), ?1)",
-            params![cutoff, RETENTION_CHUNK as i64],
-        )? as u64;
+        let n = self
+            .conn
+            .prepare_cached(DELETE_OLDEST)?
+            .execute(params![cutoff, RETENTION_CHUNK as i64])? as u64;
         self.deleted(n);
         // A full chunk means more may be left: stay due so the next pass continues.
         if n < RETENTION_CHUNK {
@@ -515,13 +515,15 @@ impl Writer {
     }
 }
 
-/// Deletes the `?1` oldest rows (the table is in time order): every key below that of the
-/// row `?1` places from the front (all rows when there are no more than `?1`), one range
-/// delete walking the table from its front. `seq IN (SELECT … LIMIT ?1)` collected the keys
-/// into a temporary b-tree and then sought each one: a quarter of what retention cost the
-/// writer at steady-state trimming, where retention was 38% of its instructions per record.
-const TRIM_OLDEST: &str = "DELETE FROM replay WHERE seq <
-    coalesce((SELECT seq FROM replay ORDER BY seq ASC LIMIT 1 OFFSET ?1), 9223372036854775807)";
+/// Deletes the `?2` oldest rows with a key below `?1` (all of them when there are no more;
+/// `?1` = `i64::MAX` for the oldest rows of all): every key below that of the first row
+/// `?2` places into that range, one range delete walking the table (which is in time order)
+/// from its front, and the subquery stops at `?1`, so a TTL sweep with nothing expired stops
+/// at once. `seq IN (SELECT … LIMIT n)` collected the keys into a temporary b-tree and then
+/// sought each one: a quarter of what retention cost the writer at steady-state trimming,
+/// where retention was 38% of its instructions per record.
+const DELETE_OLDEST: &str = "DELETE FROM replay WHERE seq < coalesce(
+    (SELECT seq FROM replay WHERE seq < ?1 ORDER BY seq ASC LIMIT 1 OFFSET ?2), ?1)";
 
 /// Inserts (or replaces) every record and, when the new rows exceed `room` (what
 /// `max_records` leaves), deletes as many of the oldest, all in one transaction so every
@@ -596,7 +598,8 @@ fn insert_batch(
     }
     let excess = room.map_or(0, |r| inserted.saturating_sub(r));
     let trimmed = if excess > 0 {
-        tx.prepare_cached(TRIM_OLDEST)?.execute([excess as i64])? as u64
+        tx.prepare_cached(DELETE_OLDEST)?
+            .execute(params![i64::MAX, excess as i64])? as u64
     } else {
         0
     };
