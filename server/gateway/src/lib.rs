@@ -11,7 +11,7 @@
 //! - `rewrite`: the body rewrite of contract §9 and the request-side plugins.
 //! - `forward` and `upstream`: backend choice, retries, outlier ejection, streaming relay.
 //! - `replay` and `tap`: a Router Replay record per routed request (usage and capped bodies
-//!   read off the relayed response), written through the store's bounded queue.
+//!   read off the relayed response), written through the store's bounded, non-blocking intake.
 //! - `mgmt`: the management API (classify, eval, replay, insights, live events).
 //! - `error`: the one place a failure becomes an HTTP status.
 //!

@@ -1,6 +1,6 @@
 //! Router Replay from the data plane: one record per routed request, started when routing is
 //! done and finished when the response ends (completed, aborted by the client, or failed),
-//! then handed to the store's bounded queue (never blocking the request) and broadcast to live
+//! then handed to the store's bounded intake (never blocking the request) and broadcast to live
 //! subscribers (`/api/v1/events`).
 
 use std::path::Path;
@@ -69,17 +69,17 @@ impl Replay {
 
     /// Stores and broadcasts a finished record.
     pub fn submit(&self, record: Box<ReplayRecord>) {
-        // Only shared when someone listens: without subscribers the broadcast buffer would
-        // keep a reference, forcing a deep copy of every record for the writer, and the
-        // common case needs no `Arc` at all.
-        let record = if self.events.receiver_count() > 0 {
+        // The store serialises the record on this thread and keeps none of it, so the
+        // record is freed here, by the thread that built it; subscribers share it.
+        let stored = if self.events.receiver_count() > 0 {
             let shared: Arc<ReplayRecord> = Arc::from(record);
-            let _ = self.events.send(shared.clone());
-            Box::new(Arc::unwrap_or_clone(shared))
+            let stored = self.sink.record(&*shared);
+            let _ = self.events.send(shared);
+            stored
         } else {
-            record
+            self.sink.record(&*record)
         };
-        if !self.sink.record(record) {
+        if !stored {
             tracing::debug!("replay queue full; record dropped");
         }
     }

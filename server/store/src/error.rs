@@ -64,6 +64,14 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// A stored segment (a batch of records) could not be decompressed or unframed.
+    #[error("stored replay segment {seg} is unreadable: {reason}")]
+    CorruptSegment {
+        /// The segment's row id.
+        seg: i64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A pagination cursor that this store did not produce.
     #[error("invalid replay cursor {0:?}")]
     InvalidCursor(String),

@@ -2,9 +2,10 @@
 //! session snapshots, in one SQLite file under the state directory. The only crate that knows SQL.
 //!
 //! - [`Store::open`] creates or migrates `vllm-sr.sqlite3` (WAL) and starts one writer thread.
-//! - [`ReplaySink::record`] is what the request path calls: a `try_send` into a bounded
-//!   queue that never blocks; a full queue drops the record and counts it
-//!   ([`ReplaySink::dropped`] is `replay_dropped_total`).
+//! - [`ReplaySink::record`] is what the request path calls: it serialises the record into
+//!   the calling thread's intake shard and never blocks; past the queue's capacity it drops
+//!   the record and counts it ([`ReplaySink::dropped`] is `replay_dropped_total`). The
+//!   writer stores each batch as one compressed segment.
 //! - [`ReplayReader`] answers the replay API (`get`, `list` with cursor pagination, `count`)
 //!   and [`ReplayReader::insights`]; its methods block, so async callers use
 //!   `spawn_blocking`.
@@ -20,10 +21,14 @@
 mod cost;
 mod error;
 mod insights;
+mod intake;
+mod legacy;
 mod migrate;
 mod query;
 mod record_json;
 mod rows;
+mod segment;
+mod segments;
 mod sessions;
 mod store;
 mod writer;

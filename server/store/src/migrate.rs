@@ -23,10 +23,18 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// six or seven (see scripts/bench/results/store-2026-11-21.md).
 const PAGE_SIZE: u32 = 16_384;
 
+/// One migration: SQL, or code for what SQL alone cannot do (it runs in the migration's
+/// transaction all the same).
+#[derive(Clone, Copy)]
+enum Step {
+    Sql(&'static str),
+    Code(fn(&Connection) -> rusqlite::Result<()>),
+}
+
 /// Ordered migrations; index 0 produces version 1.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Step] = &[
     // v1: the replay table. Queryable fields are real columns, the whole record is JSON.
-    "CREATE TABLE replay (
+    Step::Sql("CREATE TABLE replay (
         id                   TEXT    NOT NULL PRIMARY KEY,
         ts_ms                INTEGER NOT NULL,
         decision             TEXT,
@@ -47,29 +55,29 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX replay_by_time     ON replay (ts_ms, id);
     CREATE INDEX replay_by_decision ON replay (decision, ts_ms);
     CREATE INDEX replay_by_model    ON replay (final_model, ts_ms);
-    CREATE INDEX replay_by_session  ON replay (session_hash, ts_ms);",
+    CREATE INDEX replay_by_session  ON replay (session_hash, ts_ms);"),
     // v2: Router Learning session snapshots (one row per learning key, the gateway's JSON).
-    "CREATE TABLE learning_sessions (
+    Step::Sql("CREATE TABLE learning_sessions (
         key          TEXT    NOT NULL PRIMARY KEY,
         last_seen_ms INTEGER NOT NULL,
         state        TEXT    NOT NULL
     );
-    CREATE INDEX learning_sessions_by_time ON learning_sessions (last_seen_ms);",
+    CREATE INDEX learning_sessions_by_time ON learning_sessions (last_seen_ms);"),
     // v3: cheaper writes. Decisions and models are few, so their filters walk the time index
     // newest first (a page fills fast); only sessions are selective enough for an index of
     // their own, and only rows that have one are in it. Each insert and each retention delete
     // now maintains three b-trees instead of five.
-    "DROP INDEX replay_by_decision;
+    Step::Sql("DROP INDEX replay_by_decision;
     DROP INDEX replay_by_model;
     DROP INDEX replay_by_session;
-    CREATE INDEX replay_by_session ON replay (session_hash, ts_ms, id) WHERE session_hash IS NOT NULL;",
+    CREATE INDEX replay_by_session ON replay (session_hash, ts_ms, id) WHERE session_hash IS NOT NULL;"),
     // v4: rows keyed by an integer taken from their id (`rows::record_key`: millisecond,
     // version, counter), so the table itself is in time order: no index on the text id and
     // none on time; an insert appends to one b-tree (plus the session index when it has a
     // session) and retention cuts from its front. Old rows get the key of their id's
     // millisecond plus their rank in it (ids that are not 32 hex digits: their `ts_ms`), so
     // the by-id lookup, which scans the id's millisecond, still finds them.
-    "CREATE TABLE replay_v4 (
+    Step::Sql("CREATE TABLE replay_v4 (
         seq                  INTEGER PRIMARY KEY,
         id                   TEXT    NOT NULL,
         ts_ms                INTEGER NOT NULL,
@@ -112,7 +120,11 @@ const MIGRATIONS: &[&str] = &[
           FROM replay);
     DROP TABLE replay;
     ALTER TABLE replay_v4 RENAME TO replay;
-    CREATE INDEX replay_by_session ON replay (session_hash, seq) WHERE session_hash IS NOT NULL;",
+    CREATE INDEX replay_by_session ON replay (session_hash, seq) WHERE session_hash IS NOT NULL;"),
+    // v5: compressed segments (`segment`, `segments`): a batch of records is one row, so
+    // the writer stores a few hundred records with one insert and a fraction of the bytes.
+    // The rows of v4 are moved into segments in key order.
+    Step::Code(segments_from_rows),
 ];
 
 /// The schema version this build writes and reads.
@@ -183,7 +195,7 @@ pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     migrate_with(conn, path, MIGRATIONS)
 }
 
-fn migrate_with(conn: &Connection, path: &Path, migrations: &[&str]) -> Result<()> {
+fn migrate_with(conn: &Connection, path: &Path, migrations: &[Step]) -> Result<()> {
     let found = user_version(conn)?;
     let supported = migrations.len() as u32;
     if found > supported {
@@ -193,15 +205,15 @@ fn migrate_with(conn: &Connection, path: &Path, migrations: &[&str]) -> Result<(
             supported,
         });
     }
-    for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
+    for (i, step) in migrations.iter().enumerate().skip(found as usize) {
         let version = i as u32 + 1;
-        apply(conn, sql, version).map_err(|source| StoreError::Migration { version, source })?;
+        apply(conn, *step, version).map_err(|source| StoreError::Migration { version, source })?;
         tracing::info!(path = %path.display(), version, "replay store schema migrated");
     }
     Ok(())
 }
 
-fn apply(conn: &Connection, sql: &str, version: u32) -> rusqlite::Result<()> {
+fn apply(conn: &Connection, step: Step, version: u32) -> rusqlite::Result<()> {
     // BEGIN IMMEDIATE: two processes opening the same file never run a migration twice.
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let run = || -> rusqlite::Result<()> {
@@ -210,7 +222,10 @@ fn apply(conn: &Connection, sql: &str, version: u32) -> rusqlite::Result<()> {
         if now >= i64::from(version) {
             return Ok(());
         }
-        conn.execute_batch(sql)?;
+        match step {
+            Step::Sql(sql) => conn.execute_batch(sql)?,
+            Step::Code(f) => f(conn)?,
+        }
         conn.execute_batch(&format!("PRAGMA user_version = {version}"))
     };
     match run() {
@@ -220,6 +235,68 @@ fn apply(conn: &Connection, sql: &str, version: u32) -> rusqlite::Result<()> {
             Err(e)
         }
     }
+}
+
+/// Records per segment when v4 rows are moved (the writer's default batch).
+const MIGRATED_SEGMENT_ROWS: usize = 256;
+
+/// v5: creates the segment tables and moves every v4 row into them, whole records in key
+/// order (a row whose JSON does not decode is kept as it is, so nothing is lost that was
+/// readable before), then drops the row table.
+fn segments_from_rows(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE replay_segments (
+            seg       INTEGER PRIMARY KEY,
+            first_key INTEGER NOT NULL,
+            last_key  INTEGER NOT NULL,
+            records   INTEGER NOT NULL,
+            format    INTEGER NOT NULL,
+            data      BLOB    NOT NULL
+        );
+        CREATE INDEX replay_segments_by_last_key ON replay_segments (last_key);
+        CREATE TABLE replay_head (
+            one  INTEGER PRIMARY KEY CHECK (one = 1),
+            seg  INTEGER NOT NULL,
+            skip INTEGER NOT NULL
+        );",
+    )?;
+    let mut insert = conn.prepare(
+        "INSERT INTO replay_segments (first_key, last_key, records, format, data)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut select = conn.prepare(&format!(
+        "SELECT {} FROM replay ORDER BY seq",
+        crate::legacy::RECORD_COLUMNS
+    ))?;
+    let mut rows = select.query([])?;
+    let mut raw = Vec::new();
+    let mut keys: Vec<i64> = Vec::with_capacity(MIGRATED_SEGMENT_ROWS);
+    let mut flush = |raw: &mut Vec<u8>, keys: &mut Vec<i64>| -> rusqlite::Result<()> {
+        if let (Some(&first), Some(&last)) = (keys.first(), keys.last()) {
+            insert.execute(rusqlite::params![
+                first,
+                last,
+                keys.len() as i64,
+                crate::segment::FORMAT_LZ4_FRAMES,
+                crate::segment::compress(raw)
+            ])?;
+        }
+        raw.clear();
+        keys.clear();
+        Ok(())
+    };
+    while let Some(row) = rows.next()? {
+        let (key, id, json) = crate::legacy::whole_record(row)?;
+        crate::segment::push_frame(&mut raw, key, &id, &json);
+        keys.push(key);
+        if keys.len() == MIGRATED_SEGMENT_ROWS {
+            flush(&mut raw, &mut keys)?;
+        }
+    }
+    flush(&mut raw, &mut keys)?;
+    drop(rows);
+    drop(select);
+    conn.execute_batch("DROP TABLE replay")
 }
 
 #[cfg(test)]
@@ -249,7 +326,7 @@ mod tests {
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
         let reader = open_reader(&path).unwrap();
         let n: i64 = reader
-            .query_row("SELECT count(*) FROM replay", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM replay_segments", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
     }
@@ -293,21 +370,24 @@ mod tests {
         let path = dir.path().join("t.sqlite3");
         let conn = open_writer(&path).unwrap();
         conn.execute(
-            "INSERT INTO replay (id, ts_ms, lifecycle, record) VALUES ('a', 1, 'completed', '{}')",
+            "INSERT INTO replay_segments (first_key, last_key, records, format, data)
+             VALUES (7, 7, 1, 1, x'00')",
             [],
         )
         .unwrap();
         // A future build's list: today's migrations plus one more.
-        let mut next: Vec<&str> = MIGRATIONS.to_vec();
-        next.push("ALTER TABLE replay ADD COLUMN tenant TEXT; CREATE INDEX replay_by_tenant ON replay (tenant);");
+        let mut next: Vec<Step> = MIGRATIONS.to_vec();
+        next.push(Step::Sql(
+            "ALTER TABLE replay_segments ADD COLUMN tenant TEXT;",
+        ));
         migrate_with(&conn, &path, &next).unwrap();
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION + 1);
-        let (id, tenant): (String, Option<String>) = conn
-            .query_row("SELECT id, tenant FROM replay", [], |r| {
+        let (key, tenant): (i64, Option<String>) = conn
+            .query_row("SELECT first_key, tenant FROM replay_segments", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .unwrap();
-        assert_eq!((id.as_str(), tenant), ("a", None));
+        assert_eq!((key, tenant), (7, None));
         // Running it again is a no-op; this build now sees a newer file.
         migrate_with(&conn, &path, &next).unwrap();
         assert!(matches!(
@@ -380,6 +460,93 @@ mod tests {
                 "legacy-id",
             ]
         );
+    }
+
+    #[test]
+    fn v5_makes_version_2_rows_whole_and_keeps_unreadable_ones() {
+        use crate::query::{ReplayFilter, ReplayReader};
+        use crate::rows::{record_key, Lifecycle, ReplayRecord, Usage, RECORD_SCHEMA_VERSION};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        let conn = open_writer_at(&path, 4);
+        let whole: Vec<ReplayRecord> = (0..300)
+            .map(|i| ReplayRecord {
+                decision: Some(format!("d{}", i % 3)),
+                final_model: Some("m".into()),
+                session_hash: (i % 2 == 0).then(|| "s:1".into()),
+                status: Some(200),
+                usage: Some(Usage {
+                    prompt_tokens: i,
+                    cached_prompt_tokens: 1,
+                    completion_tokens: 2,
+                }),
+                cache_hit: i % 5 == 0,
+                lifecycle: Lifecycle::Completed,
+                base_model: Some("b".into()),
+                schema_version: RECORD_SCHEMA_VERSION,
+                ..ReplayRecord::new(1_763_700_000_000 + i as i64)
+            })
+            .collect();
+        for r in &whole {
+            // Version 2: the JSON leaves out what the columns hold.
+            let mut json = r.clone();
+            json.schema_version = 2;
+            json.id.clear();
+            json.decision = None;
+            json.final_model = None;
+            json.session_hash = None;
+            json.status = None;
+            json.usage = None;
+            json.cache_hit = false;
+            let u = r.usage.unwrap();
+            conn.execute(
+                "INSERT INTO replay (seq, id, ts_ms, decision, final_model, session_hash, status,
+                    lifecycle, prompt_tokens, cached_prompt_tokens, completion_tokens, cache_hit,
+                    record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'completed', ?8, ?9, ?10, ?11, ?12)",
+                rusqlite::params![
+                    record_key(&r.id).unwrap(),
+                    r.id,
+                    r.timestamp_ms,
+                    r.decision,
+                    r.final_model,
+                    r.session_hash,
+                    r.status,
+                    u.prompt_tokens as i64,
+                    u.cached_prompt_tokens as i64,
+                    u.completion_tokens as i64,
+                    r.cache_hit,
+                    serde_json::to_string(&json).unwrap(),
+                ],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO replay (seq, id, ts_ms, lifecycle, record)
+             VALUES (5, 'broken', 0, 'completed', '{not json')",
+            [],
+        )
+        .unwrap();
+        migrate(&conn, &path).unwrap();
+        let segments: i64 = conn
+            .query_row("SELECT count(*) FROM replay_segments", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(segments, 2, "301 rows in segments of 256");
+        let reader = ReplayReader::open(&path, 1).unwrap();
+        for r in &whole {
+            assert_eq!(reader.get(&r.id).unwrap().as_ref(), Some(r));
+        }
+        assert!(matches!(
+            reader.get("broken"),
+            Err(StoreError::CorruptRecord { .. })
+        ));
+        let since = ReplayFilter {
+            since_ms: Some(1),
+            ..ReplayFilter::default()
+        };
+        assert_eq!(reader.count(&since).unwrap(), 300);
+        assert_eq!(reader.count(&ReplayFilter::default()).unwrap(), 301);
     }
 
     /// A database migrated to `version` only.

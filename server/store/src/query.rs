@@ -3,25 +3,27 @@
 //! Owns every `SELECT`. All methods block on SQLite; async callers run them in
 //! `tokio::task::spawn_blocking` (SQLite never runs on a tokio worker). Reads see the last
 //! committed batch (WAL readers never block the writer, nor the writer them).
-//! Lists are newest first in id order (the table's key, see `rows::record_key`: the time in
-//! the id, then its counter) with keyset pagination: a cursor names the last record of a
+//! Records live in compressed segments (`segment`); a query selects the segments whose key
+//! range overlaps its time range, decompresses them and decodes only the records it needs.
+//! Lists are newest first in key order (see `rows::record_key`: the time in the id, then
+//! its counter; ids break ties) with keyset pagination: a cursor names the last record of a
 //! page, so pages never repeat or skip a record even while the writer inserts or retention
-//! deletes. Time filters are key ranges.
+//! deletes. Filters other than time are applied to decoded records.
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection};
+use rusqlite::{params, Connection};
 
 use crate::error::{Result, StoreError};
 use crate::insights::{Insights, InsightsBuilder, InsightsRow};
 use crate::migrate::open_reader;
-use crate::rows::{
-    first_key_of_ms, keys_of_same_ms, record_key, Columns, Lifecycle, ReplayRecord, Usage,
-};
+use crate::rows::{first_key_of_ms, keys_of_same_ms, record_key, Lifecycle, ReplayRecord};
+use crate::segment::{decompress, frames, Frame};
+use crate::segments::{read_head, Head};
 use crate::sessions::SessionRow;
 
 /// Largest page [`ReplayReader::list`] returns; larger limits are clamped.
@@ -47,39 +49,34 @@ pub struct ReplayFilter {
 }
 
 impl ReplayFilter {
-    /// `WHERE …` (or the empty string) with its arguments appended to `args`.
-    fn where_sql(&self, args: &mut Vec<Value>) -> String {
-        let mut terms: Vec<&str> = Vec::new();
-        let mut text = |column: &'static str, v: &Option<String>, args: &mut Vec<Value>| {
-            if let Some(v) = v {
-                terms.push(column);
-                args.push(Value::Text(v.clone()));
-            }
-        };
-        text("decision = ?", &self.decision, args);
-        text("final_model = ?", &self.model, args);
-        text("session_hash = ?", &self.session, args);
-        if let Some(s) = self.status {
-            terms.push("status = ?");
-            args.push(Value::Integer(i64::from(s)));
+    /// The inclusive key range the time bounds allow.
+    fn key_range(&self) -> (i64, i64) {
+        let lo = self.since_ms.map_or(i64::MIN, first_key_of_ms);
+        let hi = self
+            .until_ms
+            .map_or(i64::MAX, |t| first_key_of_ms(t).saturating_sub(1));
+        (lo, hi)
+    }
+
+    /// Whether the fields other than time match.
+    fn matches(&self, r: &ReplayRecord) -> bool {
+        fn same(want: Option<&String>, got: Option<&String>) -> bool {
+            want.is_none_or(|w| got == Some(w))
         }
-        if let Some(l) = self.lifecycle {
-            terms.push("lifecycle = ?");
-            args.push(Value::Text(l.as_str().to_owned()));
-        }
-        if let Some(t) = self.since_ms {
-            terms.push("seq >= ?");
-            args.push(Value::Integer(first_key_of_ms(t)));
-        }
-        if let Some(t) = self.until_ms {
-            terms.push("seq < ?");
-            args.push(Value::Integer(first_key_of_ms(t)));
-        }
-        if terms.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", terms.join(" AND "))
-        }
+        same(self.decision.as_ref(), r.decision.as_ref())
+            && same(self.model.as_ref(), r.final_model.as_ref())
+            && same(self.session.as_ref(), r.session_hash.as_ref())
+            && self.status.is_none_or(|s| r.status == Some(s))
+            && self.lifecycle.is_none_or(|l| r.lifecycle == l)
+    }
+
+    /// Whether only time bounds are set (every record in the key range matches).
+    fn is_time_only(&self) -> bool {
+        self.decision.is_none()
+            && self.model.is_none()
+            && self.session.is_none()
+            && self.status.is_none()
+            && self.lifecycle.is_none()
     }
 }
 
@@ -92,42 +89,19 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// The column list [`read_row`] expects, in order: the key, the [`Columns`], `record`.
-const RECORD_COLUMNS: &str = "seq, id, decision, final_model, session_hash, status, \
-    prompt_tokens, cached_prompt_tokens, completion_tokens, cache_hit, record";
-
-/// Reads a row selected with [`RECORD_COLUMNS`]: its key and the decoded record.
-fn read_row(row: &rusqlite::Row<'_>) -> Result<(i64, ReplayRecord)> {
-    let key: i64 = row.get(0)?;
-    let tokens: [Option<i64>; 3] = [row.get(6)?, row.get(7)?, row.get(8)?];
-    let columns = Columns {
-        id: row.get(1)?,
-        decision: row.get(2)?,
-        final_model: row.get(3)?,
-        session_hash: row.get(4)?,
-        status: row
-            .get::<_, Option<i64>>(5)?
-            .and_then(|s| u16::try_from(s).ok()),
-        usage: tokens[0].map(|prompt| Usage {
-            prompt_tokens: nonneg(Some(prompt)),
-            cached_prompt_tokens: nonneg(tokens[1]),
-            completion_tokens: nonneg(tokens[2]),
-        }),
-        cache_hit: row.get(9)?,
-    };
-    let json: String = row.get(10)?;
-    let mut record = decode(&columns.id, &json)?;
-    columns.restore(&mut record);
-    Ok((key, record))
+/// The position after a record: its key and id (`key.id`). Opaque to callers; a bare key
+/// (as earlier builds wrote) means "before every record with that key".
+fn parse_cursor(cursor: &str) -> Result<(i64, String)> {
+    let (key, id) = cursor.split_once('.').unwrap_or((cursor, ""));
+    Some(key)
+        .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|k| k.parse::<i64>().ok())
+        .map(|key| (key, id.to_owned()))
+        .ok_or_else(|| StoreError::InvalidCursor(cursor.to_owned()))
 }
 
-/// The position after a record: its key, in decimal. Opaque to callers.
-fn parse_cursor(cursor: &str) -> Result<i64> {
-    cursor
-        .parse::<i64>()
-        .ok()
-        .filter(|&key| key >= 0)
-        .ok_or_else(|| StoreError::InvalidCursor(cursor.to_owned()))
+fn cursor_of(key: i64, id: &str) -> String {
+    format!("{key}.{id}")
 }
 
 #[derive(Debug)]
@@ -137,7 +111,7 @@ struct ReaderInner {
     next: AtomicUsize,
 }
 
-/// Read-only access to the replay table: cheap to clone, safe to share between threads.
+/// Read-only access to the replay records: cheap to clone, safe to share between threads.
 #[derive(Debug, Clone)]
 pub struct ReplayReader {
     inner: Arc<ReaderInner>,
@@ -199,151 +173,239 @@ impl ReplayReader {
     /// The record with this id.
     ///
     /// # Errors
-    /// SQLite errors; [`StoreError::CorruptRecord`] if its JSON does not decode.
+    /// SQLite errors; [`StoreError::CorruptSegment`] or [`StoreError::CorruptRecord`] if
+    /// what holds it does not decode.
     pub fn get(&self, id: &str) -> Result<Option<ReplayRecord>> {
+        // Its key's millisecond (rows moved from files written before ids were keys got a
+        // key in their id's millisecond); an id that is not hex can only be such a row.
+        let (lo, hi) = record_key(id).map_or((i64::MIN, i64::MAX), keys_of_same_ms);
         self.with_conn(|conn| {
-            let found = match record_key(id) {
-                // The id's millisecond: its own key, or the next free one after a clash.
-                Some(key) => {
-                    let (first, last) = keys_of_same_ms(key);
-                    let sql = format!(
-                        "SELECT {RECORD_COLUMNS} FROM replay WHERE seq BETWEEN ?2 AND ?3 AND id = ?1"
-                    );
-                    first_row(conn, &sql, params![id, first, last])?
+            let head = read_head(conn)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT seg, data FROM replay_segments
+                 WHERE last_key >= ?1 AND first_key <= ?2 ORDER BY seg DESC",
+            )?;
+            let mut rows = stmt.query(params![lo, hi])?;
+            while let Some(row) = rows.next()? {
+                let (seg, data): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
+                let raw = decompress(seg, &data)?;
+                for frame in live_frames(seg, &raw, head) {
+                    let frame = frame?;
+                    if frame.id == id && (lo..=hi).contains(&frame.key) {
+                        return decode(frame).map(Some);
+                    }
                 }
-                // Only rows migrated from a file written before ids were keys can have such
-                // an id; no index covers them.
-                None => {
-                    let sql = format!("SELECT {RECORD_COLUMNS} FROM replay WHERE id = ?1");
-                    first_row(conn, &sql, params![id])?
-                }
-            };
-            Ok(found.map(|(_, record)| record))
+            }
+            Ok(None)
         })
     }
 
     /// Up to `limit` (clamped to 1..=[`MAX_PAGE`]) records matching `filter`, newest first,
     /// starting after `cursor` (from the previous page's `next_cursor`).
     ///
+    /// Segments are read newest key first; a record is final once no segment still to be
+    /// read can hold a newer key (records that end out of order, like long streams, sit in
+    /// a later segment than their key), and the newest segment's copy of an id wins.
+    ///
     /// # Errors
-    /// [`StoreError::InvalidCursor`], SQLite errors, [`StoreError::CorruptRecord`].
+    /// [`StoreError::InvalidCursor`], SQLite errors, [`StoreError::CorruptSegment`],
+    /// [`StoreError::CorruptRecord`].
     pub fn list(&self, filter: &ReplayFilter, cursor: Option<&str>, limit: usize) -> Result<Page> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut args = Vec::new();
-        let mut sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM replay {}",
-            filter.where_sql(&mut args)
-        );
-        if let Some(cursor) = cursor {
-            let key = parse_cursor(cursor)?;
-            sql.push_str(if args.is_empty() { " WHERE " } else { " AND " });
-            sql.push_str("seq < ?");
-            args.push(Value::Integer(key));
+        let (lo, mut hi) = filter.key_range();
+        let after = cursor.map(parse_cursor).transpose()?;
+        if let Some((key, _)) = &after {
+            hi = hi.min(*key);
         }
-        sql.push_str(" ORDER BY seq DESC LIMIT ?");
-        // One more than asked tells whether another page exists.
-        args.push(Value::Integer(limit as i64 + 1));
-        let mut records = self.with_conn(|conn| {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(params_from_iter(args.iter()))?;
-            let mut out = Vec::with_capacity(limit + 1);
+        let before_cursor = |key: i64, id: &str| {
+            after
+                .as_ref()
+                .is_none_or(|(k, i)| (key, id) < (*k, i.as_str()))
+        };
+        let mut out: Vec<(i64, String, ReplayRecord)> = Vec::with_capacity(limit + 1);
+        self.with_conn(|conn| {
+            let head = read_head(conn)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT seg, last_key, data FROM replay_segments
+                 WHERE last_key >= ?1 AND first_key <= ?2 ORDER BY last_key DESC, seg DESC",
+            )?;
+            let mut rows = stmt.query(params![lo, hi])?;
+            // Records read but not yet final: (key, id) → (segment, JSON).
+            let mut pending: BTreeMap<(i64, String), (i64, Vec<u8>)> = BTreeMap::new();
+            let emit = |pending: BTreeMap<(i64, String), (i64, Vec<u8>)>,
+                        out: &mut Vec<(i64, String, ReplayRecord)>|
+             -> Result<()> {
+                for ((key, id), (_, json)) in pending.into_iter().rev() {
+                    if out.len() > limit {
+                        break;
+                    }
+                    let record = decode_json(&id, &json)?;
+                    if filter.matches(&record) {
+                        out.push((key, id, record));
+                    }
+                }
+                Ok(())
+            };
             while let Some(row) = rows.next()? {
-                out.push(read_row(row)?);
+                let (seg, last_key, data): (i64, i64, Vec<u8>) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?);
+                let newer = pending.split_off(&(last_key.saturating_add(1), String::new()));
+                emit(newer, &mut out)?;
+                if out.len() > limit {
+                    return Ok(());
+                }
+                let raw = decompress(seg, &data)?;
+                for frame in live_frames(seg, &raw, head) {
+                    let frame = frame?;
+                    if !(lo..=hi).contains(&frame.key) || !before_cursor(frame.key, frame.id) {
+                        continue;
+                    }
+                    let entry = pending
+                        .entry((frame.key, frame.id.to_owned()))
+                        .or_insert((i64::MIN, Vec::new()));
+                    if seg > entry.0 {
+                        *entry = (seg, frame.json.to_vec());
+                    }
+                }
             }
-            Ok(out)
+            emit(pending, &mut out)
         })?;
-        let next_cursor = if records.len() > limit {
-            records.truncate(limit);
-            records.last().map(|(key, _)| key.to_string())
+        let next_cursor = if out.len() > limit {
+            out.truncate(limit);
+            out.last().map(|(key, id, _)| cursor_of(*key, id))
         } else {
             None
         };
-        let records = records.into_iter().map(|(_, r)| r).collect();
         Ok(Page {
-            records,
+            records: out.into_iter().map(|(_, _, r)| r).collect(),
             next_cursor,
+        })
+    }
+
+    /// Calls `f` with every live record in `filter`'s time range once (the newest copy of
+    /// each id), newest segment first; `f` sees records that match the other fields only.
+    fn for_each(&self, filter: &ReplayFilter, mut f: impl FnMut(ReplayRecord)) -> Result<()> {
+        let (lo, hi) = filter.key_range();
+        self.with_conn(|conn| {
+            let head = read_head(conn)?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT seg, data FROM replay_segments
+                 WHERE last_key >= ?1 AND first_key <= ?2 ORDER BY seg DESC",
+            )?;
+            let mut rows = stmt.query(params![lo, hi])?;
+            let mut seen: HashSet<(i64, u64)> = HashSet::new();
+            while let Some(row) = rows.next()? {
+                let (seg, data): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
+                let raw = decompress(seg, &data)?;
+                for frame in live_frames(seg, &raw, head) {
+                    let frame = frame?;
+                    if (lo..=hi).contains(&frame.key) && seen.insert((frame.key, id_hash(frame.id)))
+                    {
+                        let record = decode(frame)?;
+                        if filter.matches(&record) {
+                            f(record);
+                        }
+                    }
+                }
+            }
+            Ok(())
         })
     }
 
     /// How many records match `filter`.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// SQLite errors, [`StoreError::CorruptSegment`], [`StoreError::CorruptRecord`].
     pub fn count(&self, filter: &ReplayFilter) -> Result<u64> {
-        let mut args = Vec::new();
-        let sql = format!(
-            "SELECT count(*) FROM replay {}",
-            filter.where_sql(&mut args)
-        );
-        self.with_conn(|conn| {
-            let n: i64 = conn
-                .prepare_cached(&sql)?
-                .query_row(params_from_iter(args.iter()), |r| r.get(0))?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        })
+        if filter.is_time_only() {
+            let (lo, hi) = filter.key_range();
+            return self.with_conn(|conn| count_in(conn, lo, hi));
+        }
+        let mut n = 0;
+        self.for_each(filter, |_| n += 1)?;
+        Ok(n)
     }
 
     /// Cost, savings, token and latency aggregates over the records matching `filter`
     /// (usually just a time range), overall and by decision, model, day and hour (UTC).
     ///
     /// # Errors
-    /// SQLite errors.
+    /// SQLite errors, [`StoreError::CorruptSegment`], [`StoreError::CorruptRecord`].
     pub fn insights(&self, filter: &ReplayFilter) -> Result<Insights> {
-        let mut args = Vec::new();
-        let sql = format!(
-            "SELECT ts_ms, decision, final_model, status, lifecycle, prompt_tokens,
-                    cached_prompt_tokens, completion_tokens, actual_cost, baseline_cost,
-                    currency, total_ms, cache_hit
-             FROM replay {}",
-            filter.where_sql(&mut args)
-        );
-        self.with_conn(|conn| {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(params_from_iter(args.iter()))?;
-            let mut builder = InsightsBuilder::new(filter.since_ms, filter.until_ms);
-            while let Some(r) = rows.next()? {
-                let lifecycle: String = r.get(4)?;
-                builder.add(&InsightsRow {
-                    timestamp_ms: r.get(0)?,
-                    decision: r.get(1)?,
-                    model: r.get(2)?,
-                    status: r.get(3)?,
-                    lifecycle: Lifecycle::from_name(&lifecycle),
-                    prompt_tokens: nonneg(r.get(5)?),
-                    cached_prompt_tokens: nonneg(r.get(6)?),
-                    completion_tokens: nonneg(r.get(7)?),
-                    actual_cost: r.get(8)?,
-                    baseline_cost: r.get(9)?,
-                    currency: r.get(10)?,
-                    total_ms: r.get(11)?,
-                    cache_hit: r.get(12)?,
-                });
-            }
-            Ok(builder.finish())
-        })
+        let mut builder = InsightsBuilder::new(filter.since_ms, filter.until_ms);
+        self.for_each(filter, |r| {
+            let usage = r.usage.unwrap_or_default();
+            let cost = r.cost.as_ref();
+            builder.add(&InsightsRow {
+                timestamp_ms: r.timestamp_ms,
+                status: r.status,
+                lifecycle: r.lifecycle,
+                prompt_tokens: usage.prompt_tokens,
+                cached_prompt_tokens: usage.cached_prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                actual_cost: cost.map(|c| c.actual),
+                baseline_cost: cost.map(|c| c.baseline),
+                currency: cost.map(|c| c.currency.clone()),
+                total_ms: Some(r.timings.total_ms),
+                cache_hit: r.cache_hit,
+                decision: r.decision,
+                model: r.final_model,
+            });
+        })?;
+        Ok(builder.finish())
     }
 }
 
-/// The first row of a query selecting [`RECORD_COLUMNS`].
-fn first_row(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Option<(i64, ReplayRecord)>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params)?;
-    rows.next()?.map(read_row).transpose()
+/// Live records with a key in `lo..=hi`, each id once: reads only the frames' keys and ids.
+fn count_in(conn: &Connection, lo: i64, hi: i64) -> Result<u64> {
+    let head = read_head(conn)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT seg, first_key, last_key, records, data FROM replay_segments
+         WHERE last_key >= ?1 AND first_key <= ?2",
+    )?;
+    let mut rows = stmt.query(params![lo, hi])?;
+    let mut seen: HashSet<(i64, u64)> = HashSet::new();
+    let mut n = 0u64;
+    while let Some(row) = rows.next()? {
+        let (seg, data): (i64, Vec<u8>) = (row.get(0)?, row.get(4)?);
+        let raw = decompress(seg, &data)?;
+        for frame in live_frames(seg, &raw, head) {
+            let frame = frame?;
+            if (lo..=hi).contains(&frame.key) && seen.insert((frame.key, id_hash(frame.id))) {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }
 
-fn nonneg(v: Option<i64>) -> u64 {
-    v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
+/// The frames of a segment that retention has not deleted.
+fn live_frames(seg: i64, raw: &[u8], head: Head) -> impl Iterator<Item = Result<Frame<'_>>> {
+    let skip = usize::try_from(head.skip_of(seg)).unwrap_or(usize::MAX);
+    frames(seg, raw).skip(skip)
 }
 
-fn decode(id: &str, json: &str) -> Result<ReplayRecord> {
-    serde_json::from_str(json).map_err(|source| StoreError::CorruptRecord {
-        id: id.to_owned(),
-        source,
-    })
+/// A 64-bit hash of an id, to tell ids apart without keeping them (with the key alongside, a
+/// collision would need two ids of the same key and hash).
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
+}
+
+fn decode(frame: Frame<'_>) -> Result<ReplayRecord> {
+    decode_json(frame.id, frame.json)
+}
+
+fn decode_json(id: &str, json: &[u8]) -> Result<ReplayRecord> {
+    let mut record: ReplayRecord =
+        serde_json::from_slice(json).map_err(|source| StoreError::CorruptRecord {
+            id: id.to_owned(),
+            source,
+        })?;
+    if record.id.is_empty() {
+        id.clone_into(&mut record.id);
+    }
+    Ok(record)
 }
 
 #[cfg(test)]
@@ -351,12 +413,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursors_are_keys_and_garbage_is_rejected() {
+    fn cursors_are_keys_with_ids_and_garbage_is_rejected() {
+        let key = 117_661_175_398_297_600;
+        let id = "01a2b3c4d5e67000800000000000000b";
+        assert_eq!(
+            parse_cursor(&cursor_of(key, id)).unwrap(),
+            (key, id.to_owned())
+        );
+        // A bare key (earlier builds) is before every record of that key.
         assert_eq!(
             parse_cursor("117661175398297600").unwrap(),
-            117_661_175_398_297_600
+            (key, String::new())
         );
-        for bad in ["", "-1", "x", "1_abc", "1.5", "99999999999999999999"] {
+        for bad in ["", "-1", "x", "1_abc", "+5", ".5", "99999999999999999999"] {
             assert!(
                 matches!(parse_cursor(bad), Err(StoreError::InvalidCursor(_))),
                 "{bad}"
@@ -365,19 +434,28 @@ mod tests {
     }
 
     #[test]
-    fn filter_sql_binds_every_set_field() {
+    fn filters_match_every_set_field_and_bound_keys_by_time() {
         let f = ReplayFilter {
             decision: Some("d".into()),
             status: Some(200),
             since_ms: Some(5),
+            until_ms: Some(7),
             ..ReplayFilter::default()
         };
-        let mut args = Vec::new();
-        assert_eq!(
-            f.where_sql(&mut args),
-            "WHERE decision = ? AND status = ? AND seq >= ?"
-        );
-        assert_eq!(args.len(), 3);
-        assert_eq!(ReplayFilter::default().where_sql(&mut Vec::new()), "");
+        assert_eq!(f.key_range(), (5 << 16, (7 << 16) - 1));
+        assert!(!f.is_time_only());
+        let mut r = ReplayRecord {
+            decision: Some("d".into()),
+            status: Some(200),
+            ..ReplayRecord::default()
+        };
+        assert!(f.matches(&r));
+        r.status = Some(500);
+        assert!(!f.matches(&r));
+        r.status = Some(200);
+        r.decision = None;
+        assert!(!f.matches(&r));
+        assert!(ReplayFilter::default().matches(&r));
+        assert_eq!(ReplayFilter::default().key_range(), (i64::MIN, i64::MAX));
     }
 }

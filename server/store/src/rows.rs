@@ -2,8 +2,8 @@
 //!
 //! These are the store's own serde types (architecture convention 12: wire and stored types
 //! are separate). The gateway fills a [`ReplayRecord`] from its routing outcome and response;
-//! the store serialises it to the `record` JSON column and copies the queryable fields into
-//! real columns. Records must stay readable forever: every field added after
+//! the store serialises it to JSON and keeps it, with its key and id, in a compressed
+//! segment. Records must stay readable forever: every field added after
 //! [`RECORD_SCHEMA_VERSION`] 1 has a serde default, and unknown fields are ignored, so an
 //! older build reads newer records and a newer build reads older ones.
 
@@ -11,11 +11,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the [`ReplayRecord`] JSON shape written by this build. Version 2 leaves out
-/// of the `record` column what the row's own columns hold (id, decision, final model,
-/// session hash, status, usage, cache hit); the store's readers put them back. Version 1
-/// rows repeat them.
-pub const RECORD_SCHEMA_VERSION: u32 = 2;
+/// Version of the [`ReplayRecord`] JSON shape written by this build. Version 3 is the
+/// whole record (stored in compressed segments). Version 2 left out of the JSON what the
+/// row's own columns held (id, decision, final model, session hash, status, usage, cache
+/// hit), and version 1 repeated them; the migration to segments rebuilds both as whole
+/// records.
+pub const RECORD_SCHEMA_VERSION: u32 = 3;
 
 /// A new record id stamped now; see [`record_id_at`].
 #[must_use]
@@ -503,6 +504,27 @@ impl ReplayRecord {
         self.lifecycle == Lifecycle::Failed || self.status.is_some_and(|s| s >= 400)
     }
 
+    /// Whether any float is NaN or infinite (see [`ReplayRecord::sanitize`]).
+    pub(crate) fn has_non_finite(&self) -> bool {
+        let bad = |x: f64| !x.is_finite();
+        let t = &self.timings;
+        self.confidence.is_some_and(bad)
+            || self.signal_confidences.values().any(|&x| bad(x))
+            || self.projection_scores.values().any(|&x| bad(x))
+            || self
+                .learning
+                .as_ref()
+                .is_some_and(|l| l.switch_cost.is_some_and(bad))
+            || bad(t.signals_ms)
+            || bad(t.routing_ms)
+            || t.upstream_ttfb_ms.is_some_and(bad)
+            || bad(t.total_ms)
+            || self
+                .cost
+                .as_ref()
+                .is_some_and(|c| bad(c.actual) || bad(c.baseline))
+    }
+
     /// Replaces non-finite floats (NaN, ±∞), which JSON cannot carry, so that every stored
     /// record reads back: optional ones become `None`, required ones and map values `0`.
     pub(crate) fn sanitize(&mut self) {
@@ -538,46 +560,6 @@ impl ReplayRecord {
         self.request_body = None;
         self.response_body = None;
         self
-    }
-}
-
-/// The fields of a record that its row's own columns hold, which records of
-/// [`RECORD_SCHEMA_VERSION`] 2 leave out of their JSON: the writer takes them out before
-/// serialising, the readers put them back (`query::read_row`).
-#[derive(Debug)]
-pub(crate) struct Columns {
-    pub(crate) id: String,
-    pub(crate) decision: Option<String>,
-    pub(crate) final_model: Option<String>,
-    pub(crate) session_hash: Option<String>,
-    pub(crate) status: Option<u16>,
-    pub(crate) usage: Option<Usage>,
-    pub(crate) cache_hit: bool,
-}
-
-impl Columns {
-    /// Moves these fields out of `record` (leaving defaults, which its JSON omits).
-    pub(crate) fn take(record: &mut ReplayRecord) -> Self {
-        Self {
-            id: std::mem::take(&mut record.id),
-            decision: record.decision.take(),
-            final_model: record.final_model.take(),
-            session_hash: record.session_hash.take(),
-            status: record.status.take(),
-            usage: record.usage.take(),
-            cache_hit: std::mem::take(&mut record.cache_hit),
-        }
-    }
-
-    /// Puts the fields back (version 1 rows hold the same values in their JSON).
-    pub(crate) fn restore(self, record: &mut ReplayRecord) {
-        record.id = self.id;
-        record.decision = self.decision;
-        record.final_model = self.final_model;
-        record.session_hash = self.session_hash;
-        record.status = self.status;
-        record.usage = self.usage;
-        record.cache_hit = self.cache_hit;
     }
 }
 

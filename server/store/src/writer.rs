@@ -1,38 +1,45 @@
-//! The write side: one OS thread owning the write connection, fed by a bounded queue.
+//! The write side: one OS thread owning the write connection, fed through the intake.
 //!
 //! Owns everything that modifies rows: batched inserts and retention. The request path only
-//! ever calls [`ReplaySink::record`], a `try_send` that never blocks: when the queue is full
-//! the record is dropped and counted ([`ReplaySink::dropped`], exported by the gateway as
-//! `replay_dropped_total`). The writer thread blocks for the first queued record, then polls
-//! the queue (so producers never pay for waking it) until it has `batch_max_rows` records or
-//! `flush_interval` has passed, and inserts the batch in one transaction; a crash loses at
-//! most the batch being collected.
-//! The same transaction deletes as many of the oldest rows as the batch added beyond
-//! `max_records` (one WAL write per touched page); an older excess (a lower limit than the
-//! file was written with) is trimmed after the batch. Every `retention_interval` it deletes
-//! rows older than `ttl`. Retention deletes at most
-//! [`RETENTION_CHUNK`] rows per step so a large backlog never stalls inserts for long.
+//! ever calls [`ReplaySink::record`], which frames the record into the calling thread's
+//! intake shard (`intake`) and never blocks on the writer: when `queue_capacity` records
+//! are already waiting, the record is dropped and counted ([`ReplaySink::dropped`], exported
+//! by the gateway as `replay_dropped_total`). The writer thread parks until a record
+//! arrives, then polls the shards (so producers never pay for waking it while a batch is
+//! open) until it has `batch_max_rows` records or `flush_interval` has passed, and commits
+//! the batch as one compressed segment (`segment`) in one transaction; a crash loses at most
+//! the batch being collected.
+//! The same transaction deletes as many of the oldest records as the batch added beyond
+//! `max_records`; an older excess (a lower limit than the file was written with) is trimmed
+//! after the batch. Every `retention_interval` it deletes records older than `ttl`
+//! (`segments`).
 //!
 //! This module must not be reached from an async task for anything but `record`, `dropped`,
 //! `queued` and `stats`: `flush` and `shutdown` block (use `spawn_blocking`).
 
+use std::borrow::Borrow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, OnceLock};
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 use crate::error::{Result, StoreError};
-use crate::rows::{first_key_of_ms, keys_of_same_ms, now_ms, record_key, Columns, ReplayRecord};
+use crate::intake::{Intake, Shard};
+use crate::rows::{first_key_of_ms, now_ms, record_key, ReplayRecord};
+use crate::segments::{count_live, delete_before, delete_oldest, read_head, Batch, Head};
 use crate::sessions::SessionSnapshot;
 
-/// Most rows one retention step deletes before the writer goes back to inserting.
+/// Most records one retention step deletes before the writer goes back to inserting.
 pub const RETENTION_CHUNK: u64 = 10_000;
 
-/// How long the writer sleeps between looks at the queue while a batch is open. At 8 192
+/// Control messages waiting for the writer (flush, shutdown, session snapshots).
+const CONTROL_CAPACITY: usize = 64;
+
+/// How long the writer sleeps between looks at the intake while a batch is open. At 8 192
 /// queue slots, only a burst of over 800 000 records/s could fill the queue in one tick; a
 /// shorter tick costs wake-ups (at 2 ms they were ~8% of the writer's CPU under load).
 const POLL_TICK: Duration = Duration::from_millis(10);
@@ -42,7 +49,7 @@ const POLL_TICK: Duration = Duration::from_millis(10);
 pub struct StoreOptions {
     /// Records that may wait for the writer; beyond that `record` drops and counts.
     pub queue_capacity: usize,
-    /// Most records inserted in one transaction.
+    /// Most records in one segment (a batch larger than this is stored as several).
     pub batch_max_rows: usize,
     /// Longest a record waits for its batch to fill before it is committed (zero: commit
     /// whatever is queued at once).
@@ -86,11 +93,12 @@ pub struct SinkStats {
     pub dropped: u64,
     /// Records committed to the database.
     pub written: u64,
-    /// Records lost because their batch failed to commit (logged once per batch).
+    /// Records lost: their batch failed to commit (logged once per batch), or their id is
+    /// not a record id.
     pub failed: u64,
     /// Transactions committed.
     pub batches: u64,
-    /// Rows deleted by retention.
+    /// Records deleted by retention.
     pub deleted: u64,
 }
 
@@ -104,20 +112,55 @@ struct Counters {
     deleted: AtomicU64,
 }
 
+impl Counters {
+    /// Accepted records not yet committed or lost.
+    fn queued(&self) -> u64 {
+        let done = self.written.load(Ordering::SeqCst) + self.failed.load(Ordering::SeqCst);
+        self.accepted.load(Ordering::SeqCst).saturating_sub(done)
+    }
+}
+
 enum Msg {
-    Record(Box<ReplayRecord>),
     Sessions(SessionSnapshot),
     Flush(SyncSender<Result<()>>),
     Shutdown(SyncSender<Result<()>>),
 }
 
+/// What the sink and the writer thread share.
+#[derive(Debug)]
+struct Shared {
+    intake: Intake,
+    counters: Counters,
+    /// The writer is parked (or about to park) waiting for records.
+    idle: AtomicBool,
+    /// Every sink handle is gone: commit what is left and stop.
+    detached: AtomicBool,
+    /// The writer thread, to unpark it; set by the thread itself before it first parks.
+    thread: OnceLock<Thread>,
+}
+
+impl Shared {
+    fn wake(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
 #[derive(Debug)]
 struct SinkInner {
+    shared: Arc<Shared>,
     tx: SyncSender<Msg>,
-    counters: Arc<Counters>,
     closed: AtomicBool,
     capacity: usize,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for SinkInner {
+    fn drop(&mut self) {
+        self.shared.detached.store(true, Ordering::SeqCst);
+        self.shared.wake();
+    }
 }
 
 /// The request path's handle to the writer: cheap to clone, `record` never blocks.
@@ -133,7 +176,6 @@ pub struct ReplaySink {
 impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Record(_) => "Record",
             Self::Sessions(_) => "Sessions",
             Self::Flush(_) => "Flush",
             Self::Shutdown(_) => "Shutdown",
@@ -145,14 +187,24 @@ impl ReplaySink {
     /// Starts the writer thread that owns `conn` (already migrated).
     pub(crate) fn spawn(conn: Connection, options: &StoreOptions) -> Result<Self> {
         let capacity = options.queue_capacity.max(1);
-        let (tx, rx) = mpsc::sync_channel(capacity);
-        let counters = Arc::new(Counters::default());
-        let rows: i64 = conn.query_row("SELECT count(*) FROM replay", [], |r| r.get(0))?;
+        let (tx, rx) = mpsc::sync_channel(CONTROL_CAPACITY);
+        let shared = Arc::new(Shared {
+            intake: Intake::default(),
+            counters: Counters::default(),
+            idle: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        });
+        let head = read_head(&conn)?;
+        let rows = count_live(&conn, head)?;
         let writer = Writer {
             conn,
             rx,
-            counters: Arc::clone(&counters),
-            batch: Vec::with_capacity(options.batch_max_rows.max(1)),
+            shared: Arc::clone(&shared),
+            batch: Vec::new(),
+            batch_len: 0,
+            spares: Vec::new(),
+            raw: Vec::new(),
             batch_max_rows: options.batch_max_rows.max(1),
             flush_interval: options.flush_interval,
             max_records: options.max_records,
@@ -160,7 +212,8 @@ impl ReplaySink {
                 .ttl
                 .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
             retention_interval: options.retention_interval.max(Duration::from_millis(1)),
-            rows: u64::try_from(rows).unwrap_or(0),
+            rows,
+            head,
             last_sweep: None,
         };
         let handle = std::thread::Builder::new()
@@ -169,8 +222,8 @@ impl ReplaySink {
             .map_err(StoreError::Spawn)?;
         Ok(Self {
             inner: Arc::new(SinkInner {
+                shared,
                 tx,
-                counters,
                 closed: AtomicBool::new(false),
                 capacity,
                 thread: Mutex::new(Some(handle)),
@@ -178,48 +231,74 @@ impl ReplaySink {
         })
     }
 
-    /// Queues `record` for the writer without blocking. Returns `false` if it was dropped
-    /// (queue full or writer stopped); the drop is counted in [`ReplaySink::dropped`].
-    /// A record built in a `Box` (it is large, and callers that keep it across awaits move
-    /// it less that way) is queued as it is.
-    pub fn record(&self, record: impl Into<Box<ReplayRecord>>) -> bool {
-        let c = &self.inner.counters;
+    /// Stores `record` (a record, a reference, a `Box` or an `Arc` of one) without blocking:
+    /// it is serialised on the calling thread into that thread's intake shard. Returns
+    /// `false` if it was dropped (queue full, writer stopped, or an id that is not a record
+    /// id); a full queue or a stopped writer counts in [`ReplaySink::dropped`], a bad id in
+    /// `failed`. Recording an id that is already stored replaces the stored record.
+    pub fn record(&self, record: impl Borrow<ReplayRecord>) -> bool {
+        let record = record.borrow();
+        let shared = &self.inner.shared;
+        let c = &shared.counters;
         if self.inner.closed.load(Ordering::Acquire) {
             c.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        // Counted before sending so `queued` never sees a write before its acceptance.
-        c.accepted.fetch_add(1, Ordering::Relaxed);
-        match self.inner.tx.try_send(Msg::Record(record.into())) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                c.accepted.fetch_sub(1, Ordering::Relaxed);
-                c.dropped.fetch_add(1, Ordering::Relaxed);
+        // Counted before it is pushed, so the writer never sees a record it has not counted
+        // and `queued` never sees a write before its acceptance.
+        let before = c.accepted.fetch_add(1, Ordering::SeqCst);
+        let done = c.written.load(Ordering::Relaxed) + c.failed.load(Ordering::Relaxed);
+        if before.saturating_sub(done) >= self.inner.capacity as u64 {
+            c.accepted.fetch_sub(1, Ordering::SeqCst);
+            c.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let pushed = match record_key(&record.id) {
+            None => {
+                tracing::warn!(id = %record.id, "replay record lost: its id is not 32 hex digits");
                 false
             }
+            Some(key) if record.has_non_finite() => {
+                let mut clean = record.clone();
+                clean.sanitize();
+                push(shared, key, &clean)
+            }
+            Some(key) => push(shared, key, record),
+        };
+        if !pushed {
+            c.failed.fetch_add(1, Ordering::SeqCst);
+            return false;
         }
+        if shared.idle.load(Ordering::SeqCst) && shared.idle.swap(false, Ordering::SeqCst) {
+            shared.wake();
+        }
+        true
+    }
+
+    /// Sends a control message and wakes the writer.
+    fn control(&self, msg: Msg) -> bool {
+        let sent = self.inner.tx.send(msg).is_ok();
+        self.inner.shared.wake();
+        sent
     }
 
     /// Queues a Router Learning session snapshot. Unlike a record it waits for queue space
     /// (snapshots are rare and small in count, and losing one would lose sessions), so call
     /// it off the request path. Returns `false` once the writer has stopped.
     pub fn snapshot_sessions(&self, snapshot: SessionSnapshot) -> bool {
-        !self.inner.closed.load(Ordering::Acquire)
-            && self.inner.tx.send(Msg::Sessions(snapshot)).is_ok()
+        !self.inner.closed.load(Ordering::Acquire) && self.control(Msg::Sessions(snapshot))
     }
 
     /// Records dropped so far (`replay_dropped_total`).
     #[must_use]
     pub fn dropped(&self) -> u64 {
-        self.inner.counters.dropped.load(Ordering::Relaxed)
+        self.inner.shared.counters.dropped.load(Ordering::Relaxed)
     }
 
     /// Records accepted but not yet committed (or failed).
     #[must_use]
     pub fn queued(&self) -> u64 {
-        let c = &self.inner.counters;
-        let done = c.written.load(Ordering::Relaxed) + c.failed.load(Ordering::Relaxed);
-        c.accepted.load(Ordering::Relaxed).saturating_sub(done)
+        self.inner.shared.counters.queued()
     }
 
     /// The queue's capacity.
@@ -231,7 +310,7 @@ impl ReplaySink {
     /// All counters.
     #[must_use]
     pub fn stats(&self) -> SinkStats {
-        let c = &self.inner.counters;
+        let c = &self.inner.shared.counters;
         SinkStats {
             accepted: c.accepted.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
@@ -242,7 +321,7 @@ impl ReplaySink {
         }
     }
 
-    /// Blocks until every record queued before this call is committed and retention has
+    /// Blocks until every record recorded before this call is committed and retention has
     /// run. Async callers use `spawn_blocking`.
     ///
     /// # Errors
@@ -250,14 +329,13 @@ impl ReplaySink {
     /// or the retention step failed.
     pub fn flush(&self) -> Result<()> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.inner
-            .tx
-            .send(Msg::Flush(reply))
-            .map_err(|_| StoreError::WriterStopped)?;
+        if !self.control(Msg::Flush(reply)) {
+            return Err(StoreError::WriterStopped);
+        }
         answer.recv().map_err(|_| StoreError::WriterStopped)?
     }
 
-    /// Stops accepting records, commits everything already queued, and joins the writer
+    /// Stops accepting records, commits everything already recorded, and joins the writer
     /// thread. Idempotent; blocks (async callers use `spawn_blocking`).
     ///
     /// # Errors
@@ -269,9 +347,10 @@ impl ReplaySink {
             return Ok(());
         };
         let (reply, answer) = mpsc::sync_channel(1);
-        let result = match self.inner.tx.send(Msg::Shutdown(reply)) {
-            Ok(()) => answer.recv().unwrap_or(Err(StoreError::WriterStopped)),
-            Err(_) => Err(StoreError::WriterStopped),
+        let result = if self.control(Msg::Shutdown(reply)) {
+            answer.recv().unwrap_or(Err(StoreError::WriterStopped))
+        } else {
+            Err(StoreError::WriterStopped)
         };
         if handle.join().is_err() {
             return Err(StoreError::WriterStopped);
@@ -286,46 +365,42 @@ impl ReplaySink {
     }
 }
 
-/// A new id is inserted at its key ([`record_key`]); `changes() == 0` tells the writer the
-/// key is taken, and then [`UPDATE`] replaces the record with the same id in that
-/// millisecond or, if the key belongs to another id, [`INSERT_NEXT_FREE`] stores it at the
-/// next free key of the millisecond. Knowing which rows are new keeps the row count exact
-/// without a `count(*)` per batch.
-const INSERT: &str = "INSERT INTO replay (seq, id, ts_ms, decision, final_model, session_hash,
-        status, lifecycle, prompt_tokens, cached_prompt_tokens, completion_tokens, actual_cost,
-        baseline_cost, currency, total_ms, cache_hit, record)
-    VALUES (?17, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-    ON CONFLICT (seq) DO NOTHING";
+/// Frames `record` into this thread's shard; `false` (logged) if it cannot be serialised.
+fn push(shared: &Shared, key: i64, record: &ReplayRecord) -> bool {
+    match shared.intake.push(key, record) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(id = %record.id, error = %e, "replay record lost: it cannot be serialised");
+            false
+        }
+    }
+}
 
-/// `?18`/`?19`: the first and last key of the id's millisecond.
-const UPDATE: &str = "UPDATE replay SET ts_ms = ?2, decision = ?3, final_model = ?4,
-        session_hash = ?5, status = ?6, lifecycle = ?7, prompt_tokens = ?8,
-        cached_prompt_tokens = ?9, completion_tokens = ?10, actual_cost = ?11,
-        baseline_cost = ?12, currency = ?13, total_ms = ?14, cache_hit = ?15, record = ?16
-    WHERE seq BETWEEN ?18 AND ?19 AND id = ?1 AND ?17 IS NOT NULL";
-
-/// After a key clash with another id: one past the largest key in use in the millisecond,
-/// if that is still inside it.
-const INSERT_NEXT_FREE: &str = "INSERT INTO replay (seq, id, ts_ms, decision, final_model,
-        session_hash, status, lifecycle, prompt_tokens, cached_prompt_tokens, completion_tokens,
-        actual_cost, baseline_cost, currency, total_ms, cache_hit, record)
-    SELECT next, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16
-    FROM (SELECT max(seq) + 1 AS next FROM replay WHERE seq BETWEEN ?18 AND ?19)
-    WHERE next <= ?19 AND ?17 IS NOT NULL";
+/// How long a shutdown waits for records that were being recorded as it began.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 struct Writer {
     conn: Connection,
     rx: Receiver<Msg>,
-    counters: Arc<Counters>,
-    batch: Vec<ReplayRecord>,
+    shared: Arc<Shared>,
+    /// Shards taken from the intake for the open batch.
+    batch: Vec<Shard>,
+    /// Records in `batch`.
+    batch_len: u64,
+    /// Emptied shard buffers, handed back to the intake.
+    spares: Vec<Shard>,
+    /// Scratch for a segment's uncompressed frames.
+    raw: Vec<u8>,
     batch_max_rows: usize,
     flush_interval: Duration,
     max_records: Option<u64>,
     ttl_ms: Option<i64>,
     retention_interval: Duration,
-    /// Rows in the table: counted at open and at every TTL sweep (in case another process
+    /// Live records: counted at open and at every TTL sweep (in case another process
     /// writes the same file), kept exact in between.
     rows: u64,
+    /// What retention has skipped of the oldest segment.
+    head: Head,
     /// When the TTL sweep last finished a full pass; `None`: never (sweep on first batch).
     last_sweep: Option<Instant>,
 }
@@ -340,20 +415,15 @@ enum Control {
 
 impl Writer {
     fn run(mut self) {
+        let _ = self.shared.thread.set(std::thread::current());
         loop {
-            let control = match self.rx.recv_timeout(self.retention_interval) {
-                Ok(Msg::Record(r)) => {
-                    self.batch.push(*r);
-                    self.collect()
+            let control = match self.next_control() {
+                Some(c) => Some(c),
+                None if self.waiting() > 0 => self.collect(),
+                None => {
+                    self.park();
+                    self.next_control()
                 }
-                Ok(Msg::Sessions(s)) => {
-                    self.sessions(&s);
-                    None
-                }
-                Ok(Msg::Flush(reply)) => Some(Control::Flush(reply)),
-                Ok(Msg::Shutdown(reply)) => Some(Control::Shutdown(reply)),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => Some(Control::Disconnected),
             };
             let committed = self.commit();
             let retained = self.retain(matches!(control, Some(Control::Flush(_))));
@@ -366,57 +436,95 @@ impl Writer {
                     let _ = reply.send(committed.and(self.drain()));
                     return;
                 }
-                Some(Control::Disconnected) => return,
+                Some(Control::Disconnected) => {
+                    let _ = self.drain();
+                    return;
+                }
             }
         }
     }
 
-    /// Gathers records after the first until the batch is full, `flush_interval` passes, or
-    /// a control message arrives.
+    /// Records recorded but not yet taken into the batch.
+    fn waiting(&self) -> u64 {
+        self.shared.counters.queued().saturating_sub(self.batch_len)
+    }
+
+    /// Parks until a record or a control message arrives, or the TTL sweep is due.
+    fn park(&self) {
+        self.shared.idle.store(true, Ordering::SeqCst);
+        // A record counted before `idle` was set is seen here; one counted after finds
+        // `idle` set and unparks us (an unpark before the park makes it return at once).
+        if self.waiting() == 0 && !self.shared.detached.load(Ordering::SeqCst) {
+            std::thread::park_timeout(self.retention_interval);
+        }
+        self.shared.idle.store(false, Ordering::SeqCst);
+    }
+
+    /// Handles queued session snapshots; returns the first flush, shutdown or disconnect.
+    fn next_control(&mut self) -> Option<Control> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Msg::Sessions(s)) => self.sessions(&s),
+                Ok(Msg::Flush(reply)) => return Some(Control::Flush(reply)),
+                Ok(Msg::Shutdown(reply)) => return Some(Control::Shutdown(reply)),
+                Err(TryRecvError::Empty) => {
+                    return self
+                        .shared
+                        .detached
+                        .load(Ordering::SeqCst)
+                        .then_some(Control::Disconnected)
+                }
+                Err(TryRecvError::Disconnected) => return Some(Control::Disconnected),
+            }
+        }
+    }
+
+    /// Takes everything waiting in the intake into the batch.
+    fn take(&mut self) {
+        let n = self.shared.intake.take(&mut self.batch, &mut self.spares);
+        self.batch_len += n as u64;
+    }
+
+    /// Gathers records until the batch is full, `flush_interval` passes, or a control
+    /// message arrives.
     ///
-    /// Polls (drain what is queued, then sleep up to [`POLL_TICK`]) instead of blocking on
-    /// the channel: a receiver blocked in `recv` makes every `try_send` a futex wake-up and
-    /// the writer a context switch per record, which costs more CPU than the insert itself.
-    /// While the writer sleeps, `record` is a plain lock-free push.
+    /// Polls (take what is waiting, then sleep up to [`POLL_TICK`]) instead of being woken
+    /// per record: a wake-up per record costs the request path a system call and the writer
+    /// a context switch, more than storing the record.
     fn collect(&mut self) -> Option<Control> {
         let deadline = Instant::now() + self.flush_interval;
         loop {
-            while self.batch.len() < self.batch_max_rows {
-                match self.rx.try_recv() {
-                    Ok(Msg::Record(r)) => self.batch.push(*r),
-                    Ok(Msg::Sessions(s)) => self.sessions(&s),
-                    Ok(Msg::Flush(reply)) => return Some(Control::Flush(reply)),
-                    Ok(Msg::Shutdown(reply)) => return Some(Control::Shutdown(reply)),
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => return Some(Control::Disconnected),
-                }
+            self.take();
+            if let Some(control) = self.next_control() {
+                return Some(control);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if self.batch.len() >= self.batch_max_rows || left.is_zero() {
+            if self.batch_len >= self.batch_max_rows as u64 || left.is_zero() {
                 return None;
             }
             std::thread::sleep(left.min(POLL_TICK));
         }
     }
 
-    /// After shutdown: commits records that raced in behind the shutdown message.
+    /// At shutdown: commits records that were being recorded as it began.
     fn drain(&mut self) -> Result<()> {
+        let start = Instant::now();
         let mut result = Ok(());
-        while let Ok(msg) = self.rx.try_recv() {
-            match msg {
-                Msg::Record(r) => {
-                    self.batch.push(*r);
-                    if self.batch.len() >= self.batch_max_rows {
-                        result = result.and(self.commit());
+        loop {
+            while let Ok(msg) = self.rx.try_recv() {
+                match msg {
+                    Msg::Sessions(s) => self.sessions(&s),
+                    Msg::Flush(reply) | Msg::Shutdown(reply) => {
+                        let _ = reply.send(Err(StoreError::WriterStopped));
                     }
                 }
-                Msg::Sessions(s) => self.sessions(&s),
-                Msg::Flush(reply) | Msg::Shutdown(reply) => {
-                    let _ = reply.send(Err(StoreError::WriterStopped));
-                }
             }
+            result = result.and(self.commit());
+            if self.waiting() == 0 || start.elapsed() > SHUTDOWN_GRACE {
+                return result;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        result.and(self.commit())
     }
 
     /// Writes a session snapshot in its own transaction; a failure is logged (the next
@@ -427,33 +535,59 @@ impl Writer {
         }
     }
 
-    /// Inserts the batch in one transaction. On failure the batch is dropped and counted in
-    /// `failed`; the error is logged here, once, and returned for `flush`.
+    /// Takes what is waiting and commits the batch: its segments and, beyond
+    /// `max_records`, the trim of as many old records, in one transaction (every touched page
+    /// is written to the WAL once). On failure the batch is dropped and counted in `failed`;
+    /// the error is logged here, once, and returned for `flush`.
     fn commit(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
+        self.take();
+        if self.batch_len == 0 {
             return Ok(());
         }
-        let n = self.batch.len() as u64;
-        let room = self.max_records.map(|max| max.saturating_sub(self.rows));
-        let result = insert_batch(&mut self.conn, &mut self.batch, room);
-        self.batch.clear();
+        let n = self.batch_len;
+        let result = self.insert_batch();
+        for mut shard in self.batch.drain(..) {
+            // Keep buffers for reuse, unless a burst grew one far past the usual.
+            if shard.frames.capacity() <= 8 << 20 {
+                shard.clear();
+                self.spares.push(shard);
+            }
+        }
+        self.batch_len = 0;
+        let c = &self.shared.counters;
         match result {
-            Ok(done) => {
-                self.counters
-                    .written
-                    .fetch_add(n - done.lost, Ordering::Relaxed);
-                self.counters.failed.fetch_add(done.lost, Ordering::Relaxed);
-                self.counters.batches.fetch_add(1, Ordering::Relaxed);
-                self.rows = self.rows.saturating_add(done.inserted);
-                self.deleted(done.trimmed);
+            Ok((inserted, trimmed, head)) => {
+                self.head = head;
+                c.written.fetch_add(n, Ordering::SeqCst);
+                c.batches.fetch_add(1, Ordering::Relaxed);
+                self.rows = self.rows.saturating_add(inserted);
+                self.deleted(trimmed);
                 Ok(())
             }
             Err(e) => {
-                self.counters.failed.fetch_add(n, Ordering::Relaxed);
+                c.failed.fetch_add(n, Ordering::SeqCst);
                 tracing::warn!(error = %e, records = n, "replay batch lost");
                 Err(e)
             }
         }
+    }
+
+    /// Inserts the batch; returns the records added (one per distinct id), those trimmed
+    /// and the new head.
+    fn insert_batch(&mut self) -> Result<(u64, u64, Head)> {
+        let tx = self.conn.transaction()?;
+        let batch = Batch::new(&self.batch);
+        let inserted = batch.len() as u64;
+        batch.insert(&tx, self.batch_max_rows, &mut self.raw)?;
+        let room = self.max_records.map(|max| max.saturating_sub(self.rows));
+        let excess = room.map_or(0, |r| inserted.saturating_sub(r));
+        let (trimmed, head) = if excess > 0 {
+            delete_oldest(&tx, self.head, excess)?
+        } else {
+            (0, self.head)
+        };
+        tx.commit()?;
+        Ok((inserted, trimmed, head))
     }
 
     /// Trims to `max_records` (cheap unless over the limit), then the TTL sweep when due or
@@ -472,11 +606,8 @@ impl Writer {
         };
         let excess = self.rows.saturating_sub(max);
         if excess > 0 {
-            let n = self
-                .conn
-                .prepare_cached(DELETE_OLDEST)?
-                .execute(params![i64::MAX, excess.min(RETENTION_CHUNK) as i64])?
-                as u64;
+            let (n, head) = delete_oldest(&self.conn, self.head, excess.min(RETENTION_CHUNK))?;
+            self.head = head;
             self.deleted(n);
         }
         Ok(())
@@ -492,131 +623,20 @@ impl Writer {
         if !(due || force) {
             return Ok(());
         }
-        let rows: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM replay", [], |r| r.get(0))?;
-        self.rows = u64::try_from(rows).unwrap_or(0);
         let cutoff = first_key_of_ms(now_ms().saturating_sub(ttl_ms));
-        let n = self
-            .conn
-            .prepare_cached(DELETE_OLDEST)?
-            .execute(params![cutoff, RETENTION_CHUNK as i64])? as u64;
-        self.deleted(n);
-        // A full chunk means more may be left: stay due so the next pass continues.
-        if n < RETENTION_CHUNK {
-            self.last_sweep = Some(Instant::now());
-        }
+        let tx = self.conn.transaction()?;
+        let (n, head) = delete_before(&tx, self.head, cutoff)?;
+        let rows = count_live(&tx, head)?;
+        tx.commit()?;
+        self.head = head;
+        self.rows = rows;
+        self.shared.counters.deleted.fetch_add(n, Ordering::Relaxed);
+        self.last_sweep = Some(Instant::now());
         Ok(())
     }
 
     fn deleted(&mut self, n: u64) {
         self.rows = self.rows.saturating_sub(n);
-        self.counters.deleted.fetch_add(n, Ordering::Relaxed);
+        self.shared.counters.deleted.fetch_add(n, Ordering::Relaxed);
     }
-}
-
-/// Deletes the `?2` oldest rows with a key below `?1` (all of them when there are no more;
-/// `?1` = `i64::MAX` for the oldest rows of all): every key below that of the first row
-/// `?2` places into that range, one range delete walking the table (which is in time order)
-/// from its front, and the subquery stops at `?1`, so a TTL sweep with nothing expired stops
-/// at once. `seq IN (SELECT … LIMIT n)` collected the keys into a temporary b-tree and then
-/// sought each one: a quarter of what retention cost the writer at steady-state trimming,
-/// where retention was 38% of its instructions per record.
-const DELETE_OLDEST: &str = "DELETE FROM replay WHERE seq < coalesce(
-    (SELECT seq FROM replay WHERE seq < ?1 ORDER BY seq ASC LIMIT 1 OFFSET ?2), ?1)";
-
-/// Inserts (or replaces) every record and, when the new rows exceed `room` (what
-/// `max_records` leaves), deletes as many of the oldest, all in one transaction so every
-/// touched page is written to the WAL once.
-fn insert_batch(
-    conn: &mut Connection,
-    batch: &mut [ReplayRecord],
-    room: Option<u64>,
-) -> Result<BatchOutcome> {
-    let tx = conn.transaction()?;
-    let mut inserted: u64 = 0;
-    let mut lost: u64 = 0;
-    // One buffer for every record's JSON (records are ~1–3 KB).
-    let mut json: Vec<u8> = Vec::with_capacity(4096);
-    {
-        let mut insert = tx.prepare_cached(INSERT)?;
-        for record in batch.iter_mut() {
-            let Some(key) = record_key(&record.id) else {
-                tracing::warn!(id = %record.id, "replay record lost: its id is not 32 hex digits");
-                lost += 1;
-                continue;
-            };
-            record.sanitize();
-            // What the row's columns hold stays out of the JSON (RECORD_SCHEMA_VERSION 2);
-            // readers put it back (`rows::Columns`).
-            let kept = Columns::take(record);
-            json.clear();
-            crate::record_json::write(&mut json, record).map_err(|source| {
-                StoreError::CorruptRecord {
-                    id: kept.id.clone(),
-                    source,
-                }
-            })?;
-            // The JSON is UTF-8 (`record_json` writes whole strings and ASCII); checking it is
-            // cheaper than a fresh string per record.
-            let text = std::str::from_utf8(&json).unwrap_or_default();
-            let usage = kept.usage;
-            let cost = record.cost.as_ref();
-            let (first, last) = keys_of_same_ms(key);
-            let values = params![
-                kept.id,
-                record.timestamp_ms,
-                kept.decision,
-                kept.final_model,
-                kept.session_hash,
-                kept.status,
-                record.lifecycle.as_str(),
-                usage.map(|u| u.prompt_tokens as i64),
-                usage.map(|u| u.cached_prompt_tokens as i64),
-                usage.map(|u| u.completion_tokens as i64),
-                cost.map(|c| c.actual),
-                cost.map(|c| c.baseline),
-                cost.map(|c| c.currency.as_str()),
-                record.timings.total_ms,
-                kept.cache_hit,
-                text,
-                key,
-                first,
-                last,
-            ];
-            if insert.execute(&values[..17])? == 1 {
-                inserted += 1;
-            } else if tx.prepare_cached(UPDATE)?.execute(values)? == 0 {
-                if tx.prepare_cached(INSERT_NEXT_FREE)?.execute(values)? == 1 {
-                    inserted += 1;
-                } else {
-                    tracing::warn!(id = %kept.id, "replay record lost: its millisecond is full");
-                    lost += 1;
-                }
-            }
-        }
-    }
-    let excess = room.map_or(0, |r| inserted.saturating_sub(r));
-    let trimmed = if excess > 0 {
-        tx.prepare_cached(DELETE_OLDEST)?
-            .execute(params![i64::MAX, excess as i64])? as u64
-    } else {
-        0
-    };
-    tx.commit()?;
-    Ok(BatchOutcome {
-        inserted,
-        trimmed,
-        lost,
-    })
-}
-
-/// What one committed batch did.
-struct BatchOutcome {
-    /// Rows added (not replacing a stored id).
-    inserted: u64,
-    /// Oldest rows deleted to stay within `max_records`.
-    trimmed: u64,
-    /// Records that could not be stored (an id that is not a record id).
-    lost: u64,
 }

@@ -39,119 +39,78 @@ fn a_full_record_round_trips() {
 }
 
 #[test]
-fn the_database_is_in_wal_mode_and_queryable_columns_are_filled() {
+fn the_database_is_in_wal_mode_and_a_batch_is_stored_as_compressed_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &options());
-    let rec = full_record(42);
-    store.sink().record(rec.clone());
+    let opts = options();
+    let store = open(dir.path(), &opts);
+    let records: Vec<ReplayRecord> = (0..150).map(|i| full_record(1_000 + i)).collect();
+    for r in &records {
+        assert!(store.sink().record(r));
+    }
     store.shutdown().unwrap();
     let conn = rusqlite::Connection::open(store.path()).unwrap();
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    let row: (
-        i64,
-        String,
-        String,
-        String,
-        i64,
-        String,
-        i64,
-        i64,
-        i64,
-        f64,
-        f64,
-        f64,
-    ) = conn
-        .query_row(
-            "SELECT ts_ms, decision, final_model, session_hash, status, lifecycle, prompt_tokens,
-                    cached_prompt_tokens, completion_tokens, actual_cost, baseline_cost, total_ms
-             FROM replay WHERE id = ?1",
-            [&rec.id],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                    r.get(11)?,
-                ))
-            },
+    let segments: Vec<(i64, i64, i64, i64, Vec<u8>)> = conn
+        .prepare(
+            "SELECT first_key, last_key, records, format, data FROM replay_segments ORDER BY seg",
         )
-        .unwrap();
-    assert_eq!(
-        row,
-        (
-            42,
-            "code_generation".into(),
-            "qwen3-32b".into(),
-            "s:9f86d081".into(),
-            200,
-            "completed".into(),
-            1200,
-            1024,
-            350,
-            0.00042,
-            0.0105,
-            812.0
-        )
-    );
-    // What the columns hold is not repeated in the record's JSON; the rest is there.
-    let json: String = conn
-        .query_row("SELECT record FROM replay WHERE id = ?1", [&rec.id], |r| {
-            r.get(0)
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
-        .unwrap();
-    let stored: serde_json::Value = serde_json::from_str(&json).unwrap();
-    for column_only in [
-        "id",
-        "decision",
-        "final_model",
-        "session_hash",
-        "status",
-        "usage",
-        "cache_hit",
-    ] {
-        assert!(stored.get(column_only).is_none(), "{column_only} in {json}");
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // However the records were batched, no segment holds more than `batch_max_rows`, every
+    // record is in one, and each segment knows its key range.
+    let total: i64 = segments.iter().map(|s| s.2).sum();
+    assert_eq!(total, 150);
+    assert!(segments
+        .iter()
+        .all(|s| s.2 as usize <= opts.batch_max_rows && s.3 == 1));
+    let mut keys = Vec::new();
+    let mut json_bytes = 0;
+    let mut stored_bytes = 0;
+    for (first, last, n, _, data) in &segments {
+        stored_bytes += data.len();
+        let raw = lz4_flex::block::decompress_size_prepended(data).unwrap();
+        let mut rest = &raw[..];
+        let mut seg_keys = Vec::new();
+        while !rest.is_empty() {
+            // key, id length, id, JSON length, JSON
+            let key = i64::from_le_bytes(rest[..8].try_into().unwrap());
+            let id_len = usize::from(rest[8]);
+            let id = std::str::from_utf8(&rest[9..9 + id_len]).unwrap();
+            let at = 9 + id_len;
+            let json_len = u32::from_le_bytes(rest[at..at + 4].try_into().unwrap()) as usize;
+            let json: serde_json::Value =
+                serde_json::from_slice(&rest[at + 4..at + 4 + json_len]).unwrap();
+            assert_eq!(Some(key), record_key(id));
+            // The whole record: what the table once kept in columns is in the JSON too.
+            assert_eq!(json["id"], id);
+            assert_eq!(json["schema_version"], RECORD_SCHEMA_VERSION);
+            assert_eq!(json["decision"], "code_generation");
+            assert_eq!(json["usage"]["prompt_tokens"], 1200);
+            json_bytes += json_len;
+            seg_keys.push(key);
+            rest = &rest[at + 4 + json_len..];
+        }
+        assert_eq!(seg_keys.len() as i64, *n);
+        assert!(seg_keys.is_sorted(), "frames in key order");
+        assert_eq!((seg_keys[0], *seg_keys.last().unwrap()), (*first, *last));
+        keys.extend(seg_keys);
     }
-    assert_eq!(stored["schema_version"], RECORD_SCHEMA_VERSION);
-    assert_eq!(stored["base_model"], "qwen3-8b");
-    assert_eq!(stored["timestamp_ms"], 42);
-}
-
-#[test]
-fn version_1_rows_with_every_field_in_their_json_read_back_the_same() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &options());
-    let mut rec = full_record(1_763_700_000_000);
-    rec.schema_version = 1;
-    rec.cache_hit = true;
-    store.sink().record(rec.clone());
-    store.sink().flush().unwrap();
-    // Rewrite the row's JSON the way version 1 stored it: the whole record.
-    let conn = rusqlite::Connection::open(store.path()).unwrap();
-    let full = serde_json::to_string(&rec).unwrap();
-    assert!(full.contains("\"decision\""));
-    conn.execute(
-        "UPDATE replay SET record = ?1 WHERE id = ?2",
-        [&full, &rec.id],
-    )
-    .unwrap();
-    assert_eq!(store.reader().get(&rec.id).unwrap().as_ref(), Some(&rec));
-    let page = store
-        .reader()
-        .list(&ReplayFilter::default(), None, 5)
-        .unwrap();
-    assert_eq!(page.records, [rec]);
-    store.shutdown().unwrap();
+    keys.sort_unstable();
+    let mut want: Vec<i64> = records.iter().map(|r| record_key(&r.id).unwrap()).collect();
+    want.sort_unstable();
+    assert_eq!(keys, want);
+    assert!(
+        stored_bytes * 5 < json_bytes,
+        "{stored_bytes} bytes stored for {json_bytes} bytes of JSON"
+    );
 }
 
 #[test]
@@ -193,7 +152,7 @@ fn recording_an_existing_id_replaces_the_record() {
 }
 
 #[test]
-fn ids_sharing_a_key_are_stored_apart_and_replaced_by_id_and_bad_ids_are_counted() {
+fn ids_sharing_a_key_are_kept_apart_and_replaced_by_id_and_bad_ids_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), &options());
     let first = full_record(1_763_700_000_000);
@@ -206,9 +165,10 @@ fn ids_sharing_a_key_are_stored_apart_and_replaced_by_id_and_bad_ids_are_counted
     third.id = format!("{}{}", &first.id[..16], "8000000000000002");
     let mut bad = full_record(1_763_700_000_001);
     bad.id = "not-a-record-id".into();
-    for r in [&first, &twin, &third, &bad] {
-        assert!(store.sink().record(r.clone()));
+    for r in [&first, &twin, &third] {
+        assert!(store.sink().record(r));
     }
+    assert!(!store.sink().record(&bad), "refused, not queued");
     store.sink().flush().unwrap();
     let reader = store.reader();
     for r in [&first, &twin, &third] {
@@ -217,14 +177,18 @@ fn ids_sharing_a_key_are_stored_apart_and_replaced_by_id_and_bad_ids_are_counted
     assert_eq!(reader.count(&ReplayFilter::default()).unwrap(), 3);
     let stats = store.sink().stats();
     assert_eq!((stats.written, stats.failed), (3, 1));
-    // The twin sits at the next free key; recording its id again replaces it there.
+    // Recording the twin's id again replaces it, and only it.
     twin.lifecycle = Lifecycle::Aborted;
     store.sink().record(twin.clone());
     store.sink().flush().unwrap();
     assert_eq!(reader.get(&twin.id).unwrap().as_ref(), Some(&twin));
     assert_eq!(reader.count(&ReplayFilter::default()).unwrap(), 3);
+    // Ids break the tie between equal keys, and pages split between them neither repeat
+    // nor skip one.
     let listed: Vec<String> = all_pages(&reader, &ReplayFilter::default(), 2);
-    assert_eq!(listed, [&*third.id, &*twin.id, &*first.id]);
+    let mut want = vec![first.id.clone(), twin.id.clone(), third.id.clone()];
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(listed, want);
     store.shutdown().unwrap();
 }
 
@@ -427,7 +391,7 @@ fn a_lower_limit_on_reopening_trims_the_oldest_records() {
 }
 
 #[test]
-fn replacing_records_does_not_count_against_max_records() {
+fn replaced_records_leave_their_newest_copy_within_max_records() {
     let dir = tempfile::tempdir().unwrap();
     let opts = StoreOptions {
         max_records: Some(5),
@@ -449,7 +413,10 @@ fn replacing_records_does_not_count_against_max_records() {
         .unwrap();
     assert_eq!(page.records.len(), 5);
     assert!(page.records.iter().all(|r| r.status == Some(202)));
-    assert_eq!(store.sink().stats().deleted, 0);
+    assert_eq!(store.reader().count(&ReplayFilter::default()).unwrap(), 5);
+    // Older copies count until retention deletes them, oldest first: here the two rounds
+    // the last one replaced.
+    assert_eq!(store.sink().stats().deleted, 10);
 }
 
 #[test]
@@ -590,45 +557,26 @@ fn a_newer_database_is_refused_at_open() {
 }
 
 #[test]
-fn filtered_lists_walk_an_index_and_never_sort() {
+fn queries_find_segments_by_key_range_through_one_index() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), &options());
     let conn = rusqlite::Connection::open(store.path()).unwrap();
-    let plan = |filter: &str| -> String {
-        let sql = format!(
-            "EXPLAIN QUERY PLAN SELECT seq, id, record FROM replay {filter} \
-             ORDER BY seq DESC LIMIT 51"
-        );
-        let mut stmt = conn.prepare(&sql).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
     };
-    // The table is in key (time) order: lists walk it from the end, time filters are key
-    // ranges, a session filter walks its index.
-    for (filter, walk) in [
-        ("", "SCAN replay"),
-        ("WHERE decision = 'coding'", "SCAN replay"),
-        (
-            "WHERE final_model = 'big' AND seq >= 5",
-            "SEARCH replay USING INTEGER PRIMARY KEY (rowid>?)",
-        ),
-        (
-            "WHERE session_hash = 'abc'",
-            "USING INDEX replay_by_session",
-        ),
-        (
-            "WHERE session_hash = 'abc' AND seq < 99",
-            "USING INDEX replay_by_session",
-        ),
-    ] {
-        let p = plan(filter);
-        assert!(
-            p.contains(walk) && !p.contains("TEMP B-TREE"),
-            "{filter}: {p}"
-        );
-    }
+    let p = plan("SELECT seg, data FROM replay_segments WHERE last_key >= 5 AND first_key <= 9");
+    assert!(p.contains("USING INDEX replay_segments_by_last_key"), "{p}");
+    let p = plan("SELECT seg, records FROM replay_segments ORDER BY seg LIMIT 64");
+    assert!(
+        p.contains("SCAN replay_segments") && !p.contains("TEMP B-TREE"),
+        "{p}"
+    );
     let indexes: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'replay'")
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'replay_segments'",
+        )
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -636,8 +584,8 @@ fn filtered_lists_walk_an_index_and_never_sort() {
         .collect();
     assert_eq!(
         indexes,
-        ["replay_by_session"],
-        "one index to maintain per insert"
+        ["replay_segments_by_last_key"],
+        "one index entry per segment"
     );
     store.shutdown().unwrap();
 }
