@@ -31,6 +31,7 @@ mod segment;
 mod segments;
 mod sessions;
 mod store;
+mod view;
 mod writer;
 
 pub use cost::{PriceTable, Pricing};

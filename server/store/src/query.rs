@@ -19,12 +19,13 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection};
 
 use crate::error::{Result, StoreError};
-use crate::insights::{Insights, InsightsBuilder, InsightsRow};
+use crate::insights::{Insights, InsightsBuilder};
 use crate::migrate::open_reader;
 use crate::rows::{first_key_of_ms, keys_of_same_ms, record_key, Lifecycle, ReplayRecord};
 use crate::segment::{decompress, frames, Frame};
 use crate::segments::{read_head, Head};
 use crate::sessions::SessionRow;
+use crate::view::View;
 
 /// Largest page [`ReplayReader::list`] returns; larger limits are clamped.
 pub const MAX_PAGE: usize = 1000;
@@ -58,8 +59,10 @@ impl ReplayFilter {
         (lo, hi)
     }
 
-    /// Whether the fields other than time match.
-    fn matches(&self, r: &ReplayRecord) -> bool {
+    /// Whether the fields other than time match (what [`View::matches`] decides from a
+    /// view; the tests hold the two to each other).
+    #[cfg(test)]
+    pub(crate) fn matches(&self, r: &ReplayRecord) -> bool {
         fn same(want: Option<&String>, got: Option<&String>) -> bool {
             want.is_none_or(|w| got == Some(w))
         }
@@ -239,9 +242,8 @@ impl ReplayReader {
                     if out.len() > limit {
                         break;
                     }
-                    let record = decode_json(&id, &json)?;
-                    if filter.matches(&record) {
-                        out.push((key, id, record));
+                    if filter.is_time_only() || view(&id, &json)?.matches(filter) {
+                        out.push((key, id.clone(), decode_json(&id, &json)?));
                     }
                 }
                 Ok(())
@@ -282,9 +284,10 @@ impl ReplayReader {
         })
     }
 
-    /// Calls `f` with every live record in `filter`'s time range once (the newest copy of
-    /// each id), newest segment first; `f` sees records that match the other fields only.
-    fn for_each(&self, filter: &ReplayFilter, mut f: impl FnMut(ReplayRecord)) -> Result<()> {
+    /// Calls `f` with the [`View`] of every live record in `filter`'s time range once (the
+    /// newest copy of each id), newest segment first; `f` sees records that match the other
+    /// fields only.
+    fn for_each(&self, filter: &ReplayFilter, mut f: impl FnMut(View<'_>)) -> Result<()> {
         let (lo, hi) = filter.key_range();
         self.with_conn(|conn| {
             let head = read_head(conn)?;
@@ -301,8 +304,8 @@ impl ReplayReader {
                     let frame = frame?;
                     if (lo..=hi).contains(&frame.key) && seen.insert((frame.key, id_hash(frame.id)))
                     {
-                        let record = decode(frame)?;
-                        if filter.matches(&record) {
+                        let record = view(frame.id, frame.json)?;
+                        if record.matches(filter) {
                             f(record);
                         }
                     }
@@ -333,25 +336,7 @@ impl ReplayReader {
     /// SQLite errors, [`StoreError::CorruptSegment`], [`StoreError::CorruptRecord`].
     pub fn insights(&self, filter: &ReplayFilter) -> Result<Insights> {
         let mut builder = InsightsBuilder::new(filter.since_ms, filter.until_ms);
-        self.for_each(filter, |r| {
-            let usage = r.usage.unwrap_or_default();
-            let cost = r.cost.as_ref();
-            builder.add(&InsightsRow {
-                timestamp_ms: r.timestamp_ms,
-                status: r.status,
-                lifecycle: r.lifecycle,
-                prompt_tokens: usage.prompt_tokens,
-                cached_prompt_tokens: usage.cached_prompt_tokens,
-                completion_tokens: usage.completion_tokens,
-                actual_cost: cost.map(|c| c.actual),
-                baseline_cost: cost.map(|c| c.baseline),
-                currency: cost.map(|c| c.currency.clone()),
-                total_ms: Some(r.timings.total_ms),
-                cache_hit: r.cache_hit,
-                decision: r.decision,
-                model: r.final_model,
-            });
-        })?;
+        self.for_each(filter, |r| builder.add(&r.insights_row()))?;
         Ok(builder.finish())
     }
 }
@@ -394,6 +379,13 @@ fn id_hash(id: &str) -> u64 {
 
 fn decode(frame: Frame<'_>) -> Result<ReplayRecord> {
     decode_json(frame.id, frame.json)
+}
+
+fn view<'a>(id: &str, json: &'a [u8]) -> Result<View<'a>> {
+    serde_json::from_slice(json).map_err(|source| StoreError::CorruptRecord {
+        id: id.to_owned(),
+        source,
+    })
 }
 
 fn decode_json(id: &str, json: &[u8]) -> Result<ReplayRecord> {
