@@ -11,6 +11,7 @@
 //! deletes. Filters other than time are applied to decoded records.
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -183,23 +184,15 @@ impl ReplayReader {
         // key in their id's millisecond); an id that is not hex can only be such a row.
         let (lo, hi) = record_key(id).map_or((i64::MIN, i64::MAX), keys_of_same_ms);
         self.with_conn(|conn| {
-            let head = read_head(conn)?;
-            let mut stmt = conn.prepare_cached(
-                "SELECT seg, data FROM replay_segments
-                 WHERE last_key >= ?1 AND first_key <= ?2 ORDER BY seg DESC",
-            )?;
-            let mut rows = stmt.query(params![lo, hi])?;
-            while let Some(row) = rows.next()? {
-                let (seg, data): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
-                let raw = decompress(seg, &data)?;
-                for frame in live_frames(seg, &raw, head) {
-                    let frame = frame?;
-                    if frame.id == id && (lo..=hi).contains(&frame.key) {
-                        return decode(frame).map(Some);
-                    }
+            let mut found = None;
+            scan(conn, lo, hi, |frame| {
+                if frame.id != id {
+                    return Ok(ControlFlow::Continue(()));
                 }
-            }
-            Ok(None)
+                found = Some(decode(frame)?);
+                Ok(ControlFlow::Break(()))
+            })?;
+            Ok(found)
         })
     }
 
@@ -290,28 +283,13 @@ impl ReplayReader {
     fn for_each(&self, filter: &ReplayFilter, mut f: impl FnMut(View<'_>)) -> Result<()> {
         let (lo, hi) = filter.key_range();
         self.with_conn(|conn| {
-            let head = read_head(conn)?;
-            let mut stmt = conn.prepare_cached(
-                "SELECT seg, data FROM replay_segments
-                 WHERE last_key >= ?1 AND first_key <= ?2 ORDER BY seg DESC",
-            )?;
-            let mut rows = stmt.query(params![lo, hi])?;
-            let mut seen: HashSet<(i64, u64)> = HashSet::new();
-            while let Some(row) = rows.next()? {
-                let (seg, data): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
-                let raw = decompress(seg, &data)?;
-                for frame in live_frames(seg, &raw, head) {
-                    let frame = frame?;
-                    if (lo..=hi).contains(&frame.key) && seen.insert((frame.key, id_hash(frame.id)))
-                    {
-                        let record = view(frame.id, frame.json)?;
-                        if record.matches(filter) {
-                            f(record);
-                        }
-                    }
+            scan_unique(conn, lo, hi, |frame| {
+                let record = view(frame.id, frame.json)?;
+                if record.matches(filter) {
+                    f(record);
                 }
-            }
-            Ok(())
+                Ok(())
+            })
         })
     }
 
@@ -343,25 +321,55 @@ impl ReplayReader {
 
 /// Live records with a key in `lo..=hi`, each id once: reads only the frames' keys and ids.
 fn count_in(conn: &Connection, lo: i64, hi: i64) -> Result<u64> {
+    let mut n = 0u64;
+    scan_unique(conn, lo, hi, |_| {
+        n += 1;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/// Calls `f` with every live frame with a key in `lo..=hi`, newest segment first, until it
+/// breaks.
+fn scan(
+    conn: &Connection,
+    lo: i64,
+    hi: i64,
+    mut f: impl FnMut(Frame<'_>) -> Result<ControlFlow<()>>,
+) -> Result<()> {
     let head = read_head(conn)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT seg, first_key, last_key, records, data FROM replay_segments
-         WHERE last_key >= ?1 AND first_key <= ?2",
+        "SELECT seg, data FROM replay_segments
+         WHERE last_key >= ?1 AND first_key <= ?2 ORDER BY seg DESC",
     )?;
     let mut rows = stmt.query(params![lo, hi])?;
-    let mut seen: HashSet<(i64, u64)> = HashSet::new();
-    let mut n = 0u64;
     while let Some(row) = rows.next()? {
-        let (seg, data): (i64, Vec<u8>) = (row.get(0)?, row.get(4)?);
+        let (seg, data): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
         let raw = decompress(seg, &data)?;
         for frame in live_frames(seg, &raw, head) {
             let frame = frame?;
-            if (lo..=hi).contains(&frame.key) && seen.insert((frame.key, id_hash(frame.id))) {
-                n += 1;
+            if (lo..=hi).contains(&frame.key) && f(frame)?.is_break() {
+                return Ok(());
             }
         }
     }
-    Ok(n)
+    Ok(())
+}
+
+/// [`scan`] that sees each id once: its copy in the newest segment.
+fn scan_unique(
+    conn: &Connection,
+    lo: i64,
+    hi: i64,
+    mut f: impl FnMut(Frame<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut seen: HashSet<(i64, u64)> = HashSet::new();
+    scan(conn, lo, hi, |frame| {
+        if seen.insert((frame.key, id_hash(frame.id))) {
+            f(frame)?;
+        }
+        Ok(ControlFlow::Continue(()))
+    })
 }
 
 /// The frames of a segment that retention has not deleted.
