@@ -53,72 +53,76 @@ pub(crate) fn write(out: &mut Vec<u8>, record: &ReplayRecord) -> Result<(), serd
         response_body_truncated,
     } = record;
     let mut o = Object::open(out);
-    o.int("schema_version", *schema_version);
+    o.int(k!("schema_version"), *schema_version);
     if !id.is_empty() {
-        o.str("id", id);
+        o.str(k!("id"), id);
     }
-    o.int("timestamp_ms", *timestamp_ms);
+    o.int(k!("timestamp_ms"), *timestamp_ms);
     if let Some(ms) = ended_ms {
-        o.int("ended_ms", *ms);
+        o.int(k!("ended_ms"), *ms);
     }
-    o.opt_str("request_id", request_id);
-    o.opt_str("session_hash", session_hash);
-    o.opt_str("conversation_hash", conversation_hash);
-    o.opt_str("requested_model", requested_model);
-    o.opt_str("recipe", recipe);
-    o.opt_str("decision", decision);
+    o.opt_str(k!("request_id"), request_id);
+    o.opt_str(k!("session_hash"), session_hash);
+    o.opt_str(k!("conversation_hash"), conversation_hash);
+    o.opt_str(k!("requested_model"), requested_model);
+    o.opt_str(k!("recipe"), recipe);
+    o.opt_str(k!("decision"), decision);
     if let Some(c) = confidence {
-        o.float("confidence", *c);
+        o.float(k!("confidence"), *c);
     }
-    o.opt_str("base_model", base_model);
-    o.opt_str("final_model", final_model);
-    o.opt_str("backend", backend);
+    o.opt_str(k!("base_model"), base_model);
+    o.opt_str(k!("final_model"), final_model);
+    o.opt_str(k!("backend"), backend);
     if let Some(s) = status {
-        o.int("status", *s);
+        o.int(k!("status"), *s);
     }
-    o.str("lifecycle", lifecycle.as_str());
-    o.flag("streaming", *streaming);
+    o.str(k!("lifecycle"), lifecycle.as_str());
+    o.flag(k!("streaming"), *streaming);
     if !signals.is_empty() {
-        o.value("signals", signals)?;
+        o.key(k!("signals"));
+        map(o.out, signals, |out, rules| strings(out, rules));
     }
     if !signal_confidences.is_empty() {
-        o.value("signal_confidences", signal_confidences)?;
+        o.key(k!("signal_confidences"));
+        map(o.out, signal_confidences, |out, x| number(out, *x));
     }
     if !projection_scores.is_empty() {
-        o.value("projection_scores", projection_scores)?;
+        o.key(k!("projection_scores"));
+        map(o.out, projection_scores, |out, x| number(out, *x));
     }
     if let Some(t) = eval_trace {
-        o.raw("eval_trace", t);
+        o.raw(k!("eval_trace"), t);
     }
     if let Some(l) = learning {
-        o.key("learning");
+        o.key(k!("learning"));
         write_learning(o.out, l)?;
     }
     if !plugins.is_empty() {
-        o.value("plugins", plugins)?;
+        o.key(k!("plugins"));
+        strings(o.out, plugins);
     }
     if let Some(on) = use_reasoning {
-        o.key("use_reasoning");
+        o.key(k!("use_reasoning"));
         o.out
             .extend_from_slice(if *on { b"true" } else { b"false" });
     }
-    o.opt_str("reasoning_effort", reasoning_effort);
-    o.key("timings");
+    o.opt_str(k!("reasoning_effort"), reasoning_effort);
+    o.key(k!("timings"));
     write_timings(o.out, timings);
     if let Some(u) = usage {
-        o.key("usage");
+        o.key(k!("usage"));
         write_usage(o.out, u);
     }
     if let Some(c) = cost {
-        o.key("cost");
+        o.key(k!("cost"));
         write_cost(o.out, c);
     }
-    o.flag("cache_hit", *cache_hit);
-    o.opt_str("terminal_reason", terminal_reason);
-    o.opt_str("request_body", request_body);
-    o.flag("request_body_truncated", *request_body_truncated);
-    o.opt_str("response_body", response_body);
-    o.flag("response_body_truncated", *response_body_truncated);
+    o.flag(k!("cache_hit"), *cache_hit);
+    o.opt_str(k!("terminal_reason"), terminal_reason);
+    o.opt_str(k!("request_body"), request_body);
+    o.flag(k!("request_body_truncated"), *request_body_truncated);
+    o.opt_str(k!("response_body"), response_body);
+    o.flag(k!("response_body_truncated"), *response_body_truncated);
     o.close();
     Ok(())
 }
@@ -131,12 +135,12 @@ fn write_timings(out: &mut Vec<u8>, t: &Timings) {
         total_ms,
     } = t;
     let mut o = Object::open(out);
-    o.float("signals_ms", *signals_ms);
-    o.float("routing_ms", *routing_ms);
+    o.float(k!("signals_ms"), *signals_ms);
+    o.float(k!("routing_ms"), *routing_ms);
     if let Some(ms) = upstream_ttfb_ms {
-        o.float("upstream_ttfb_ms", *ms);
+        o.float(k!("upstream_ttfb_ms"), *ms);
     }
-    o.float("total_ms", *total_ms);
+    o.float(k!("total_ms"), *total_ms);
     o.close();
 }
 
@@ -147,9 +151,9 @@ fn write_usage(out: &mut Vec<u8>, u: &Usage) {
         completion_tokens,
     } = u;
     let mut o = Object::open(out);
-    o.int("prompt_tokens", *prompt_tokens);
-    o.int("cached_prompt_tokens", *cached_prompt_tokens);
-    o.int("completion_tokens", *completion_tokens);
+    o.int(k!("prompt_tokens"), *prompt_tokens);
+    o.int(k!("cached_prompt_tokens"), *cached_prompt_tokens);
+    o.int(k!("completion_tokens"), *completion_tokens);
     o.close();
 }
 
@@ -161,10 +165,10 @@ fn write_cost(out: &mut Vec<u8>, c: &Cost) {
         baseline_model,
     } = c;
     let mut o = Object::open(out);
-    o.float("actual", *actual);
-    o.float("baseline", *baseline);
-    o.str("currency", currency);
-    o.opt_str("baseline_model", baseline_model);
+    o.float(k!("actual"), *actual);
+    o.float(k!("baseline"), *baseline);
+    o.str(k!("currency"), currency);
+    o.opt_str(k!("baseline_model"), baseline_model);
     o.close();
 }
 
@@ -178,21 +182,30 @@ fn write_learning(out: &mut Vec<u8>, l: &LearningTrace) -> Result<(), serde_json
         detail,
     } = l;
     let mut o = Object::open(out);
-    o.opt_str("action", action);
-    o.opt_str("reason", reason);
-    o.opt_str("scope", scope);
-    o.opt_str("mode", mode);
+    o.opt_str(k!("action"), action);
+    o.opt_str(k!("reason"), reason);
+    o.opt_str(k!("scope"), scope);
+    o.opt_str(k!("mode"), mode);
     if let Some(c) = switch_cost {
-        o.float("switch_cost", *c);
+        o.float(k!("switch_cost"), *c);
     }
     if let Some(d) = detail {
-        o.value("detail", d)?;
+        o.value(k!("detail"), d)?;
     }
     o.close();
     Ok(())
 }
 
-/// A JSON object being written: `{`, then `"name":value` pairs separated by commas.
+/// A field name as it is written: quoted, with its colon (`"name":`), one literal.
+macro_rules! k {
+    ($name:literal) => {
+        concat!("\"", $name, "\":")
+    };
+}
+use k;
+
+/// A JSON object being written: `{`, then `"name":value` pairs separated by commas. Every
+/// `name` below is a [`k!`] literal: the quoted field name and its colon.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
@@ -204,14 +217,13 @@ impl<'a> Object<'a> {
         Self { out, first: true }
     }
 
-    /// `name` is one of this module's field names: plain ASCII, nothing to escape.
+    /// `name` is a [`k!`] literal of one of this module's field names (plain ASCII, nothing
+    /// to escape).
     fn key(&mut self, name: &str) {
         if !std::mem::replace(&mut self.first, false) {
             self.out.push(b',');
         }
-        self.out.push(b'"');
         self.out.extend_from_slice(name.as_bytes());
-        self.out.extend_from_slice(b"\":");
     }
 
     fn str(&mut self, name: &str, value: &str) {
@@ -231,15 +243,9 @@ impl<'a> Object<'a> {
             .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
-    /// As serde_json writes an `f64`: its shortest form, `null` unless finite.
     fn float(&mut self, name: &str, value: f64) {
         self.key(name);
-        if value.is_finite() {
-            self.out
-                .extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
-        } else {
-            self.out.extend_from_slice(b"null");
-        }
+        number(self.out, value);
     }
 
     /// A `bool` serde leaves out when `false`.
@@ -267,6 +273,46 @@ impl<'a> Object<'a> {
     fn close(self) {
         self.out.push(b'}');
     }
+}
+
+/// An `f64` as serde_json writes it: its shortest form, `null` unless finite.
+fn number(out: &mut Vec<u8>, value: f64) {
+    if value.is_finite() {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// A list of strings as serde_json writes a `Vec<String>`.
+fn strings(out: &mut Vec<u8>, items: &[String]) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, item);
+    }
+    out.push(b']');
+}
+
+/// A map with string keys as serde_json writes a `BTreeMap<String, V>`, each value by
+/// `value`.
+fn map<V>(
+    out: &mut Vec<u8>,
+    entries: &std::collections::BTreeMap<String, V>,
+    value: impl Fn(&mut Vec<u8>, &V),
+) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, k);
+        out.push(b':');
+        value(out, v);
+    }
+    out.push(b'}');
 }
 
 /// The bytes serde_json escapes in a string: `"`, `\` and the control characters.
