@@ -175,6 +175,12 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Overloaded { .. }) {
             h.insert("retry-after", HeaderValue::from_static("1"));
         }
+        if matches!(self, Self::BodyTooLarge { .. }) {
+            // The body was left unread, so the server closes the connection after this
+            // response: saying so keeps the client from sending its next request on it (and
+            // losing that request to the close).
+            h.insert("connection", HeaderValue::from_static("close"));
+        }
         resp
     }
 }

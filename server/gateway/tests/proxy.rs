@@ -196,7 +196,10 @@ async fn error_cases_are_openai_shaped_with_the_right_status() {
     assert_eq!(status, 404);
 
     let big = "x".repeat(70 * 1024);
-    let (status, body) = error_of(s.chat(ask("auto", &big)).await).await;
+    let too_large = s.chat(ask("auto", &big)).await;
+    // Its body was not read: the connection ends with this response, and says so.
+    assert_eq!(header(&too_large, "connection"), "close");
+    let (status, body) = error_of(too_large).await;
     assert_eq!(status, 413);
     assert_eq!(body["error"]["code"], "request_too_large");
 
