@@ -3,11 +3,12 @@
 //! then handed to the store's bounded intake (never blocking the request) and broadcast to live
 //! subscribers (`/api/v1/events`).
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 use vllm_sr_config::model::{Plugin, RouterConfig};
 use vllm_sr_store::{
     cap_body, now_ms, record_time_ms, LearningTrace as StoredLearning, Lifecycle, PriceTable,
@@ -271,8 +272,70 @@ impl Pending {
         }
         r.usage = end.usage;
         r.cache_hit = end.cache_hit;
-        self.replay.submit(self.record);
+        submit_after_response(self.replay, self.record);
     }
+}
+
+thread_local! {
+    /// Records this I/O thread finished, waiting for its [`drain_deferred`] task.
+    static DEFERRED: RefCell<Vec<(Arc<Replay>, Box<ReplayRecord>)>> =
+        const { RefCell::new(Vec::new()) };
+    /// Wakes this thread's [`drain_deferred`] task; `None` where none runs.
+    static DRAIN: RefCell<Option<Arc<Notify>>> = const { RefCell::new(None) };
+}
+
+/// Stores a finished record once the task that finished it has yielded, so serialising it
+/// never delays the response's last bytes: a request ends inside the relay (the body's end,
+/// or its drop once `content-length` bytes were written), before the server flushes them.
+/// On a thread without a drain task (tests, any non-I/O thread) it is stored at once.
+fn submit_after_response(replay: Arc<Replay>, record: Box<ReplayRecord>) {
+    let mut item = Some((replay, record));
+    DRAIN.with_borrow(|drain| {
+        if let Some(notify) = drain {
+            DEFERRED.with_borrow_mut(|q| q.extend(item.take()));
+            notify.notify_one();
+        }
+    });
+    if let Some((replay, record)) = item {
+        replay.submit(record);
+    }
+}
+
+/// An I/O thread's drain task: stores the records its requests finished, each time they
+/// have yielded (a wake-up on the same thread: no system call). When the task is dropped
+/// (the thread stops serving), it stores what is left and later records go straight in.
+pub(crate) async fn drain_deferred() {
+    /// Unregisters the task and stores what is left, however the task ends.
+    struct Registered;
+    impl Drop for Registered {
+        fn drop(&mut self) {
+            let _ = DRAIN.try_with(|d| d.borrow_mut().take());
+            drain_now();
+        }
+    }
+    let notify = Arc::new(Notify::new());
+    DRAIN.with_borrow_mut(|d| *d = Some(notify.clone()));
+    let _registered = Registered;
+    loop {
+        notify.notified().await;
+        drain_now();
+    }
+}
+
+/// Stores every deferred record of this thread (keeping the queue's buffer).
+fn drain_now() {
+    let Ok(mut items) = DEFERRED.try_with(|q| std::mem::take(&mut *q.borrow_mut())) else {
+        return;
+    };
+    for (replay, record) in items.drain(..) {
+        replay.submit(record);
+    }
+    let _ = DEFERRED.try_with(|q| {
+        let mut q = q.borrow_mut();
+        if q.is_empty() {
+            *q = items;
+        }
+    });
 }
 
 /// Milliseconds rounded to the microsecond: finer digits are noise, and the shortest

@@ -214,10 +214,16 @@ async fn run_shard(ctx: ShardCtx, served: Vec<ShardServe>) {
             }
         });
     }
+    // Stores finished replay records after their requests yield (see `replay`).
+    let mut drain = tokio::task::JoinSet::new();
+    drain.spawn(crate::replay::drain_deferred());
     tokio::select! {
         () = async { while tasks.join_next().await.is_some() {} } => {}
         () = ctx.hard_stop.cancelled() => {}
     }
+    // Cancelling the drain task stores what it had not yet.
+    drain.abort_all();
+    while drain.join_next().await.is_some() {}
 }
 
 /// Accepts connections on the control runtime and deals them to the shards in turn.
