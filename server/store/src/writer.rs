@@ -135,7 +135,7 @@ struct Shared {
     idle: AtomicBool,
     /// Every sink handle is gone: commit what is left and stop.
     detached: AtomicBool,
-    /// The writer thread, to unpark it; set by the thread itself before it first parks.
+    /// The writer thread, to unpark it; set as soon as it is spawned.
     thread: OnceLock<Thread>,
 }
 
@@ -220,6 +220,9 @@ impl ReplaySink {
             .name("vsr-replay-writer".into())
             .spawn(move || writer.run())
             .map_err(StoreError::Spawn)?;
+        // Before any handle exists: every later wake-up finds the thread (an unpark before
+        // the writer parks makes its park return at once).
+        let _ = shared.thread.set(handle.thread().clone());
         Ok(Self {
             inner: Arc::new(SinkInner {
                 shared,
@@ -415,15 +418,15 @@ enum Control {
 
 impl Writer {
     fn run(mut self) {
-        let _ = self.shared.thread.set(std::thread::current());
         loop {
+            if self.waiting() == 0 {
+                self.park();
+            }
+            // A record opens a batch that collects for up to `flush_interval`.
             let control = match self.next_control() {
                 Some(c) => Some(c),
                 None if self.waiting() > 0 => self.collect(),
-                None => {
-                    self.park();
-                    self.next_control()
-                }
+                None => None,
             };
             let committed = self.commit();
             let retained = self.retain(matches!(control, Some(Control::Flush(_))));

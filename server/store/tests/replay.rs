@@ -114,6 +114,36 @@ fn the_database_is_in_wal_mode_and_a_batch_is_stored_as_compressed_segments() {
 }
 
 #[test]
+fn a_trickle_of_records_waits_for_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first record opens a batch that collects until `flush_interval` or a flush.
+    let opts = StoreOptions {
+        flush_interval: Duration::from_secs(5),
+        ..options()
+    };
+    let store = open(dir.path(), &opts);
+    for i in 0..10 {
+        assert!(store.sink().record(full_record(1_000 + i)));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    store.sink().flush().unwrap();
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let (segments, records): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), sum(records) FROM replay_segments",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (segments, records),
+        (1, 10),
+        "one segment for the whole trickle"
+    );
+    store.shutdown().unwrap();
+}
+
+#[test]
 fn reopening_keeps_records_and_a_standalone_reader_sees_them() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), &options());
