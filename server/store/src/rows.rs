@@ -697,6 +697,51 @@ mod tests {
         assert_eq!(RawJson::of(&[1, 2]).unwrap().get(), "[1,2]");
     }
 
+    /// `has_non_finite` walks the same floats as `sanitize`: each one, made NaN alone, is
+    /// seen, and gone after sanitising.
+    #[test]
+    fn has_non_finite_sees_every_float_sanitize_replaces() {
+        let setters: [fn(&mut ReplayRecord); 10] = [
+            |r| r.confidence = Some(f64::NAN),
+            |r| {
+                r.signal_confidences.insert("k".into(), f64::NAN);
+            },
+            |r| {
+                r.projection_scores.insert("p".into(), f64::INFINITY);
+            },
+            |r| {
+                r.learning = Some(LearningTrace {
+                    switch_cost: Some(f64::NAN),
+                    ..LearningTrace::default()
+                });
+            },
+            |r| r.timings.signals_ms = f64::NAN,
+            |r| r.timings.routing_ms = f64::NEG_INFINITY,
+            |r| r.timings.upstream_ttfb_ms = Some(f64::NAN),
+            |r| r.timings.total_ms = f64::INFINITY,
+            |r| {
+                r.cost = Some(Cost {
+                    actual: f64::NAN,
+                    ..Cost::default()
+                });
+            },
+            |r| {
+                r.cost = Some(Cost {
+                    baseline: f64::NAN,
+                    ..Cost::default()
+                });
+            },
+        ];
+        assert!(!ReplayRecord::new(1).has_non_finite());
+        for (i, set) in setters.iter().enumerate() {
+            let mut r = ReplayRecord::new(1);
+            set(&mut r);
+            assert!(r.has_non_finite(), "float {i} not seen");
+            r.sanitize();
+            assert!(!r.has_non_finite(), "float {i} not sanitised");
+        }
+    }
+
     #[test]
     fn sanitized_records_with_non_finite_floats_read_back() {
         let mut r = ReplayRecord::new(1);
