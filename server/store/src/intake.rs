@@ -1,6 +1,6 @@
 //! The intake: where [`crate::ReplaySink::record`] puts a record, on the caller's thread.
 //!
-//! Each calling thread writes its records, already framed and serialised (see `segment`),
+//! Each calling thread writes its records, already framed and packed (see `segment`),
 //! into its own shard: a byte buffer and an index of `(key, offset)`, behind a lock only the
 //! writer thread ever contends for (once per poll, to swap the buffers). Nothing is
 //! allocated per record once the buffers have grown, and nothing the request path allocated
@@ -92,16 +92,16 @@ impl Intake {
         let mut shard = padded.0.lock();
         let Shard { frames, index } = &mut *shard;
         let start = frames.len();
-        // The frame's JSON length is patched in once the JSON is written.
+        // The frame's payload length is patched in once the record is packed.
         push_frame(frames, key, &record.id, b"");
-        let json_start = frames.len();
-        if let Err(e) = crate::record_json::write(frames, record) {
+        let payload_start = frames.len();
+        if let Err(e) = crate::record_json::pack(frames, record) {
             frames.truncate(start);
             return Err(e);
         }
-        let json_len = u32::try_from(frames.len() - json_start).unwrap_or(u32::MAX);
-        if let Some(len) = frames.get_mut(json_start - 4..json_start) {
-            len.copy_from_slice(&json_len.to_le_bytes());
+        let payload_len = u32::try_from(frames.len() - payload_start).unwrap_or(u32::MAX);
+        if let Some(len) = frames.get_mut(payload_start - 4..payload_start) {
+            len.copy_from_slice(&payload_len.to_le_bytes());
         }
         index.push((key, u32::try_from(start).unwrap_or(u32::MAX)));
         Ok(())
@@ -127,10 +127,10 @@ impl Intake {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::frames;
+    use crate::segment::{frames, Format};
 
     #[test]
-    fn pushed_records_come_out_framed_with_their_json() {
+    fn pushed_records_come_out_framed_and_packed() {
         let intake = Intake::default();
         let a = ReplayRecord::new(1_000);
         let mut b = ReplayRecord::new(2_000);
@@ -143,9 +143,12 @@ mod tests {
         let shard = &out[0];
         assert_eq!(shard.index.iter().map(|e| e.0).collect::<Vec<_>>(), [5, 3]);
         for (i, want) in [&a, &b].into_iter().enumerate() {
-            let frame = frames(0, shard.frame(i)).next().unwrap().unwrap();
+            let frame = frames(0, Format::Packed, shard.frame(i))
+                .next()
+                .unwrap()
+                .unwrap();
             assert_eq!(frame.id, want.id);
-            let back: ReplayRecord = serde_json::from_slice(frame.json).unwrap();
+            let back: ReplayRecord = serde_json::from_slice(&frame.json().unwrap()).unwrap();
             assert_eq!(&back, want);
         }
         // Emptied: nothing more to take, and the buffer handed in is what it holds now.

@@ -2,7 +2,7 @@
 //! session snapshots, in one SQLite file under the state directory. The only crate that knows SQL.
 //!
 //! - [`Store::open`] creates or migrates `vllm-sr.sqlite3` (WAL) and starts one writer thread.
-//! - [`ReplaySink::record`] is what the request path calls: it serialises the record into
+//! - [`ReplaySink::record`] is what the request path calls: it packs the record into
 //!   the calling thread's intake shard and never blocks; past the queue's capacity it drops
 //!   the record and counts it ([`ReplaySink::dropped`] is `replay_dropped_total`). The
 //!   writer stores each batch as one compressed segment.
@@ -24,6 +24,7 @@ mod insights;
 mod intake;
 mod legacy;
 mod migrate;
+mod packed;
 mod query;
 mod record_json;
 mod rows;

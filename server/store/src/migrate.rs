@@ -125,7 +125,16 @@ const MIGRATIONS: &[Step] = &[
     // the writer stores a few hundred records with one insert and a fraction of the bytes.
     // The rows of v4 are moved into segments in key order.
     Step::Code(segments_from_rows),
+    // v6: new segments hold packed records (`segment::Format::Packed`). Nothing to change
+    // in the file; the version tells builds that cannot read them to refuse it, not misread.
+    Step::Code(packed_segments_follow),
 ];
+
+/// v6 changes no table: from it on the writer stores packed segments, which v5 builds
+/// cannot read.
+fn packed_segments_follow(_: &Connection) -> rusqlite::Result<()> {
+    Ok(())
+}
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -277,7 +286,7 @@ fn segments_from_rows(conn: &Connection) -> rusqlite::Result<()> {
                 first,
                 last,
                 keys.len() as i64,
-                crate::segment::FORMAT_LZ4_FRAMES,
+                crate::segment::Format::Json.column(),
                 crate::segment::compress(raw)
             ])?;
         }

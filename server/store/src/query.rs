@@ -23,7 +23,7 @@ use crate::error::{Result, StoreError};
 use crate::insights::{Insights, InsightsBuilder};
 use crate::migrate::open_reader;
 use crate::rows::{first_key_of_ms, keys_of_same_ms, record_key, Lifecycle, ReplayRecord};
-use crate::segment::{decompress, frames, Frame};
+use crate::segment::{decompress, frames, Format, Frame};
 use crate::segments::{read_head, Head};
 use crate::sessions::SessionRow;
 use crate::view::View;
@@ -189,7 +189,7 @@ impl ReplayReader {
                 if frame.id != id {
                     return Ok(ControlFlow::Continue(()));
                 }
-                found = Some(decode(frame)?);
+                found = Some(decode(&frame)?);
                 Ok(ControlFlow::Break(()))
             })?;
             Ok(found)
@@ -222,19 +222,27 @@ impl ReplayReader {
         self.with_conn(|conn| {
             let head = read_head(conn)?;
             let mut stmt = conn.prepare_cached(
-                "SELECT seg, last_key, data FROM replay_segments
+                "SELECT seg, last_key, format, data FROM replay_segments
                  WHERE last_key >= ?1 AND first_key <= ?2 ORDER BY last_key DESC, seg DESC",
             )?;
             let mut rows = stmt.query(params![lo, hi])?;
-            // Records read but not yet final: (key, id) → (segment, JSON).
-            let mut pending: BTreeMap<(i64, String), (i64, Vec<u8>)> = BTreeMap::new();
-            let emit = |pending: BTreeMap<(i64, String), (i64, Vec<u8>)>,
+            // Records read but not yet final: (key, id) → (segment, its format, payload).
+            let mut pending: BTreeMap<(i64, String), (i64, Format, Vec<u8>)> = BTreeMap::new();
+            let emit = |pending: BTreeMap<(i64, String), (i64, Format, Vec<u8>)>,
                         out: &mut Vec<(i64, String, ReplayRecord)>|
              -> Result<()> {
-                for ((key, id), (_, json)) in pending.into_iter().rev() {
+                for ((key, id), (seg, format, payload)) in pending.into_iter().rev() {
                     if out.len() > limit {
                         break;
                     }
+                    let frame = Frame {
+                        key,
+                        id: &id,
+                        payload: &payload,
+                        seg,
+                        format,
+                    };
+                    let json = frame.json()?;
                     if filter.is_time_only() || view(&id, &json)?.matches(filter) {
                         out.push((key, id.clone(), decode_json(&id, &json)?));
                     }
@@ -242,24 +250,27 @@ impl ReplayReader {
                 Ok(())
             };
             while let Some(row) = rows.next()? {
-                let (seg, last_key, data): (i64, i64, Vec<u8>) =
-                    (row.get(0)?, row.get(1)?, row.get(2)?);
+                let (seg, last_key, format, data): (i64, i64, i64, Vec<u8>) =
+                    (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
                 let newer = pending.split_off(&(last_key.saturating_add(1), String::new()));
                 emit(newer, &mut out)?;
                 if out.len() > limit {
                     return Ok(());
                 }
+                let format = Format::of_column(seg, format)?;
                 let raw = decompress(seg, &data)?;
-                for frame in live_frames(seg, &raw, head) {
+                for frame in live_frames(seg, format, &raw, head) {
                     let frame = frame?;
                     if !(lo..=hi).contains(&frame.key) || !before_cursor(frame.key, frame.id) {
                         continue;
                     }
-                    let entry = pending
-                        .entry((frame.key, frame.id.to_owned()))
-                        .or_insert((i64::MIN, Vec::new()));
+                    let entry = pending.entry((frame.key, frame.id.to_owned())).or_insert((
+                        i64::MIN,
+                        format,
+                        Vec::new(),
+                    ));
                     if seg > entry.0 {
-                        *entry = (seg, frame.json.to_vec());
+                        *entry = (seg, format, frame.payload.to_vec());
                     }
                 }
             }
@@ -284,7 +295,8 @@ impl ReplayReader {
         let (lo, hi) = filter.key_range();
         self.with_conn(|conn| {
             scan_unique(conn, lo, hi, |frame| {
-                let record = view(frame.id, frame.json)?;
+                let json = frame.json()?;
+                let record = view(frame.id, &json)?;
                 if record.matches(filter) {
                     f(record);
                 }
@@ -339,14 +351,15 @@ fn scan(
 ) -> Result<()> {
     let head = read_head(conn)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT seg, data FROM replay_segments
+        "SELECT seg, format, data FROM replay_segments
          WHERE last_key >= ?1 AND first_key <= ?2 ORDER BY seg DESC",
     )?;
     let mut rows = stmt.query(params![lo, hi])?;
     while let Some(row) = rows.next()? {
-        let (seg, data): (i64, Vec<u8>) = (row.get(0)?, row.get(1)?);
+        let (seg, format, data): (i64, i64, Vec<u8>) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let format = Format::of_column(seg, format)?;
         let raw = decompress(seg, &data)?;
-        for frame in live_frames(seg, &raw, head) {
+        for frame in live_frames(seg, format, &raw, head) {
             let frame = frame?;
             if (lo..=hi).contains(&frame.key) && f(frame)?.is_break() {
                 return Ok(());
@@ -373,9 +386,14 @@ fn scan_unique(
 }
 
 /// The frames of a segment that retention has not deleted.
-fn live_frames(seg: i64, raw: &[u8], head: Head) -> impl Iterator<Item = Result<Frame<'_>>> {
+fn live_frames(
+    seg: i64,
+    format: Format,
+    raw: &[u8],
+    head: Head,
+) -> impl Iterator<Item = Result<Frame<'_>>> {
     let skip = usize::try_from(head.skip_of(seg)).unwrap_or(usize::MAX);
-    frames(seg, raw).skip(skip)
+    frames(seg, format, raw).skip(skip)
 }
 
 /// A 64-bit hash of an id, to tell ids apart without keeping them (with the key alongside, a
@@ -385,8 +403,8 @@ fn id_hash(id: &str) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
 }
 
-fn decode(frame: Frame<'_>) -> Result<ReplayRecord> {
-    decode_json(frame.id, frame.json)
+fn decode(frame: &Frame<'_>) -> Result<ReplayRecord> {
+    decode_json(frame.id, &frame.json()?)
 }
 
 fn view<'a>(id: &str, json: &'a [u8]) -> Result<View<'a>> {

@@ -1,21 +1,31 @@
-//! The replay record as JSON text, written directly: the text serde_json makes of a
-//! [`ReplayRecord`] (tested against it), without serde_json's byte-by-byte escaping of every
-//! field name, which was the writer thread's largest cost after SQLite itself.
-//!
-//! Field names and punctuation are literal bytes; values that are strings go through
-//! serde_json's escaping, and the rarely filled nested values (signal maps, the learning
-//! detail) through serde_json itself. The record is destructured field by field, so a field
-//! added to [`ReplayRecord`] does not compile until it is written here too.
+//! A replay record's JSON shape, written directly: the text serde_json makes of a
+//! [`ReplayRecord`] (tested against it), or the same fields packed (`packed`), without
+//! going through serde. Field names are [`Key`]s (one literal each in JSON, one byte packed);
+//! values that are strings are escaped only when they need it, and the rarely filled
+//! learning detail goes through serde_json. The record is destructured field by field, so a
+//! field added to [`ReplayRecord`] does not compile until it is written here too.
 
-use serde::Serialize;
-
-use crate::rows::{Cost, LearningTrace, RawJson, ReplayRecord, Timings, Usage};
+use crate::packed::{JsonText, Key, Packer, Sink};
+use crate::rows::{Cost, LearningTrace, ReplayRecord, Timings, Usage};
 
 /// Appends `record` as compact JSON: the same text as `serde_json::to_writer`.
 ///
 /// # Errors
 /// A nested value serde_json refuses (none of the record's types can fail today).
 pub(crate) fn write(out: &mut Vec<u8>, record: &ReplayRecord) -> Result<(), serde_json::Error> {
+    walk(&mut JsonText::new(out), record)
+}
+
+/// Appends `record` packed (`packed::unpack` gives back the text of [`write`]).
+///
+/// # Errors
+/// As [`write`].
+pub(crate) fn pack(out: &mut Vec<u8>, record: &ReplayRecord) -> Result<(), serde_json::Error> {
+    walk(&mut Packer::new(out), record)
+}
+
+/// Writes `record`'s fields into `s` in serde's order, leaving out what serde skips.
+fn walk(s: &mut impl Sink, record: &ReplayRecord) -> Result<(), serde_json::Error> {
     let ReplayRecord {
         schema_version,
         id,
@@ -52,127 +62,137 @@ pub(crate) fn write(out: &mut Vec<u8>, record: &ReplayRecord) -> Result<(), serd
         response_body,
         response_body_truncated,
     } = record;
-    let mut o = Object::open(out);
-    o.int(k!("schema_version"), *schema_version);
+    s.begin_object();
+    s.key(Key::SchemaVersion);
+    s.u64(u64::from(*schema_version));
     if !id.is_empty() {
-        o.str(k!("id"), id);
+        s.key(Key::Id);
+        s.str(id);
     }
-    o.int(k!("timestamp_ms"), *timestamp_ms);
+    s.key(Key::TimestampMs);
+    s.i64(*timestamp_ms);
     if let Some(ms) = ended_ms {
-        o.int(k!("ended_ms"), *ms);
+        s.key(Key::EndedMs);
+        s.i64(*ms);
     }
-    o.opt_str(k!("request_id"), request_id);
-    o.opt_str(k!("session_hash"), session_hash);
-    o.opt_str(k!("conversation_hash"), conversation_hash);
-    o.opt_str(k!("requested_model"), requested_model);
-    o.opt_str(k!("recipe"), recipe);
-    o.opt_str(k!("decision"), decision);
-    if let Some(c) = confidence {
-        o.float(k!("confidence"), *c);
+    opt_str(s, Key::RequestId, request_id);
+    opt_str(s, Key::SessionHash, session_hash);
+    opt_str(s, Key::ConversationHash, conversation_hash);
+    opt_str(s, Key::RequestedModel, requested_model);
+    opt_str(s, Key::Recipe, recipe);
+    opt_str(s, Key::Decision, decision);
+    opt_f64(s, Key::Confidence, *confidence);
+    opt_str(s, Key::BaseModel, base_model);
+    opt_str(s, Key::FinalModel, final_model);
+    opt_str(s, Key::Backend, backend);
+    if let Some(status) = status {
+        s.key(Key::Status);
+        s.u64(u64::from(*status));
     }
-    o.opt_str(k!("base_model"), base_model);
-    o.opt_str(k!("final_model"), final_model);
-    o.opt_str(k!("backend"), backend);
-    if let Some(s) = status {
-        o.int(k!("status"), *s);
-    }
-    o.str(k!("lifecycle"), lifecycle.as_str());
-    o.flag(k!("streaming"), *streaming);
+    s.key(Key::Lifecycle);
+    s.str(lifecycle.as_str());
+    flag(s, Key::Streaming, *streaming);
     if !signals.is_empty() {
-        o.key(k!("signals"));
-        map(o.out, signals, |out, rules| strings(out, rules));
+        s.key(Key::Signals);
+        s.begin_object();
+        for (family, rules) in signals {
+            s.name(family);
+            strings(s, rules);
+        }
+        s.end_object();
     }
-    if !signal_confidences.is_empty() {
-        o.key(k!("signal_confidences"));
-        map(o.out, signal_confidences, |out, x| number(out, *x));
-    }
-    if !projection_scores.is_empty() {
-        o.key(k!("projection_scores"));
-        map(o.out, projection_scores, |out, x| number(out, *x));
-    }
+    scores(s, Key::SignalConfidences, signal_confidences);
+    scores(s, Key::ProjectionScores, projection_scores);
     if let Some(t) = eval_trace {
-        o.raw(k!("eval_trace"), t);
+        s.key(Key::EvalTrace);
+        s.raw(t.get());
     }
     if let Some(l) = learning {
-        o.key(k!("learning"));
-        write_learning(o.out, l)?;
+        s.key(Key::Learning);
+        walk_learning(s, l)?;
     }
     if !plugins.is_empty() {
-        o.key(k!("plugins"));
-        strings(o.out, plugins);
+        s.key(Key::Plugins);
+        strings(s, plugins);
     }
     if let Some(on) = use_reasoning {
-        o.key(k!("use_reasoning"));
-        o.out
-            .extend_from_slice(if *on { b"true" } else { b"false" });
+        s.key(Key::UseReasoning);
+        s.bool(*on);
     }
-    o.opt_str(k!("reasoning_effort"), reasoning_effort);
-    o.key(k!("timings"));
-    write_timings(o.out, timings);
+    opt_str(s, Key::ReasoningEffort, reasoning_effort);
+    s.key(Key::Timings);
+    walk_timings(s, timings);
     if let Some(u) = usage {
-        o.key(k!("usage"));
-        write_usage(o.out, u);
+        s.key(Key::Usage);
+        walk_usage(s, u);
     }
     if let Some(c) = cost {
-        o.key(k!("cost"));
-        write_cost(o.out, c);
+        s.key(Key::Cost);
+        walk_cost(s, c);
     }
-    o.flag(k!("cache_hit"), *cache_hit);
-    o.opt_str(k!("terminal_reason"), terminal_reason);
-    o.opt_str(k!("request_body"), request_body);
-    o.flag(k!("request_body_truncated"), *request_body_truncated);
-    o.opt_str(k!("response_body"), response_body);
-    o.flag(k!("response_body_truncated"), *response_body_truncated);
-    o.close();
+    flag(s, Key::CacheHit, *cache_hit);
+    opt_str(s, Key::TerminalReason, terminal_reason);
+    opt_str(s, Key::RequestBody, request_body);
+    flag(s, Key::RequestBodyTruncated, *request_body_truncated);
+    opt_str(s, Key::ResponseBody, response_body);
+    flag(s, Key::ResponseBodyTruncated, *response_body_truncated);
+    s.end_object();
     Ok(())
 }
 
-fn write_timings(out: &mut Vec<u8>, t: &Timings) {
+fn walk_timings(s: &mut impl Sink, t: &Timings) {
     let Timings {
         signals_ms,
         routing_ms,
         upstream_ttfb_ms,
         total_ms,
     } = t;
-    let mut o = Object::open(out);
-    o.float(k!("signals_ms"), *signals_ms);
-    o.float(k!("routing_ms"), *routing_ms);
-    if let Some(ms) = upstream_ttfb_ms {
-        o.float(k!("upstream_ttfb_ms"), *ms);
-    }
-    o.float(k!("total_ms"), *total_ms);
-    o.close();
+    s.begin_object();
+    s.key(Key::SignalsMs);
+    s.f64(*signals_ms);
+    s.key(Key::RoutingMs);
+    s.f64(*routing_ms);
+    opt_f64(s, Key::UpstreamTtfbMs, *upstream_ttfb_ms);
+    s.key(Key::TotalMs);
+    s.f64(*total_ms);
+    s.end_object();
 }
 
-fn write_usage(out: &mut Vec<u8>, u: &Usage) {
+fn walk_usage(s: &mut impl Sink, u: &Usage) {
     let Usage {
         prompt_tokens,
         cached_prompt_tokens,
         completion_tokens,
     } = u;
-    let mut o = Object::open(out);
-    o.int(k!("prompt_tokens"), *prompt_tokens);
-    o.int(k!("cached_prompt_tokens"), *cached_prompt_tokens);
-    o.int(k!("completion_tokens"), *completion_tokens);
-    o.close();
+    s.begin_object();
+    s.key(Key::PromptTokens);
+    s.u64(*prompt_tokens);
+    s.key(Key::CachedPromptTokens);
+    s.u64(*cached_prompt_tokens);
+    s.key(Key::CompletionTokens);
+    s.u64(*completion_tokens);
+    s.end_object();
 }
 
-fn write_cost(out: &mut Vec<u8>, c: &Cost) {
+fn walk_cost(s: &mut impl Sink, c: &Cost) {
     let Cost {
         actual,
         baseline,
         currency,
         baseline_model,
     } = c;
-    let mut o = Object::open(out);
-    o.float(k!("actual"), *actual);
-    o.float(k!("baseline"), *baseline);
-    o.str(k!("currency"), currency);
-    o.opt_str(k!("baseline_model"), baseline_model);
-    o.close();
+    s.begin_object();
+    s.key(Key::Actual);
+    s.f64(*actual);
+    s.key(Key::Baseline);
+    s.f64(*baseline);
+    s.key(Key::Currency);
+    s.str(currency);
+    opt_str(s, Key::BaselineModel, baseline_model);
+    s.end_object();
 }
 
-fn write_learning(out: &mut Vec<u8>, l: &LearningTrace) -> Result<(), serde_json::Error> {
+fn walk_learning(s: &mut impl Sink, l: &LearningTrace) -> Result<(), serde_json::Error> {
     let LearningTrace {
         action,
         reason,
@@ -181,165 +201,63 @@ fn write_learning(out: &mut Vec<u8>, l: &LearningTrace) -> Result<(), serde_json
         switch_cost,
         detail,
     } = l;
-    let mut o = Object::open(out);
-    o.opt_str(k!("action"), action);
-    o.opt_str(k!("reason"), reason);
-    o.opt_str(k!("scope"), scope);
-    o.opt_str(k!("mode"), mode);
-    if let Some(c) = switch_cost {
-        o.float(k!("switch_cost"), *c);
-    }
+    s.begin_object();
+    opt_str(s, Key::Action, action);
+    opt_str(s, Key::Reason, reason);
+    opt_str(s, Key::Scope, scope);
+    opt_str(s, Key::Mode, mode);
+    opt_f64(s, Key::SwitchCost, *switch_cost);
     if let Some(d) = detail {
-        o.value(k!("detail"), d)?;
+        s.key(Key::Detail);
+        s.raw(&serde_json::to_string(d)?);
     }
-    o.close();
+    s.end_object();
     Ok(())
 }
 
-/// A field name as it is written: quoted, with its colon (`"name":`), one literal.
-macro_rules! k {
-    ($name:literal) => {
-        concat!("\"", $name, "\":")
-    };
-}
-use k;
-
-/// A JSON object being written: `{`, then `"name":value` pairs separated by commas. Every
-/// `name` below is a [`k!`] literal: the quoted field name and its colon.
-struct Object<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-
-impl<'a> Object<'a> {
-    fn open(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Self { out, first: true }
-    }
-
-    /// `name` is a [`k!`] literal of one of this module's field names (plain ASCII, nothing
-    /// to escape).
-    fn key(&mut self, name: &str) {
-        if !std::mem::replace(&mut self.first, false) {
-            self.out.push(b',');
-        }
-        self.out.extend_from_slice(name.as_bytes());
-    }
-
-    fn str(&mut self, name: &str, value: &str) {
-        self.key(name);
-        string(self.out, value);
-    }
-
-    fn opt_str(&mut self, name: &str, value: &Option<String>) {
-        if let Some(v) = value {
-            self.str(name, v);
-        }
-    }
-
-    fn int(&mut self, name: &str, value: impl itoa::Integer) {
-        self.key(name);
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-    }
-
-    fn float(&mut self, name: &str, value: f64) {
-        self.key(name);
-        number(self.out, value);
-    }
-
-    /// A `bool` serde leaves out when `false`.
-    fn flag(&mut self, name: &str, value: bool) {
-        if value {
-            self.key(name);
-            self.out.extend_from_slice(b"true");
-        }
-    }
-
-    fn raw(&mut self, name: &str, json: &RawJson) {
-        self.key(name);
-        self.out.extend_from_slice(json.get().as_bytes());
-    }
-
-    fn value<T: Serialize + ?Sized>(
-        &mut self,
-        name: &str,
-        value: &T,
-    ) -> Result<(), serde_json::Error> {
-        self.key(name);
-        serde_json::to_writer(&mut *self.out, value)
-    }
-
-    fn close(self) {
-        self.out.push(b'}');
+fn opt_str(s: &mut impl Sink, key: Key, value: &Option<String>) {
+    if let Some(v) = value {
+        s.key(key);
+        s.str(v);
     }
 }
 
-/// An `f64` as serde_json writes it: its shortest form, `null` unless finite.
-fn number(out: &mut Vec<u8>, value: f64) {
-    if value.is_finite() {
-        out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
-    } else {
-        out.extend_from_slice(b"null");
+fn opt_f64(s: &mut impl Sink, key: Key, value: Option<f64>) {
+    if let Some(v) = value {
+        s.key(key);
+        s.f64(v);
     }
 }
 
-/// A list of strings as serde_json writes a `Vec<String>`.
-fn strings(out: &mut Vec<u8>, items: &[String]) {
-    out.push(b'[');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, item);
+/// A `bool` serde leaves out when `false`.
+fn flag(s: &mut impl Sink, key: Key, value: bool) {
+    if value {
+        s.key(key);
+        s.bool(true);
     }
-    out.push(b']');
 }
 
-/// A map with string keys as serde_json writes a `BTreeMap<String, V>`, each value by
-/// `value`.
-fn map<V>(
-    out: &mut Vec<u8>,
-    entries: &std::collections::BTreeMap<String, V>,
-    value: impl Fn(&mut Vec<u8>, &V),
-) {
-    out.push(b'{');
-    for (i, (k, v)) in entries.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, k);
-        out.push(b':');
-        value(out, v);
+/// A list of strings, as a `Vec<String>`.
+fn strings(s: &mut impl Sink, items: &[String]) {
+    s.begin_array();
+    for item in items {
+        s.str(item);
     }
-    out.push(b'}');
+    s.end_array();
 }
 
-/// The bytes serde_json escapes in a string: `"`, `\` and the control characters.
-static ESCAPED: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        table[b] = true;
-        b += 1;
+/// A map of scores by name, left out when empty.
+fn scores(s: &mut impl Sink, key: Key, entries: &std::collections::BTreeMap<String, f64>) {
+    if entries.is_empty() {
+        return;
     }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
-
-/// A JSON string as serde_json writes it. Ids and names rarely need escaping: those are
-/// copied whole after one table lookup per byte; the rest go through serde_json's escaper.
-fn string(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|b| ESCAPED[usize::from(b)]) {
-        // Writing a `str` into a `Vec` cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
-    } else {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+    s.key(key);
+    s.begin_object();
+    for (name, x) in entries {
+        s.name(name);
+        s.f64(*x);
     }
+    s.end_object();
 }
 
 #[cfg(test)]

@@ -1,20 +1,25 @@
-//! The direct record writer against serde_json: the same text for every field, filled or not.
+//! The direct record writer against serde_json: the same text for every field, filled or not,
+//! written as JSON or packed and unpacked.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::collections::BTreeMap;
 
-use super::{string, write};
+use super::{pack, write};
+use crate::packed::{string, unpack};
 use crate::rows::{Cost, LearningTrace, Lifecycle, RawJson, ReplayRecord, Timings, Usage};
 
 #[track_caller]
 fn same(r: &ReplayRecord) {
+    let theirs = serde_json::to_string(r).unwrap();
     let mut ours = Vec::new();
     write(&mut ours, r).unwrap();
-    assert_eq!(
-        String::from_utf8(ours).unwrap(),
-        serde_json::to_string(r).unwrap()
-    );
+    assert_eq!(String::from_utf8(ours).unwrap(), theirs);
+    let mut packed = Vec::new();
+    pack(&mut packed, r).unwrap();
+    let mut unpacked = Vec::new();
+    unpack(&packed, &mut unpacked).unwrap();
+    assert_eq!(String::from_utf8(unpacked).unwrap(), theirs, "packed");
 }
 
 /// Every field set, with text that needs escaping and numbers serde_json writes specially.

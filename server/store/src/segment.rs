@@ -1,20 +1,54 @@
 //! The segment format: how a batch of records is stored as one row.
 //!
 //! A segment is the records of one writer batch, sorted by key, each framed as
-//! `key: i64 LE | id length: u8 | id | JSON length: u32 LE | JSON` (the record's whole JSON,
-//! see `record_json`), and the frames compressed together as one LZ4 block with its size
-//! prepended. Records of one batch share most of their text (field names, decisions, models,
-//! the eval trace's shape), so a segment of a few hundred records is 10–20× smaller than
-//! their JSON, and the writer pays for one row and a few pages instead of a row and an
-//! index entry per record.
+//! `key: i64 LE | id length: u8 | id | payload length: u32 LE | payload`, and the frames
+//! compressed together as one LZ4 block with its size prepended. The segment's `format`
+//! column says what a payload is ([`Format`]): the record packed (what the writer stores) or
+//! its JSON text (segments that migrations made). Records of one batch share most of their
+//! bytes (decisions, models, the eval trace's shape), so a segment of a few hundred records
+//! is many times smaller than their JSON, and the writer pays for one row and a few pages
+//! instead of a row and an index entry per record.
 //!
-//! Framing keeps the key and id outside the JSON so lookups, pagination, retention and
-//! de-duplication never parse a record they do not return.
+//! Framing keeps the key and id outside the payload so lookups, pagination, retention and
+//! de-duplication never decode a record they do not return.
+
+use std::borrow::Cow;
 
 use crate::error::{Result, StoreError};
 
-/// The `format` column of segments written in this layout.
-pub(crate) const FORMAT_LZ4_FRAMES: i64 = 1;
+/// What the payloads of a segment are: its `format` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// `1`: each record's JSON text (`record_json::write`).
+    Json,
+    /// `2`: each record packed (`record_json::pack`, see `packed`).
+    Packed,
+}
+
+impl Format {
+    /// The value stored in the `format` column.
+    pub(crate) fn column(self) -> i64 {
+        match self {
+            Self::Json => 1,
+            Self::Packed => 2,
+        }
+    }
+
+    /// The format a `format` column names; segment `seg` is named in the error.
+    ///
+    /// # Errors
+    /// [`StoreError::CorruptSegment`] for a format this build does not know.
+    pub(crate) fn of_column(seg: i64, value: i64) -> Result<Self> {
+        match value {
+            1 => Ok(Self::Json),
+            2 => Ok(Self::Packed),
+            _ => Err(StoreError::CorruptSegment {
+                seg,
+                reason: format!("unknown segment format {value}"),
+            }),
+        }
+    }
+}
 
 /// Largest uncompressed segment a reader accepts: a corrupt size prefix must not make it
 /// allocate gigabytes. A segment holds at most a batch of records capped at their body limits.
@@ -22,15 +56,15 @@ const MAX_RAW_BYTES: usize = 1 << 30;
 
 /// Appends one framed record to `out`. Ids longer than 255 bytes cannot be framed; the
 /// caller refuses them before (record ids are 32 hex digits).
-pub(crate) fn push_frame(out: &mut Vec<u8>, key: i64, id: &str, json: &[u8]) {
+pub(crate) fn push_frame(out: &mut Vec<u8>, key: i64, id: &str, payload: &[u8]) {
     let id_len = u8::try_from(id.len()).unwrap_or(u8::MAX);
-    let json_len = u32::try_from(json.len()).unwrap_or(u32::MAX);
-    out.reserve(8 + 1 + id.len() + 4 + json.len());
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    out.reserve(8 + 1 + id.len() + 4 + payload.len());
     out.extend_from_slice(&key.to_le_bytes());
     out.push(id_len);
     out.extend_from_slice(id.as_bytes().get(..usize::from(id_len)).unwrap_or_default());
-    out.extend_from_slice(&json_len.to_le_bytes());
-    out.extend_from_slice(json.get(..json_len as usize).unwrap_or_default());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(payload.get(..len as usize).unwrap_or_default());
 }
 
 /// Compresses framed records into a segment blob.
@@ -59,19 +93,51 @@ pub(crate) struct Frame<'a> {
     pub key: i64,
     /// The record id.
     pub id: &'a str,
-    /// The record's JSON.
-    pub json: &'a [u8],
+    /// The record, in its segment's format.
+    pub payload: &'a [u8],
+    /// The segment's row id, for errors.
+    pub seg: i64,
+    /// The segment's format.
+    pub format: Format,
+}
+
+impl<'a> Frame<'a> {
+    /// The record's JSON text: the payload itself, or the payload unpacked.
+    ///
+    /// # Errors
+    /// [`StoreError::CorruptSegment`] naming the record when a packed payload is damaged.
+    pub(crate) fn json(&self) -> Result<Cow<'a, [u8]>> {
+        match self.format {
+            Format::Json => Ok(Cow::Borrowed(self.payload)),
+            Format::Packed => {
+                let mut json = Vec::with_capacity(self.payload.len() * 2);
+                crate::packed::unpack(self.payload, &mut json).map_err(|e| {
+                    StoreError::CorruptSegment {
+                        seg: self.seg,
+                        reason: format!("record {}: {e}", self.id),
+                    }
+                })?;
+                Ok(Cow::Owned(json))
+            }
+        }
+    }
 }
 
 /// The frames of decompressed segment bytes, in stored (key) order.
 pub(crate) struct Frames<'a> {
     seg: i64,
+    format: Format,
     rest: &'a [u8],
 }
 
-/// Iterates `raw` (from [`decompress`]); a malformed frame ends the iteration with an error.
-pub(crate) fn frames(seg: i64, raw: &[u8]) -> Frames<'_> {
-    Frames { seg, rest: raw }
+/// Iterates `raw` (from [`decompress`]) of segment `seg`, stored in `format`; a malformed
+/// frame ends the iteration with an error.
+pub(crate) fn frames(seg: i64, format: Format, raw: &[u8]) -> Frames<'_> {
+    Frames {
+        seg,
+        format,
+        rest: raw,
+    }
 }
 
 impl<'a> Iterator for Frames<'a> {
@@ -81,7 +147,7 @@ impl<'a> Iterator for Frames<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        let parsed = parse_frame(self.rest);
+        let parsed = parse_frame(self.seg, self.format, self.rest);
         match parsed {
             Some((frame, rest)) => {
                 self.rest = rest;
@@ -98,16 +164,19 @@ impl<'a> Iterator for Frames<'a> {
     }
 }
 
-fn parse_frame(bytes: &[u8]) -> Option<(Frame<'_>, &[u8])> {
+/// The first frame of `bytes` (of segment `seg`, in `format`) and the bytes after it.
+fn parse_frame(seg: i64, format: Format, bytes: &[u8]) -> Option<(Frame<'_>, &[u8])> {
     let (key, rest) = bytes.split_first_chunk::<8>()?;
     let (&id_len, rest) = rest.split_first()?;
     let (id, rest) = rest.split_at_checked(usize::from(id_len))?;
-    let (json_len, rest) = rest.split_first_chunk::<4>()?;
-    let (json, rest) = rest.split_at_checked(u32::from_le_bytes(*json_len) as usize)?;
+    let (len, rest) = rest.split_first_chunk::<4>()?;
+    let (payload, rest) = rest.split_at_checked(u32::from_le_bytes(*len) as usize)?;
     let frame = Frame {
         key: i64::from_le_bytes(*key),
         id: std::str::from_utf8(id).ok()?,
-        json,
+        payload,
+        seg,
+        format,
     };
     Some((frame, rest))
 }
@@ -140,13 +209,13 @@ mod tests {
         );
         let back = decompress(1, &blob).unwrap();
         assert_eq!(back, raw);
-        let got: Vec<(i64, String, String)> = frames(1, &back)
+        let got: Vec<(i64, String, String)> = frames(1, Format::Json, &back)
             .map(|f| {
                 let f = f.unwrap();
                 (
                     f.key,
                     f.id.to_owned(),
-                    String::from_utf8(f.json.to_vec()).unwrap(),
+                    String::from_utf8(f.json().unwrap().into_owned()).unwrap(),
                 )
             })
             .collect();
@@ -161,7 +230,7 @@ mod tests {
         let blob = compress(&raw);
         // Every truncation of the frames ends in an error, never a panic or a bogus frame.
         for cut in 0..raw.len() {
-            let all: Vec<_> = frames(3, &raw[..cut]).collect();
+            let all: Vec<_> = frames(3, Format::Json, &raw[..cut]).collect();
             let ok = all.iter().filter(|f| f.is_ok()).count();
             assert!(ok <= 2, "{cut}");
             if cut != 0 && cut != 18 {
@@ -179,6 +248,32 @@ mod tests {
         let mut not_utf8 = Vec::new();
         push_frame(&mut not_utf8, 1, "ok", b"{}");
         not_utf8[9] = 0xFF;
-        assert!(frames(3, &not_utf8).next().unwrap().is_err());
+        assert!(frames(3, Format::Json, &not_utf8).next().unwrap().is_err());
+    }
+
+    #[test]
+    fn packed_payloads_unpack_and_damaged_ones_name_their_record() {
+        let record = crate::rows::ReplayRecord::new(1_795_000_000_000);
+        let mut packed = Vec::new();
+        crate::record_json::pack(&mut packed, &record).unwrap();
+        let mut raw = Vec::new();
+        push_frame(&mut raw, 4, &record.id, &packed);
+        push_frame(&mut raw, 5, "bad", &packed[..packed.len() - 1]);
+        let all: Vec<Frame<'_>> = frames(8, Format::Packed, &raw)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(all[0].json().unwrap(), serde_json::to_vec(&record).unwrap());
+        let err = all[1].json().unwrap_err().to_string();
+        assert!(
+            err.contains("segment 8") && err.contains("record bad"),
+            "{err}"
+        );
+        assert_eq!(Format::of_column(1, 2).unwrap(), Format::Packed);
+        assert_eq!(
+            Format::of_column(1, Format::Json.column()).unwrap(),
+            Format::Json
+        );
+        let err = Format::of_column(6, 3).unwrap_err().to_string();
+        assert!(err.contains("unknown segment format 3"), "{err}");
     }
 }

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::error::Result;
 use crate::intake::Shard;
-use crate::segment::{compress, decompress, frames, FORMAT_LZ4_FRAMES};
+use crate::segment::{compress, decompress, frames, Format};
 
 /// Which records of the oldest segment retention has deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -114,7 +114,7 @@ impl<'a> Batch<'a> {
     }
 
     fn id(&self, e: (i64, usize, usize)) -> &'a str {
-        frames(0, self.frame(e))
+        frames(0, Format::Packed, self.frame(e))
             .next()
             .and_then(Result::ok)
             .map_or("", |f| f.id)
@@ -156,7 +156,7 @@ impl<'a> Batch<'a> {
                 first.0,
                 last.0,
                 chunk.len() as i64,
-                FORMAT_LZ4_FRAMES,
+                Format::Packed.column(),
                 compress(raw)
             ])?;
             segments += 1;
@@ -222,16 +222,19 @@ pub(crate) fn delete_before(conn: &Connection, head: Head, cutoff: i64) -> Resul
             deleted += records - head.skip_of(seg).min(records);
         }
     }
-    let oldest: Option<(i64, i64, Vec<u8>)> = conn
-        .prepare_cached("SELECT seg, first_key, data FROM replay_segments ORDER BY seg LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let oldest: Option<(i64, i64, i64, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT seg, first_key, format, data FROM replay_segments ORDER BY seg LIMIT 1",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
-    let Some((seg, _, data)) = oldest.filter(|o| o.1 < cutoff) else {
+    let Some((seg, _, format, data)) = oldest.filter(|o| o.1 < cutoff) else {
         return Ok((deleted, head));
     };
+    let format = Format::of_column(seg, format)?;
     let raw = decompress(seg, &data)?;
     let mut expired = 0u64;
-    for frame in frames(seg, &raw) {
+    for frame in frames(seg, format, &raw) {
         if frame?.key >= cutoff {
             break;
         }

@@ -235,7 +235,7 @@ impl ReplaySink {
     }
 
     /// Stores `record` (a record, a reference, a `Box` or an `Arc` of one) without blocking:
-    /// it is serialised on the calling thread into that thread's intake shard. Returns
+    /// it is packed on the calling thread into that thread's intake shard. Returns
     /// `false` if it was dropped (queue full, writer stopped, or an id that is not a record
     /// id); a full queue or a stopped writer counts in [`ReplaySink::dropped`], a bad id in
     /// `failed`. Recording an id that is already stored replaces the stored record.

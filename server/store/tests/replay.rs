@@ -68,11 +68,12 @@ fn the_database_is_in_wal_mode_and_a_batch_is_stored_as_compressed_segments() {
     // record is in one, and each segment knows its key range.
     let total: i64 = segments.iter().map(|s| s.2).sum();
     assert_eq!(total, 150);
+    // Format 2: packed records.
     assert!(segments
         .iter()
-        .all(|s| s.2 as usize <= opts.batch_max_rows && s.3 == 1));
+        .all(|s| s.2 as usize <= opts.batch_max_rows && s.3 == 2));
     let mut keys = Vec::new();
-    let mut json_bytes = 0;
+    let mut packed_bytes = 0;
     let mut stored_bytes = 0;
     for (first, last, n, _, data) in &segments {
         stored_bytes += data.len();
@@ -80,23 +81,25 @@ fn the_database_is_in_wal_mode_and_a_batch_is_stored_as_compressed_segments() {
         let mut rest = &raw[..];
         let mut seg_keys = Vec::new();
         while !rest.is_empty() {
-            // key, id length, id, JSON length, JSON
+            // key, id length, id, payload length, payload
             let key = i64::from_le_bytes(rest[..8].try_into().unwrap());
             let id_len = usize::from(rest[8]);
             let id = std::str::from_utf8(&rest[9..9 + id_len]).unwrap();
             let at = 9 + id_len;
-            let json_len = u32::from_le_bytes(rest[at..at + 4].try_into().unwrap()) as usize;
-            let json: serde_json::Value =
-                serde_json::from_slice(&rest[at + 4..at + 4 + json_len]).unwrap();
+            let len = u32::from_le_bytes(rest[at..at + 4].try_into().unwrap()) as usize;
+            let payload = &rest[at + 4..at + 4 + len];
             assert_eq!(Some(key), record_key(id));
-            // The whole record: what the table once kept in columns is in the JSON too.
-            assert_eq!(json["id"], id);
-            assert_eq!(json["schema_version"], RECORD_SCHEMA_VERSION);
-            assert_eq!(json["decision"], "code_generation");
-            assert_eq!(json["usage"]["prompt_tokens"], 1200);
-            json_bytes += json_len;
+            // The whole record, packed: an object whose first members are field 0
+            // (schema_version, an unsigned varint) and field 1 (id, a string of 32 bytes).
+            let version = u8::try_from(RECORD_SCHEMA_VERSION).unwrap();
+            let mut head = vec![8, 0x80, 5, version, 0x81, 6, 32];
+            head.extend_from_slice(id.as_bytes());
+            assert_eq!(&payload[..head.len()], &head[..]);
+            assert_eq!(payload.last(), Some(&10), "the object's end");
+            assert!(payload.windows(15).any(|w| w == b"code_generation"));
+            packed_bytes += len;
             seg_keys.push(key);
-            rest = &rest[at + 4 + json_len..];
+            rest = &rest[at + 4 + len..];
         }
         assert_eq!(seg_keys.len() as i64, *n);
         assert!(seg_keys.is_sorted(), "frames in key order");
@@ -107,9 +110,96 @@ fn the_database_is_in_wal_mode_and_a_batch_is_stored_as_compressed_segments() {
     let mut want: Vec<i64> = records.iter().map(|r| record_key(&r.id).unwrap()).collect();
     want.sort_unstable();
     assert_eq!(keys, want);
+    let json_bytes: usize = records
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap().len())
+        .sum();
     assert!(
-        stored_bytes * 5 < json_bytes,
-        "{stored_bytes} bytes stored for {json_bytes} bytes of JSON"
+        packed_bytes * 3 < json_bytes * 2 && stored_bytes * 8 < json_bytes,
+        "{packed_bytes} bytes packed and {stored_bytes} stored for {json_bytes} bytes of JSON"
+    );
+    // What the reader returns is what was recorded.
+    let reader = ReplayReader::open(store.path(), 1).unwrap();
+    for r in records.iter().step_by(37) {
+        assert_eq!(reader.get(&r.id).unwrap().as_ref(), Some(r));
+    }
+}
+
+/// Segments that migrations made (format 1: JSON payloads) and the writer's packed ones
+/// (format 2) read back side by side; a format this build does not know is a clear error.
+#[test]
+fn json_and_packed_segments_read_back_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &options());
+    let mut rng = fastrand::Rng::with_seed(5);
+    let packed: Vec<ReplayRecord> = (0..10)
+        .map(|i| random_record(&mut rng, 1_763_700_000_000 + i * 2))
+        .collect();
+    for r in &packed {
+        assert!(store.sink().record(r));
+    }
+    store.shutdown().unwrap();
+    let json: Vec<ReplayRecord> = (0..5)
+        .map(|i| random_record(&mut rng, 1_763_700_000_001 + i * 2))
+        .collect();
+    let mut raw = Vec::new();
+    for r in &json {
+        let text = serde_json::to_vec(r).unwrap();
+        raw.extend_from_slice(&record_key(&r.id).unwrap().to_le_bytes());
+        raw.push(32);
+        raw.extend_from_slice(r.id.as_bytes());
+        raw.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        raw.extend_from_slice(&text);
+    }
+    let keys = |rs: &[ReplayRecord]| {
+        rs.iter()
+            .map(|r| record_key(&r.id).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    conn.execute(
+        "INSERT INTO replay_segments (first_key, last_key, records, format, data)
+         VALUES (?1, ?2, 5, 1, ?3)",
+        rusqlite::params![
+            keys(&json)[0],
+            keys(&json)[4],
+            lz4_flex::block::compress_prepend_size(&raw)
+        ],
+    )
+    .unwrap();
+    let reader = ReplayReader::open(store.path(), 1).unwrap();
+    for r in packed.iter().chain(&json) {
+        assert_eq!(reader.get(&r.id).unwrap().as_ref(), Some(r));
+    }
+    let mut all: Vec<&ReplayRecord> = packed.iter().chain(&json).collect();
+    all.sort_by_key(|r| std::cmp::Reverse(record_key(&r.id).unwrap()));
+    let page = reader.list(&ReplayFilter::default(), None, 100).unwrap();
+    assert_eq!(page.records.iter().collect::<Vec<_>>(), all);
+    let failed = ReplayFilter {
+        lifecycle: Some(Lifecycle::Failed),
+        ..ReplayFilter::default()
+    };
+    let want = all
+        .iter()
+        .filter(|r| r.lifecycle == Lifecycle::Failed)
+        .count();
+    assert_eq!(reader.count(&failed).unwrap(), want as u64);
+    assert_eq!(
+        reader
+            .insights(&ReplayFilter::default())
+            .unwrap()
+            .totals
+            .requests,
+        15
+    );
+    conn.execute("UPDATE replay_segments SET format = 3 WHERE format = 1", [])
+        .unwrap();
+    let err = reader
+        .list(&ReplayFilter::default(), None, 100)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown segment format 3"),
+        "{err}"
     );
 }
 
