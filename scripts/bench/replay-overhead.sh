@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # What Router Replay costs the proxy: the same keyword-only recipe served twice, with a state
 # directory (a replay record per request, SQLite writer thread) and without one, against one
-# instant mock backend; wrk at c=64 alternates between the two for ROUNDS rounds.
+# instant mock backend, loaded in turn by wrk at c=64.
 #
-# usage: scripts/bench/replay-overhead.sh     env: DURATION=8 ROUNDS=3 SKIP_BUILD=1
+# This VM's speed swings by a third from one few-second stretch to the next, with either
+# server, so long rounds compared across minutes mostly measure the VM. The bench therefore
+# runs QUADS quads of short WINDOW-second runs in ABBA order (without, with, with, without):
+# a quad's cost is 1 - (with₁ + with₂) / (without₁ + without₂), which cancels any drift that
+# is linear across the quad. It reports the mean of the quads' costs with a 95% confidence
+# interval (t-distribution), their median, and the proxies' pooled CPU time per request.
+#
+# usage: scripts/bench/replay-overhead.sh     env: QUADS=40 WINDOW=1 SKIP_BUILD=1
 #                                                 PROFILE=release-lto (cargo profile; shipped)
 # Appends a table with the machine state to scripts/bench/results/replay-2026-11-21.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-DURATION="${DURATION:-8}"
-ROUNDS="${ROUNDS:-3}"
+QUADS="${QUADS:-40}"
+WINDOW="${WINDOW:-1}"
 PROFILE="${PROFILE:-release-lto}"
 RESULTS="${RESULTS:-$ROOT/scripts/bench/results/replay-2026-11-21.md}"
 TMP="$(mktemp -d -t vsr-replay-bench.XXXXXX)"
@@ -40,57 +47,67 @@ for port in $MOCK $ON $OFF; do
 done
 
 lua="$ROOT/scripts/bench/proxy/post.lua"
-# The proxy's own CPU time (user + system, all threads) per request: much less sensitive to
-# other tenants of a shared machine than RPS.
+# The proxy's own CPU time (user + system, all threads), in clock ticks.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
-# run PORT PID → "RPS CPU-µs-per-request"
+# run PORT PID → one line "requests RPS CPU-ticks"
 run() {
   local before after out
   before=$(ticks "$2")
-  out=$(wrk -t2 -c64 -d"${DURATION}s" -s "$lua" "http://127.0.0.1:$1/v1/chat/completions")
+  out=$(wrk -t2 -c64 -d"${WINDOW}s" -s "$lua" "http://127.0.0.1:$1/v1/chat/completions")
   after=$(ticks "$2")
-  awk -v b="$before" -v a="$after" -v hz="$HZ" '
-    /requests in/ {n=$1} /Requests\/sec/ {rps=int($2)}
-    END {printf "%d %.0f\n", rps, (a-b)/hz*1e6/n}' <<<"$out"
+  awk -v t=$((after - before)) '/requests in/ {n=$1} /Requests\/sec/ {rps=$2} END {print n, rps, t}' <<<"$out"
 }
-declare -a on off on_cpu off_cpu
-measure_off() { read -r rps cpu < <(run $OFF $PID_OFF); off+=("$rps"); off_cpu+=("$cpu"); }
-measure_on() { read -r rps cpu < <(run $ON $PID_ON); on+=("$rps"); on_cpu+=("$cpu"); }
-# Warm both up once, then alternate which goes first: a fixed order put the same server
-# third in every burst of load, where this VM was measurably slower.
-run $OFF $PID_OFF >/dev/null 2>&1 || true
-run $ON $PID_ON >/dev/null 2>&1 || true
-for r in $(seq "$ROUNDS"); do
-  if (( r % 2 )); then measure_off; measure_on; else measure_on; measure_off; fi
-  echo "round $r: without replay ${off[-1]} RPS (${off_cpu[-1]} µs CPU/req), with replay ${on[-1]} RPS (${on_cpu[-1]} µs CPU/req)" >&2
+# Warm both up, then the quads: without, with, with, without.
+run $OFF $PID_OFF >/dev/null; run $ON $PID_ON >/dev/null
+: >"$TMP/quads"
+for q in $(seq "$QUADS"); do
+  a1=$(run $OFF $PID_OFF); b1=$(run $ON $PID_ON); b2=$(run $ON $PID_ON); a2=$(run $OFF $PID_OFF)
+  echo "$a1 $b1 $b2 $a2" >>"$TMP/quads"
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-m_off=$(median "${off[@]}"); m_on=$(median "${on[@]}")
-c_off=$(median "${off_cpu[@]}"); c_on=$(median "${on_cpu[@]}")
-cost=$(awk -v a="$m_off" -v b="$m_on" 'BEGIN{printf "%.1f", (a-b)*100/a}')
-# Each round's own ratio, then their median: robust to the VM's speed changing between rounds.
-pair_costs=()
-for i in "${!off[@]}"; do
-  pair_costs+=("$(awk -v a="${off[$i]}" -v b="${on[$i]}" 'BEGIN{printf "%.1f", (a-b)*100/a}')")
-done
-pair_cost=$(printf '%s\n' "${pair_costs[@]}" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
-cpu_cost=$(awk -v a="$c_off" -v b="$c_on" 'BEGIN{printf "%.1f", (b-a)*100/b}')
+read -r summary table < <(python3 - "$TMP/quads" "$(getconf CLK_TCK)" <<'EOF'
+import statistics as st, sys
+rows = [list(map(float, line.split())) for line in open(sys.argv[1])]
+hz = float(sys.argv[2])
+# Each row: (requests, RPS, CPU ticks) for without₁, with₁, with₂, without₂.
+costs = [100 * (1 - (r[4] + r[7]) / (r[1] + r[10])) for r in rows]
+n = len(costs)
+mean, sd = st.mean(costs), (st.stdev(costs) if n > 1 else 0.0)
+# Two-sided 95% t quantiles; 1.96 beyond the table.
+t = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
+     10: 2.23, 15: 2.13, 20: 2.09, 25: 2.06, 30: 2.04, 40: 2.02, 60: 2.00, 120: 1.98}
+df = max(n - 1, 1)
+q = next((v for k, v in sorted(t.items()) if k >= df), 1.96)
+half = q * sd / n ** 0.5
+off_rps = [r[1] for r in rows] + [r[10] for r in rows]
+on_rps = [r[4] for r in rows] + [r[7] for r in rows]
+cpu = lambda reqs, ticks: sum(ticks) / hz * 1e6 / sum(reqs)
+off_cpu = cpu([r[0] for r in rows] + [r[9] for r in rows], [r[2] for r in rows] + [r[11] for r in rows])
+on_cpu = cpu([r[3] for r in rows] + [r[6] for r in rows], [r[5] for r in rows] + [r[8] for r in rows])
+print(f"{mean:.1f} {mean - half:.1f} {mean + half:.1f} {st.median(costs):.1f} {n}"
+      f" {st.median(off_rps):.0f} {min(off_rps):.0f} {max(off_rps):.0f}"
+      f" {st.median(on_rps):.0f} {min(on_rps):.0f} {max(on_rps):.0f}"
+      f" {off_cpu:.1f} {on_cpu:.1f} {100 * (on_cpu - off_cpu) / on_cpu:.1f}"
+      f" {','.join(f'{c:.1f}' for c in sorted(costs))}")
+EOF
+)
+read -r mean lo hi median n off_med off_min off_max on_med on_min on_max off_cpu on_cpu cpu_cost costs <<<"$summary $table"
 records=$(sqlite3 "$TMP/state/vllm-sr.sqlite3" 'select coalesce(sum(records), 0) - coalesce((select skip from replay_head), 0) from replay_segments' 2>/dev/null || echo "?")
 {
   echo
   echo "## Run $(date -u '+%Y-%m-%d %H:%M UTC') — commit $(git -C "$ROOT" rev-parse --short HEAD), profile \`$PROFILE\`"
   echo
-  echo "wrk -t2 -c64 -d${DURATION}s, ${ROUNDS} rounds, the first of each pair alternating; keyword-only recipe, instant mock."
+  echo "wrk -t2 -c64, $n ABBA quads of ${WINDOW}-second runs (without, with, with, without); keyword-only recipe, instant mock."
   echo
-  echo "| | RPS per round | median | proxy CPU µs/request per round | median |"
-  echo "|---|---|---:|---|---:|"
-  echo "| without replay (\`--no-replay\`) | ${off[*]} | $m_off | ${off_cpu[*]} | $c_off |"
-  echo "| with replay (SQLite under \`--state-dir\`) | ${on[*]} | $m_on | ${on_cpu[*]} | $c_on |"
+  echo "| | RPS per run: median (min–max) | proxy CPU µs/request, pooled |"
+  echo "|---|---:|---:|"
+  echo "| without replay (\`--no-replay\`) | $off_med ($off_min–$off_max) | $off_cpu |"
+  echo "| with replay (SQLite under \`--state-dir\`) | $on_med ($on_min–$on_max) | $on_cpu |"
   echo
-  echo "Replay costs **${cost}%** of proxy throughput by RPS (target ≤ 10%; median of the rounds'"
-  echo "own ratios: ${pair_cost}%, rounds: ${pair_costs[*]}) and **${cpu_cost}%** by proxy CPU per request"
-  echo "(the throughput share a CPU-bound proxy loses); records kept: $records."
+  echo "Replay costs **${mean}%** of proxy throughput (mean of the quads' costs; 95% confidence"
+  echo "interval ${lo}% to ${hi}%; median ${median}%; target ≤ 10%) and ${cpu_cost}% of the proxy's CPU"
+  echo "time per request; records kept: $records."
+  echo
+  echo "Quad costs, sorted (%): ${costs//,/ }."
   echo
   echo "Machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) after the run."
 } | tee -a "$RESULTS"
