@@ -22,7 +22,6 @@ pub mod route;
 pub mod semantic;
 pub mod signals;
 pub mod state;
-mod trace_json;
 
 pub use embed::{needs_embeddings, Embed, LexicalEmbedder};
 pub use engine::{Engine, Plan, RouteOptions};
@@ -33,4 +32,3 @@ pub use error::EngineError;
 pub use request::{RequestError, RequestView, SignalText};
 pub use route::{embed_plan, route, Embedded, MissingVectors};
 pub use state::{FamilyResult, SignalState};
-pub use trace_json::eval_trace_json;

@@ -30,6 +30,7 @@ pub mod server;
 pub mod service;
 mod shards;
 pub mod tap;
+pub mod trace_pack;
 pub mod upstream;
 
 pub use error::ApiError;

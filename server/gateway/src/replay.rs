@@ -12,8 +12,8 @@ use tokio::sync::{broadcast, Notify};
 use vllm_sr_config::model::{Plugin, RouterConfig};
 use vllm_sr_store::{
     cap_body, now_ms, record_time_ms, LearningTrace as StoredLearning, Lifecycle, PriceTable,
-    Pricing, RawJson, ReplayReader, ReplayRecord, ReplaySink, Store, StoreError, StoreOptions,
-    Timings, Usage,
+    Pricing, ReplayReader, ReplayRecord, ReplaySink, Store, StoreError, StoreOptions, Timings,
+    Usage,
 };
 
 use crate::learning::short_hash;
@@ -209,10 +209,8 @@ impl Pending {
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect();
-        // Written directly (the same text as serde_json's, at a fraction of the cost).
-        record.eval_trace = Some(RawJson::from_trusted(vllm_sr_engine::eval_trace_json(
-            &o.eval_trace,
-        )));
+        // Packed (the same text as serde_json's when read, at a fraction of the cost).
+        record.eval_trace = Some(crate::trace_pack::packed_trace(&o.eval_trace));
         record.learning = routed.learning.as_ref().map(|l| StoredLearning {
             action: Some(l.action.as_str().to_string()),
             reason: Some(l.reason.clone()),

@@ -22,6 +22,8 @@
 
 use std::fmt;
 
+use crate::rows::RawJson;
+
 /// Tags of packed values.
 mod tag {
     pub const NULL: u8 = 0;
@@ -57,6 +59,16 @@ macro_rules! keys {
 
         /// Each key as JSON writes it before its value: quoted, with its colon.
         const QUOTED: &[&str] = &[$(concat!("\"", $name, "\":"),)*];
+
+        impl Key {
+            /// The key named `name`, if the table has it.
+            pub(crate) fn named(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(Self::$key),)*
+                    _ => None,
+                }
+            }
+        }
     };
 }
 
@@ -112,7 +124,19 @@ keys! {
     Mode = "mode",
     SwitchCost = "switch_cost",
     Detail = "detail",
+    // The eval trace (`vllm_sr_engine::DecisionTrace`), packed by the gateway.
+    DecisionName = "decision_name",
+    Matched = "matched",
+    RootTrace = "root_trace",
+    NodeType = "node_type",
+    SignalType = "signal_type",
+    SignalName = "signal_name",
+    Label = "label",
+    Children = "children",
 }
+
+// Key indexes must fit beside the KEY tag bit.
+const _: () = assert!(QUOTED.len() <= 128);
 
 impl Key {
     /// The name as JSON writes it before its value: `"name":`.
@@ -141,6 +165,8 @@ pub(crate) trait Sink {
     fn bool(&mut self, value: bool);
     /// A value that is already JSON text.
     fn raw(&mut self, json: &str);
+    /// A value that is already packed (one whole value, trusted like `raw`).
+    fn packed(&mut self, value: &[u8]);
 }
 
 /// The packed [`Sink`]: appends to a byte buffer.
@@ -213,6 +239,9 @@ impl Sink for Packer<'_> {
     }
     fn raw(&mut self, json: &str) {
         self.bytes(tag::RAW, json.as_bytes());
+    }
+    fn packed(&mut self, value: &[u8]) {
+        self.out.extend_from_slice(value);
     }
 }
 
@@ -297,6 +326,96 @@ impl Sink for JsonText<'_> {
     }
     fn raw(&mut self, json: &str) {
         self.value(json.as_bytes());
+    }
+    fn packed(&mut self, value: &[u8]) {
+        self.separate();
+        let start = self.out.len();
+        if unpack(value, self.out).is_err() {
+            // Only a misused `JsonPacker` gets here; the text stays valid JSON.
+            tracing::error!("a packed JSON value in a replay record is malformed; written as null");
+            self.out.truncate(start);
+            self.out.extend_from_slice(b"null");
+        }
+        self.comma = true;
+    }
+}
+
+/// Builds a [`RawJson`] as packed bytes instead of text: cheaper to write on the request
+/// path, several times smaller to store, and the same JSON text when read (field names the
+/// record format knows, such as the eval trace's, take one byte).
+///
+/// The calls must make one whole JSON value: objects hold [`JsonPacker::field`] then one
+/// value, repeated. Like [`RawJson::from_trusted`], this is not checked as it is written; a
+/// malformed value is written as `null` when the record is.
+#[derive(Debug, Default)]
+pub struct JsonPacker {
+    buf: Vec<u8>,
+}
+
+impl JsonPacker {
+    /// An empty packer with room for `bytes`.
+    #[must_use]
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(bytes),
+        }
+    }
+
+    fn sink(&mut self) -> Packer<'_> {
+        Packer::new(&mut self.buf)
+    }
+
+    /// `{`
+    pub fn begin_object(&mut self) {
+        self.sink().begin_object();
+    }
+    /// `}`
+    pub fn end_object(&mut self) {
+        self.sink().end_object();
+    }
+    /// `[`
+    pub fn begin_array(&mut self) {
+        self.sink().begin_array();
+    }
+    /// `]`
+    pub fn end_array(&mut self) {
+        self.sink().end_array();
+    }
+    /// A member's name; its value follows.
+    pub fn field(&mut self, name: &str) {
+        match Key::named(name) {
+            Some(key) => self.sink().key(key),
+            None => self.sink().name(name),
+        }
+    }
+    /// A string.
+    pub fn str(&mut self, value: &str) {
+        self.sink().str(value);
+    }
+    /// A number as serde_json writes an `f64` (`null` unless finite).
+    pub fn f64(&mut self, value: f64) {
+        self.sink().f64(value);
+    }
+    /// An integer.
+    pub fn u64(&mut self, value: u64) {
+        self.sink().u64(value);
+    }
+    /// An integer.
+    pub fn i64(&mut self, value: i64) {
+        self.sink().i64(value);
+    }
+    /// `true` or `false`.
+    pub fn bool(&mut self, value: bool) {
+        self.sink().bool(value);
+    }
+    /// `null`.
+    pub fn null(&mut self) {
+        self.buf.push(tag::NULL);
+    }
+    /// The value built.
+    #[must_use]
+    pub fn finish(self) -> RawJson {
+        RawJson::from_packed(self.buf.into_boxed_slice())
     }
 }
 

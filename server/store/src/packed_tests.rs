@@ -117,16 +117,16 @@ fn the_key_table_is_stable() {
             r#""response_body_truncated":"signals_ms":"routing_ms":"upstream_ttfb_ms":"#,
             r#""total_ms":"prompt_tokens":"cached_prompt_tokens":"completion_tokens":"actual":"#,
             r#""baseline":"currency":"baseline_model":"action":"reason":"scope":"mode":"#,
-            r#""switch_cost":"detail":"#,
+            r#""switch_cost":"detail":"decision_name":"matched":"root_trace":"node_type":"#,
+            r#""signal_type":"signal_name":"label":"children":"#,
         )
     );
     assert_eq!(Key::SchemaVersion as usize, 0);
-    assert_eq!(Key::Detail as usize, QUOTED.len() - 1);
-    assert!(
-        QUOTED.len() <= 128,
-        "key indexes must fit beside the KEY tag bit"
-    );
+    assert_eq!(Key::Detail as usize, 50);
+    assert_eq!(Key::Children as usize, QUOTED.len() - 1);
     assert_eq!(Key::FinalModel.quoted(), r#""final_model":"#);
+    assert_eq!(Key::named("root_trace"), Some(Key::RootTrace));
+    assert_eq!(Key::named("root"), None);
 }
 
 #[test]
@@ -211,4 +211,50 @@ fn random_bytes_never_panic() {
             serde_json::from_slice::<serde_json::Value>(&out).unwrap();
         }
     }
+}
+
+/// A value built with the public packer is one byte per known field name, reads as the same
+/// text as the JSON sink's, and sits inside a record as a packed value.
+#[test]
+fn json_packer_values_read_as_text_and_nest_in_records() {
+    let mut p = JsonPacker::with_capacity(16);
+    p.begin_array();
+    p.begin_object();
+    p.field("decision_name");
+    p.str("math");
+    p.field("not a known name");
+    p.null();
+    p.field("children");
+    p.begin_array();
+    p.i64(-3);
+    p.u64(7);
+    p.f64(0.5);
+    p.bool(false);
+    p.end_array();
+    p.end_object();
+    p.end_array();
+    let raw = p.finish();
+    let want = r#"[{"decision_name":"math","not a known name":null,"children":[-3,7,0.5,false]}]"#;
+    assert_eq!(raw.get(), want);
+    assert_eq!(raw, RawJson::from_trusted(want.into()));
+    assert_eq!(serde_json::to_string(&raw).unwrap(), want);
+    assert_eq!(
+        raw.packed_bytes().unwrap()[..3],
+        [tag::ARR, tag::OBJ, tag::KEY + 51]
+    );
+    let record = crate::rows::ReplayRecord {
+        eval_trace: Some(raw),
+        ..crate::rows::ReplayRecord::new(9)
+    };
+    let (mut json, mut packed, mut unpacked) = (Vec::new(), Vec::new(), Vec::new());
+    crate::record_json::write(&mut json, &record).unwrap();
+    crate::record_json::pack(&mut packed, &record).unwrap();
+    unpack(&packed, &mut unpacked).unwrap();
+    assert_eq!(json, serde_json::to_vec(&record).unwrap());
+    assert_eq!(unpacked, json);
+    // A malformed value (a misused packer) reads as null and keeps the text valid.
+    let mut bad = JsonPacker::default();
+    bad.begin_object();
+    bad.field("x");
+    assert_eq!(bad.finish().get(), "null");
 }

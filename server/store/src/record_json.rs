@@ -105,7 +105,10 @@ fn walk(s: &mut impl Sink, record: &ReplayRecord) -> Result<(), serde_json::Erro
     scores(s, Key::ProjectionScores, projection_scores);
     if let Some(t) = eval_trace {
         s.key(Key::EvalTrace);
-        s.raw(t.get());
+        match t.packed_bytes() {
+            Some(bytes) => s.packed(bytes),
+            None => s.raw(&t.get()),
+        }
     }
     if let Some(l) = learning {
         s.key(Key::Learning);

@@ -7,6 +7,7 @@
 //! [`RECORD_SCHEMA_VERSION`] 1 has a serde default, and unknown fields are ignored, so an
 //! older build reads newer records and a newer build reads older ones.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -269,10 +270,17 @@ impl Cost {
     }
 }
 
-/// A JSON document kept as its text: written into a record verbatim and read back without
-/// building a tree. Compares by text.
+/// A JSON document kept as its text, or packed (built with [`crate::JsonPacker`]): written
+/// into a record verbatim and read back without building a tree. Compares by text.
 #[derive(Debug, Clone)]
-pub struct RawJson(Box<str>);
+pub struct RawJson(Repr);
+
+#[derive(Debug, Clone)]
+enum Repr {
+    Text(Box<str>),
+    /// One whole packed value (`packed`).
+    Packed(Box<[u8]>),
+}
 
 /// The struct name (and field name) under which serde_json's own raw values serialise; a
 /// struct of this name with one string field is written as that string, unquoted.
@@ -283,27 +291,45 @@ impl RawJson {
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Option<Self> {
         serde_json::to_string(value)
             .ok()
-            .map(|s| Self(s.into_boxed_str()))
+            .map(|s| Self(Repr::Text(s.into_boxed_str())))
     }
 
-    /// Text its caller produced as JSON (such as `vllm_sr_engine::eval_trace_json`), kept
-    /// without parsing it again. It must be valid JSON: a record holding anything else
-    /// cannot be read back.
+    /// Text its caller produced as JSON, kept without parsing it again. It must be valid
+    /// JSON: a record holding anything else cannot be read back.
     #[must_use]
     pub fn from_trusted(json: String) -> Self {
-        Self(json.into_boxed_str())
+        Self(Repr::Text(json.into_boxed_str()))
     }
 
-    /// The JSON text.
+    pub(crate) fn from_packed(bytes: Box<[u8]>) -> Self {
+        Self(Repr::Packed(bytes))
+    }
+
+    /// The JSON text (a malformed packed value reads as `null`).
     #[must_use]
-    pub fn get(&self) -> &str {
-        &self.0
+    pub fn get(&self) -> Cow<'_, str> {
+        match &self.0 {
+            Repr::Text(text) => Cow::Borrowed(text),
+            Repr::Packed(bytes) => {
+                let mut text = Vec::with_capacity(bytes.len() * 3);
+                crate::packed::Sink::packed(&mut crate::packed::JsonText::new(&mut text), bytes);
+                Cow::Owned(String::from_utf8(text).unwrap_or_else(|_| "null".into()))
+            }
+        }
+    }
+
+    /// The packed bytes, when it was built packed.
+    pub(crate) fn packed_bytes(&self) -> Option<&[u8]> {
+        match &self.0 {
+            Repr::Text(_) => None,
+            Repr::Packed(bytes) => Some(bytes),
+        }
     }
 
     /// Parsed into a tree.
     #[must_use]
     pub fn to_value(&self) -> serde_json::Value {
-        serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
+        serde_json::from_str(&self.get()).unwrap_or(serde_json::Value::Null)
     }
 }
 
@@ -312,7 +338,7 @@ impl Serialize for RawJson {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut s = serializer.serialize_struct(RAW_VALUE_TOKEN, 1)?;
-        s.serialize_field(RAW_VALUE_TOKEN, &*self.0)?;
+        s.serialize_field(RAW_VALUE_TOKEN, &*self.get())?;
         s.end()
     }
 }
@@ -321,7 +347,7 @@ impl Serialize for RawJson {
 impl<'de> Deserialize<'de> for RawJson {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
-        Ok(Self(raw.get().into()))
+        Ok(Self(Repr::Text(raw.get().into())))
     }
 }
 
