@@ -5,7 +5,17 @@
 
 use vllm_sr_engine::decide::TraceNode;
 use vllm_sr_engine::outcome::DecisionTrace;
-use vllm_sr_store::{JsonPacker, RawJson};
+use vllm_sr_store::{FieldName, JsonPacker, RawJson};
+
+const DECISION_NAME: FieldName = FieldName::new("decision_name");
+const MATCHED: FieldName = FieldName::new("matched");
+const CONFIDENCE: FieldName = FieldName::new("confidence");
+const ROOT_TRACE: FieldName = FieldName::new("root_trace");
+const NODE_TYPE: FieldName = FieldName::new("node_type");
+const SIGNAL_TYPE: FieldName = FieldName::new("signal_type");
+const SIGNAL_NAME: FieldName = FieldName::new("signal_name");
+const LABEL: FieldName = FieldName::new("label");
+const CHILDREN: FieldName = FieldName::new("children");
 
 /// `traces` packed; reads as the text of `serde_json::to_string(traces)`.
 #[must_use]
@@ -14,13 +24,13 @@ pub fn packed_trace(traces: &[DecisionTrace]) -> RawJson {
     p.begin_array();
     for t in traces {
         p.begin_object();
-        p.field("decision_name");
+        p.field(DECISION_NAME);
         p.str(&t.decision_name);
-        p.field("matched");
+        p.field(MATCHED);
         p.bool(t.matched);
-        p.field("confidence");
+        p.field(CONFIDENCE);
         p.f64(t.confidence);
-        p.field("root_trace");
+        p.field(ROOT_TRACE);
         node(&mut p, &t.root_trace);
         p.end_object();
     }
@@ -30,26 +40,26 @@ pub fn packed_trace(traces: &[DecisionTrace]) -> RawJson {
 
 fn node(p: &mut JsonPacker, n: &TraceNode) {
     p.begin_object();
-    p.field("node_type");
+    p.field(NODE_TYPE);
     p.str(n.node_type);
     if let Some(t) = n.signal_type {
-        p.field("signal_type");
+        p.field(SIGNAL_TYPE);
         p.str(t);
     }
     if let Some(name) = &n.signal_name {
-        p.field("signal_name");
+        p.field(SIGNAL_NAME);
         p.str(name);
     }
     if let Some(label) = &n.label {
-        p.field("label");
+        p.field(LABEL);
         p.str(label);
     }
-    p.field("matched");
+    p.field(MATCHED);
     p.bool(n.matched);
-    p.field("confidence");
+    p.field(CONFIDENCE);
     p.f64(n.confidence);
     if !n.children.is_empty() {
-        p.field("children");
+        p.field(CHILDREN);
         p.begin_array();
         for c in &n.children {
             node(p, c);

@@ -39,7 +39,7 @@ pub use cost::{PriceTable, Pricing};
 pub use error::{Result, StoreError};
 pub use insights::{Group, GroupStats, Insights, Percentiles, TimeBucket};
 pub use migrate::SCHEMA_VERSION;
-pub use packed::JsonPacker;
+pub use packed::{FieldName, JsonPacker};
 pub use query::{Page, ReplayFilter, ReplayReader, MAX_PAGE};
 pub use rows::{
     cap_body, new_record_id, now_ms, record_id_at, record_key, record_time_ms, Cost, LearningTrace,

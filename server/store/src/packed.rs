@@ -50,6 +50,7 @@ macro_rules! keys {
         /// Append only: a stored index must keep naming the same field.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         #[repr(u8)]
+        #[allow(dead_code, reason = "the eval trace's keys are only named by `FieldName`")]
         pub(crate) enum Key {
             $(
                 #[doc = concat!("`", $name, "`")]
@@ -60,15 +61,8 @@ macro_rules! keys {
         /// Each key as JSON writes it before its value: quoted, with its colon.
         const QUOTED: &[&str] = &[$(concat!("\"", $name, "\":"),)*];
 
-        impl Key {
-            /// The key named `name`, if the table has it.
-            pub(crate) fn named(name: &str) -> Option<Self> {
-                match name {
-                    $($name => Some(Self::$key),)*
-                    _ => None,
-                }
-            }
-        }
+        /// Each key's name.
+        const NAMES: &[&str] = &[$($name,)*];
     };
 }
 
@@ -142,6 +136,51 @@ impl Key {
     /// The name as JSON writes it before its value: `"name":`.
     pub(crate) fn quoted(self) -> &'static str {
         QUOTED.get(self as usize).copied().unwrap_or_default()
+    }
+
+    /// The index of the key named `name`, if the table has it (usable in constants).
+    pub(crate) const fn index_of(name: &str) -> Option<u8> {
+        let mut i = 0;
+        while i < NAMES.len() {
+            if same_bytes(NAMES[i].as_bytes(), name.as_bytes()) {
+                return Some(i as u8);
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+const fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// A member name for [`JsonPacker::field`], resolved once (in a constant, typically): one
+/// byte when the record format's key table has it, the name itself otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldName {
+    name: &'static str,
+    key: Option<u8>,
+}
+
+impl FieldName {
+    /// `name`, looked up in the key table.
+    #[must_use]
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            key: Key::index_of(name),
+        }
     }
 }
 
@@ -382,10 +421,10 @@ impl JsonPacker {
         self.sink().end_array();
     }
     /// A member's name; its value follows.
-    pub fn field(&mut self, name: &str) {
-        match Key::named(name) {
-            Some(key) => self.sink().key(key),
-            None => self.sink().name(name),
+    pub fn field(&mut self, name: FieldName) {
+        match name.key {
+            Some(i) => self.buf.push(tag::KEY | i),
+            None => self.sink().name(name.name),
         }
     }
     /// A string.

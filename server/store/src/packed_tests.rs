@@ -125,8 +125,9 @@ fn the_key_table_is_stable() {
     assert_eq!(Key::Detail as usize, 50);
     assert_eq!(Key::Children as usize, QUOTED.len() - 1);
     assert_eq!(Key::FinalModel.quoted(), r#""final_model":"#);
-    assert_eq!(Key::named("root_trace"), Some(Key::RootTrace));
-    assert_eq!(Key::named("root"), None);
+    assert_eq!(Key::index_of("root_trace"), Some(Key::RootTrace as u8));
+    assert_eq!(Key::index_of("root"), None);
+    assert_eq!(Key::index_of("root_trace_"), None);
 }
 
 #[test]
@@ -220,11 +221,11 @@ fn json_packer_values_read_as_text_and_nest_in_records() {
     let mut p = JsonPacker::with_capacity(16);
     p.begin_array();
     p.begin_object();
-    p.field("decision_name");
+    p.field(FieldName::new("decision_name"));
     p.str("math");
-    p.field("not a known name");
+    p.field(FieldName::new("not a known name"));
     p.null();
-    p.field("children");
+    p.field(FieldName::new("children"));
     p.begin_array();
     p.i64(-3);
     p.u64(7);
@@ -255,6 +256,6 @@ fn json_packer_values_read_as_text_and_nest_in_records() {
     // A malformed value (a misused packer) reads as null and keeps the text valid.
     let mut bad = JsonPacker::default();
     bad.begin_object();
-    bad.field("x");
+    bad.field(FieldName::new("x"));
     assert_eq!(bad.finish().get(), "null");
 }
