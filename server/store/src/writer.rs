@@ -70,9 +70,11 @@ impl Default for StoreOptions {
             // ~4 s of a 2 000 req/s burst while the writer is stalled (checkpoint, TTL
             // sweep); a record is ~2–6 KB, so the worst case is ~50 MB of memory.
             queue_capacity: 8192,
-            // Large enough that the per-transaction cost is amortised (see
-            // scripts/bench/results/store-2026-11-21.md), small enough to commit in a few ms.
-            batch_max_rows: 256,
+            // Large enough that the per-transaction cost (SQLite rewrites a few whole 16 KiB
+            // pages per commit) is amortised: 1024 costs the writer 1.1–1.35 µs per record,
+            // 256 cost 1.95–2.05 (scripts/bench/results/replay-2026-11-21.md); small enough to
+            // commit in a few ms.
+            batch_max_rows: 1024,
             flush_interval: Duration::from_millis(100),
             // Upstream's router_replay default.
             max_records: Some(10_000),
