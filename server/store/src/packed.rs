@@ -228,6 +228,12 @@ impl<'a> Packer<'a> {
     }
 
     fn bytes(&mut self, tag: u8, bytes: &[u8]) {
+        // Most strings are names and ids: their length is one byte.
+        if let Some(len) = u8::try_from(bytes.len()).ok().filter(|&n| n < 0x80) {
+            self.out.extend_from_slice(&[tag, len]);
+            self.out.extend_from_slice(bytes);
+            return;
+        }
         self.out.reserve(bytes.len() + 3);
         self.out.push(tag);
         self.varint(bytes.len() as u64);

@@ -69,6 +69,22 @@ fn every_value_kind_unpacks_to_what_the_json_sink_writes() {
 }
 
 #[test]
+fn strings_of_every_length_class_round_trip() {
+    for len in [0, 1, 127, 128, 129, 16_383, 16_384, 70_000] {
+        let text = "é".repeat(len / 2) + &"x".repeat(len % 2);
+        let (unpacked, json) = both(|s| {
+            s.begin_array();
+            s.str(&text);
+            s.raw(&format!("{:?}", "x".repeat(len)));
+            s.end_array();
+        });
+        assert_eq!(unpacked, json, "{len}");
+        let back: (String, String) = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, (text.clone(), "x".repeat(len)));
+    }
+}
+
+#[test]
 fn the_bytes_are_the_documented_grammar() {
     let mut packed = Vec::new();
     let mut p = Packer::new(&mut packed);
