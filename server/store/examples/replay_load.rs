@@ -4,7 +4,7 @@
 //! One producer builds ~2 KB records and hands them to `ReplaySink::record`; the writer
 //! thread commits them. The process CPU time (user + system, from `/proc/self/stat`) of a
 //! run that only builds and drops the same records is subtracted, so what is left is the cost
-//! of `record` plus everything the writer thread does (JSON, SQLite, retention).
+//! of `record` plus everything the writer thread does (compression, SQLite, retention).
 //!
 //! `cargo run --release -p vllm-sr-store --example replay_load -- [records] [rate/s] [batch]`
 //! (rate 0, the default: as fast as the writer commits; otherwise an open loop at that rate,
