@@ -59,6 +59,17 @@ async fn replay_id_resolves_to_the_routed_record() {
     let usage = rec.usage.expect("usage from the JSON body");
     assert!(usage.prompt_tokens > 0 && usage.completion_tokens == 4);
     assert!(rec.timings.total_ms >= rec.timings.upstream_ttfb_ms.unwrap());
+    // The eval trace, packed on the request path, reads back as the engine's trace.
+    let trace = rec.eval_trace.as_ref().expect("an eval trace").to_value();
+    let matched: Vec<&str> = trace
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["matched"] == true)
+        .map(|t| t["decision_name"].as_str().unwrap())
+        .collect();
+    assert!(matched.contains(&"reasoning"), "{trace}");
+    assert!(trace[0]["root_trace"]["node_type"].is_string(), "{trace}");
 }
 
 #[tokio::test]
