@@ -3,7 +3,8 @@
 
 Keeps one keep-alive HTTP/1.1 connection per target (raw sockets, no client library in the
 timed path) and sends the small chat body one request at a time, targets interleaved request
-by request so machine drift hits all of them alike. Two modes:
+by request, in an order that rotates every round, so machine drift and each target's
+after-effects hit all of them alike. Two modes:
 
   latency  non-streaming body; time from the request written to the whole response read
   ttfc     `"stream": true`; time from the request written to the first SSE `data:` bytes
@@ -131,7 +132,11 @@ def main():
     end = time.perf_counter() + (seconds or 1e9)
     i = 0
     while (n is None or i < n) and time.perf_counter() < end:
-        for name, c, every in targets:
+        # Rotate the order every round, so each target follows each other one equally often:
+        # a target's after-effects (a slow peer's background work after its response) must
+        # not always land on the same neighbour.
+        k = i % len(targets)
+        for name, c, every in targets[k:] + targets[:k]:
             if i % every == 0:
                 samples[name].append(c.once() * 1e6)
         i += 1

@@ -29,6 +29,6 @@ pub use outcome::{Outcome, RouteKind};
 pub use pass::{Selection, SignalPass};
 
 pub use error::EngineError;
-pub use request::{RequestError, RequestView, SignalText};
+pub use request::{Headers, RequestError, RequestView, SignalText};
 pub use route::{embed_plan, route, Embedded, MissingVectors};
 pub use state::{FamilyResult, SignalState};

@@ -92,7 +92,63 @@ pub struct RequestView {
     /// String values of the top-level `metadata` object (others are ignored).
     pub metadata: IndexMap<String, String>,
     /// Request headers, names lowercased.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
+}
+
+/// Request headers with lowercased names, kept in one buffer: two allocations per request
+/// however many headers there are (this is copied on every routed request).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Headers {
+    /// Every name and value, back to back.
+    text: String,
+    /// Per header: the end of its name and the end of its value in `text`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Headers {
+    /// `(name, value)` pairs in order; names are lowercased.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            let pair = (&self.text[start..name_end], &self.text[name_end..value_end]);
+            start = value_end;
+            pair
+        })
+    }
+
+    /// The first value of a header (name case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+impl Headers {
+    /// The pairs, names lowercased; sized in a first pass so the buffer is allocated once.
+    pub fn from_pairs<'a, I>(pairs: I) -> Self
+    where
+        I: Iterator<Item = (&'a str, &'a str)> + Clone,
+    {
+        let (count, bytes) = pairs
+            .clone()
+            .fold((0, 0), |(n, b), (k, v)| (n + 1, b + k.len() + v.len()));
+        let mut out = Headers {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(count),
+        };
+        for (name, value) in pairs {
+            let start = out.text.len();
+            out.text.push_str(name);
+            if let Some(added) = out.text.get_mut(start..) {
+                added.make_ascii_lowercase();
+            }
+            let name_end = out.text.len();
+            out.text.push_str(value);
+            out.ends.push((name_end, out.text.len()));
+        }
+        out
+    }
 }
 
 fn json_len(v: &Value) -> usize {
@@ -154,24 +210,18 @@ impl RequestView {
     }
 
     /// Attaches request headers (names are lowercased).
-    pub fn with_headers<'a>(
-        mut self,
-        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Self {
-        self.headers = headers
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-            .collect();
+    pub fn with_headers<'a, I>(mut self, headers: I) -> Self
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+        I::IntoIter: Clone,
+    {
+        self.headers = Headers::from_pairs(headers.into_iter());
         self
     }
 
     /// The first value of a header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 }
 
@@ -367,6 +417,32 @@ fn facts(req: &RequestView) -> ConversationFacts {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn headers_keep_their_order_with_lowercased_names() {
+        let view = RequestView::default().with_headers([
+            ("X-User", "Alice"),
+            ("x-groups", "a,b"),
+            ("", ""),
+            ("X-User", "Bob"),
+            ("x-empty", ""),
+        ]);
+        assert_eq!(
+            view.headers.iter().collect::<Vec<_>>(),
+            [
+                ("x-user", "Alice"),
+                ("x-groups", "a,b"),
+                ("", ""),
+                ("x-user", "Bob"),
+                ("x-empty", "")
+            ]
+        );
+        assert_eq!(view.header("X-USER"), Some("Alice"));
+        assert_eq!(view.header("x-groups"), Some("a,b"));
+        assert_eq!(view.header("x-empty"), Some(""));
+        assert_eq!(view.header("x-missing"), None);
+        assert_eq!(RequestView::default().header("x-user"), None);
+    }
 
     #[test]
     fn picks_current_and_prior_user_turns() {

@@ -23,7 +23,7 @@ use tokio::time::Sleep;
 use vllm_sr_store::Lifecycle;
 
 use crate::error::ApiError;
-use crate::http::{names, ROUTER_HEADERS};
+use crate::headers::{names, ROUTER_HEADERS};
 use crate::learning::UsageFeedback;
 use crate::live::LiveState;
 use crate::metrics::Metrics;
@@ -364,7 +364,7 @@ fn relay(
         feedback,
     } = watch;
     let (parts, inner) = resp.into_parts();
-    // Room for the router's own headers too (`http::add_headers`): growing the map later
+    // Room for the router's own headers too (`headers::add_headers`): growing the map later
     // rehashes it.
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + ROUTER_HEADERS);
     let strip = stripping(&tap);

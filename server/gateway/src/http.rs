@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,6 +21,7 @@ use vllm_sr_store::Lifecycle;
 
 use crate::error::ApiError;
 use crate::forward::{forward, ForwardCtx};
+use crate::headers::{add_headers, names, HeaderContext};
 use crate::learning::UsageFeedback;
 use crate::live::LiveState;
 use crate::metrics::Metrics;
@@ -239,7 +240,7 @@ async fn chat_inner(
     };
     let limit = app.limits.max_body_bytes;
     let declared = headers
-        .get("content-length")
+        .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
@@ -264,7 +265,7 @@ async fn chat_inner(
     let model = routed.outcome.model.clone().unwrap_or_default();
     let decision = routed.outcome.decision.clone().unwrap_or_default();
     let debug = headers
-        .get("x-vsr-debug")
+        .get(names::DEBUG)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let mut pending = app.replay.as_ref().map(|r| {
@@ -290,13 +291,13 @@ async fn chat_inner(
             });
         }
         let mut resp = fast_response(message, routed.stream);
-        add_headers(
-            resp.headers_mut(),
-            &routed,
+        let cx = HeaderContext {
             debug,
-            "fast_response",
-            app.replay.is_some(),
-        );
+            path: "fast_response",
+            replay: app.replay.is_some(),
+            cache: &live.headers,
+        };
+        add_headers(resp.headers_mut(), &routed, cx);
         resp.headers_mut()
             .insert("x-vsr-fast-response", HeaderValue::from_static("true"));
         app.metrics
@@ -340,13 +341,13 @@ async fn chat_inner(
         }
     };
     let mut resp = relayed.response;
-    add_headers(
-        resp.headers_mut(),
-        &routed,
+    let cx = HeaderContext {
         debug,
-        "upstream",
-        app.replay.is_some(),
-    );
+        path: "upstream",
+        replay: app.replay.is_some(),
+        cache: &live.headers,
+    };
+    add_headers(resp.headers_mut(), &routed, cx);
     let status = resp.status();
     app.metrics
         .requests
@@ -382,171 +383,6 @@ fn observe_routing(m: &Metrics, r: &Routed) {
     }
     if let Some(d) = &r.outcome.decision {
         m.decisions.with_label_values(&[d.as_str()]).inc();
-    }
-}
-
-/// A header value from arbitrary text: non-visible bytes and `%` are percent-encoded.
-fn header_value(s: &str) -> HeaderValue {
-    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'%';
-    if s.bytes().all(plain) {
-        if let Ok(v) = HeaderValue::from_str(s) {
-            return v;
-        }
-    }
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if plain(b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// `matched_signals` key → debug header suffix (contract §3.3).
-fn matched_header(key: &str) -> String {
-    match key {
-        "preferences" => "preference".to_string(),
-        "projection" => "projections".to_string(),
-        other => other.replace('_', "-"),
-    }
-}
-
-/// Fixed header names (the `x-vsr-*` response headers, and those the gateway sets on
-/// requests), validated at compile time: `from_static` called at run time validates the name
-/// on every request, and a name parsed from `&str` is also copied.
-pub(crate) mod names {
-    use axum::http::HeaderName;
-
-    pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-    /// Set on the upstream request: the logical model the router chose.
-    pub(crate) const UPSTREAM_SELECTED_MODEL: HeaderName =
-        HeaderName::from_static("x-selected-model");
-    pub(super) const CONTEXT_TOKEN_COUNT: HeaderName =
-        HeaderName::from_static("x-vsr-context-token-count");
-    pub(super) const INJECTED_SYSTEM_PROMPT: HeaderName =
-        HeaderName::from_static("x-vsr-injected-system-prompt");
-    pub(super) const LEARNING_ACTIONS: HeaderName =
-        HeaderName::from_static("x-vsr-learning-actions");
-    pub(super) const LEARNING_METHODS: HeaderName =
-        HeaderName::from_static("x-vsr-learning-methods");
-    pub(super) const LEARNING_MODES: HeaderName = HeaderName::from_static("x-vsr-learning-modes");
-    pub(super) const LEARNING_REASONS: HeaderName =
-        HeaderName::from_static("x-vsr-learning-reasons");
-    pub(super) const LEARNING_SCOPES: HeaderName = HeaderName::from_static("x-vsr-learning-scopes");
-    pub(super) const REPLAY_ID: HeaderName = HeaderName::from_static("x-vsr-replay-id");
-    pub(super) const RESPONSE_PATH: HeaderName = HeaderName::from_static("x-vsr-response-path");
-    pub(super) const SCHEMA_VERSION: HeaderName = HeaderName::from_static("x-vsr-schema-version");
-    pub(super) const SELECTED_ALGORITHM: HeaderName =
-        HeaderName::from_static("x-vsr-selected-algorithm");
-    pub(super) const SELECTED_CATEGORY: HeaderName =
-        HeaderName::from_static("x-vsr-selected-category");
-    pub(super) const SELECTED_CONFIDENCE: HeaderName =
-        HeaderName::from_static("x-vsr-selected-confidence");
-    pub(super) const SELECTED_DECISION: HeaderName =
-        HeaderName::from_static("x-vsr-selected-decision");
-    pub(super) const SELECTED_MODEL: HeaderName = HeaderName::from_static("x-vsr-selected-model");
-    pub(super) const SELECTED_REASONING: HeaderName =
-        HeaderName::from_static("x-vsr-selected-reasoning");
-    pub(super) const SELECTED_RECIPE: HeaderName = HeaderName::from_static("x-vsr-selected-recipe");
-    pub(super) const SKIPPED_SIGNALS: HeaderName = HeaderName::from_static("x-vsr-skipped-signals");
-}
-
-/// Room for the headers [`add_headers`] puts on a routed response (at most 15 without the
-/// debug ones); `forward.rs` sizes a relayed response's header map with it.
-pub(crate) const ROUTER_HEADERS: usize = 16;
-
-fn add_headers(h: &mut HeaderMap, r: &Routed, debug: bool, path: &'static str, replay: bool) {
-    let o = &r.outcome;
-    // Fixed names are constants; only the debug family headers are named at run time.
-    // Room for the usual set up front (a relayed response has it already): growing the map
-    // rehashes it.
-    h.reserve(ROUTER_HEADERS);
-    let mut put = |name: HeaderName, value: HeaderValue| {
-        h.insert(name, value);
-    };
-    put(names::SCHEMA_VERSION, HeaderValue::from_static("2"));
-    if replay {
-        put(names::REPLAY_ID, header_value(&r.replay_id));
-    }
-    put(names::RESPONSE_PATH, HeaderValue::from_static(path));
-    if let Some(m) = &o.model {
-        put(names::SELECTED_MODEL, header_value(m));
-    }
-    if o.kind != vllm_sr_engine::RouteKind::Auto {
-        return;
-    }
-    put(names::SELECTED_RECIPE, header_value(&o.recipe));
-    if let Some(d) = &o.decision {
-        put(names::SELECTED_DECISION, header_value(d));
-        put(
-            names::SELECTED_CONFIDENCE,
-            header_value(&format!("{:.4}", o.confidence)),
-        );
-    }
-    put(names::SELECTED_ALGORITHM, header_value(&o.algorithm));
-    let reasoning = if r.applied.reasoning.unwrap_or(o.use_reasoning) {
-        "on"
-    } else {
-        "off"
-    };
-    put(
-        names::SELECTED_REASONING,
-        HeaderValue::from_static(reasoning),
-    );
-    let injected = if r.applied.injected_system_prompt {
-        "true"
-    } else {
-        "false"
-    };
-    put(
-        names::INJECTED_SYSTEM_PROMPT,
-        HeaderValue::from_static(injected),
-    );
-    if let Some(l) = &r.learning {
-        let m = l.method;
-        put(names::LEARNING_METHODS, HeaderValue::from_static(m));
-        put(
-            names::LEARNING_ACTIONS,
-            header_value(&format!("{m}={}", l.action.as_str())),
-        );
-        put(
-            names::LEARNING_SCOPES,
-            header_value(&format!("{m}={}", l.scope)),
-        );
-        put(
-            names::LEARNING_REASONS,
-            header_value(&format!("{m}={}={}", l.action.as_str(), l.reason)),
-        );
-        put(
-            names::LEARNING_MODES,
-            header_value(&format!("{m}={}", l.mode)),
-        );
-    }
-    if !debug {
-        return;
-    }
-    for (family, names) in &o.matched_signals {
-        if !names.is_empty() {
-            let name = format!("x-vsr-matched-{}", matched_header(family));
-            if let Ok(name) = HeaderName::try_from(name) {
-                put(name, header_value(&names.join(",")));
-            }
-        }
-    }
-    if let Some(domains) = o.matched_signals.get("domains").and_then(|d| d.first()) {
-        put(names::SELECTED_CATEGORY, header_value(domains));
-    }
-    put(
-        names::CONTEXT_TOKEN_COUNT,
-        header_value(&o.context_token_count.to_string()),
-    );
-    if !o.skipped_signals.is_empty() {
-        put(
-            names::SKIPPED_SIGNALS,
-            header_value(&o.skipped_signals.join(",")),
-        );
     }
 }
 

@@ -19,6 +19,7 @@
 
 pub mod error;
 pub mod forward;
+pub mod headers;
 pub mod http;
 pub mod learning;
 pub mod live;

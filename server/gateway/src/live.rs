@@ -15,6 +15,7 @@ use vllm_sr_models::{
     DEFAULT_EMBEDDING_MODEL,
 };
 
+use crate::headers::HeaderCache;
 use crate::rewrite::Dialect;
 use crate::upstream::Upstreams;
 
@@ -115,6 +116,8 @@ pub struct LiveState {
     pub generation: u64,
     /// Reasoning dialect per model (its highest-weight backend's).
     dialects: Vec<Dialect>,
+    /// Response header values of the recipe's names.
+    pub headers: HeaderCache,
     /// Model prices, for replay costs.
     pub prices: Arc<vllm_sr_store::PriceTable>,
     /// The effective config as YAML, secrets redacted (`GET /config`).
@@ -202,6 +205,7 @@ impl LiveState {
             })
             .collect();
         Ok(Self {
+            headers: HeaderCache::new(&config),
             prices: Arc::new(crate::replay::price_table(&config)),
             effective_yaml: String::new(),
             config,

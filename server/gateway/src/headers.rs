@@ -1,0 +1,317 @@
+//! The router's own response headers (`x-vsr-*`, contract §3): their names, their values, and
+//! [`HeaderCache`], the values of a recipe's names built once per live state.
+//!
+//! Most of a routed response's headers repeat the recipe's own names (recipe, decision, model,
+//! algorithm). Building such a value per request validates and copies the text; a cached
+//! value is cloned instead (a reference count), which is what keeps the header step cheap.
+
+use std::collections::HashMap;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use vllm_sr_config::model::{AlgorithmKind, RouterConfig};
+use vllm_sr_engine::RouteKind;
+
+use crate::service::Routed;
+
+/// A header value from arbitrary text: non-visible bytes and `%` are percent-encoded.
+pub(crate) fn header_value(s: &str) -> HeaderValue {
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'%';
+    if s.bytes().all(plain) {
+        if let Ok(v) = HeaderValue::from_str(s) {
+            return v;
+        }
+    }
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if plain(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Header values of the names a recipe defines: its recipes, decisions, logical models and
+/// algorithm kinds. Built with the live state; other text goes through [`header_value`].
+#[derive(Debug, Default)]
+pub struct HeaderCache {
+    values: HashMap<Box<str>, HeaderValue, foldhash::fast::RandomState>,
+}
+
+impl HeaderCache {
+    /// The values of every name `config` defines.
+    pub fn new(config: &RouterConfig) -> Self {
+        let mut values = HashMap::default();
+        let mut add = |name: &str| {
+            if !values.contains_key(name) {
+                values.insert(Box::from(name), shared_value(name));
+            }
+        };
+        for recipe in &config.recipes {
+            add(&recipe.name);
+            for d in &recipe.decisions {
+                add(&d.name);
+            }
+        }
+        for m in &config.models {
+            add(&m.card.name);
+        }
+        for (_, name, _) in AlgorithmKind::TABLE {
+            values
+                .entry(Box::from(name))
+                .or_insert_with(|| HeaderValue::from_static(name));
+        }
+        Self { values }
+    }
+
+    /// The value for `text`: the cached one when `text` is a recipe name, else built.
+    pub fn value(&self, text: &str) -> HeaderValue {
+        self.values
+            .get(text)
+            .cloned()
+            .unwrap_or_else(|| header_value(text))
+    }
+}
+
+/// A value whose bytes are shared by its clones (one allocation, then reference counts).
+fn shared_value(text: &str) -> HeaderValue {
+    let built = header_value(text);
+    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(built.as_bytes())).unwrap_or(built)
+}
+
+/// `x-vsr-selected-confidence`: four decimals. A rule tree's confidence is most often exactly
+/// 1 or 0, which need no formatting.
+fn confidence_value(c: f64) -> HeaderValue {
+    if c == 1.0 {
+        HeaderValue::from_static("1.0000")
+    } else if c == 0.0 {
+        HeaderValue::from_static("0.0000")
+    } else {
+        header_value(&format!("{c:.4}"))
+    }
+}
+
+/// `matched_signals` key → debug header suffix (contract §3.3).
+fn matched_header(key: &str) -> String {
+    match key {
+        "preferences" => "preference".to_string(),
+        "projection" => "projections".to_string(),
+        other => other.replace('_', "-"),
+    }
+}
+
+/// Fixed header names (the `x-vsr-*` response headers, those the gateway sets on requests and
+/// those it reads), validated at compile time: `from_static` called at run time validates the
+/// name on every request, a name parsed from `&str` is also copied, and a lookup by `&str`
+/// parses the name first.
+pub(crate) mod names {
+    use axum::http::HeaderName;
+
+    pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    /// Sent by a client that wants the matched-signal headers.
+    pub(crate) const DEBUG: HeaderName = HeaderName::from_static("x-vsr-debug");
+    /// Set on the upstream request: the logical model the router chose.
+    pub(crate) const UPSTREAM_SELECTED_MODEL: HeaderName =
+        HeaderName::from_static("x-selected-model");
+    pub(crate) const CONTEXT_TOKEN_COUNT: HeaderName =
+        HeaderName::from_static("x-vsr-context-token-count");
+    pub(crate) const INJECTED_SYSTEM_PROMPT: HeaderName =
+        HeaderName::from_static("x-vsr-injected-system-prompt");
+    pub(crate) const LEARNING_ACTIONS: HeaderName =
+        HeaderName::from_static("x-vsr-learning-actions");
+    pub(crate) const LEARNING_METHODS: HeaderName =
+        HeaderName::from_static("x-vsr-learning-methods");
+    pub(crate) const LEARNING_MODES: HeaderName = HeaderName::from_static("x-vsr-learning-modes");
+    pub(crate) const LEARNING_REASONS: HeaderName =
+        HeaderName::from_static("x-vsr-learning-reasons");
+    pub(crate) const LEARNING_SCOPES: HeaderName = HeaderName::from_static("x-vsr-learning-scopes");
+    pub(crate) const REPLAY_ID: HeaderName = HeaderName::from_static("x-vsr-replay-id");
+    pub(crate) const RESPONSE_PATH: HeaderName = HeaderName::from_static("x-vsr-response-path");
+    pub(crate) const SCHEMA_VERSION: HeaderName = HeaderName::from_static("x-vsr-schema-version");
+    pub(crate) const SELECTED_ALGORITHM: HeaderName =
+        HeaderName::from_static("x-vsr-selected-algorithm");
+    pub(crate) const SELECTED_CATEGORY: HeaderName =
+        HeaderName::from_static("x-vsr-selected-category");
+    pub(crate) const SELECTED_CONFIDENCE: HeaderName =
+        HeaderName::from_static("x-vsr-selected-confidence");
+    pub(crate) const SELECTED_DECISION: HeaderName =
+        HeaderName::from_static("x-vsr-selected-decision");
+    pub(crate) const SELECTED_MODEL: HeaderName = HeaderName::from_static("x-vsr-selected-model");
+    pub(crate) const SELECTED_REASONING: HeaderName =
+        HeaderName::from_static("x-vsr-selected-reasoning");
+    pub(crate) const SELECTED_RECIPE: HeaderName = HeaderName::from_static("x-vsr-selected-recipe");
+    pub(crate) const SKIPPED_SIGNALS: HeaderName = HeaderName::from_static("x-vsr-skipped-signals");
+}
+
+/// Room for the headers [`add_headers`] puts on a routed response (at most 15 without the
+/// debug ones); `forward.rs` sizes a relayed response's header map with it.
+pub(crate) const ROUTER_HEADERS: usize = 16;
+
+/// What a routed response's headers depend on besides the routing itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeaderContext<'a> {
+    /// The client sent `x-vsr-debug: true`.
+    pub debug: bool,
+    /// `x-vsr-response-path`.
+    pub path: &'static str,
+    /// Replay is on (the response names its record).
+    pub replay: bool,
+    /// The live state's cached values.
+    pub cache: &'a HeaderCache,
+}
+
+/// Puts the router's headers on a routed response.
+pub(crate) fn add_headers(h: &mut HeaderMap, r: &Routed, cx: HeaderContext<'_>) {
+    let o = &r.outcome;
+    // Fixed names are constants; only the debug family headers are named at run time.
+    // Room for the usual set up front (a relayed response has it already): growing the map
+    // rehashes it.
+    h.reserve(ROUTER_HEADERS);
+    let mut put = |name: HeaderName, value: HeaderValue| {
+        h.insert(name, value);
+    };
+    put(names::SCHEMA_VERSION, HeaderValue::from_static("2"));
+    if cx.replay {
+        put(names::REPLAY_ID, header_value(&r.replay_id));
+    }
+    put(names::RESPONSE_PATH, HeaderValue::from_static(cx.path));
+    if let Some(m) = &o.model {
+        put(names::SELECTED_MODEL, cx.cache.value(m));
+    }
+    if o.kind != RouteKind::Auto {
+        return;
+    }
+    put(names::SELECTED_RECIPE, cx.cache.value(&o.recipe));
+    if let Some(d) = &o.decision {
+        put(names::SELECTED_DECISION, cx.cache.value(d));
+        put(names::SELECTED_CONFIDENCE, confidence_value(o.confidence));
+    }
+    put(names::SELECTED_ALGORITHM, cx.cache.value(&o.algorithm));
+    let reasoning = if r.applied.reasoning.unwrap_or(o.use_reasoning) {
+        "on"
+    } else {
+        "off"
+    };
+    put(
+        names::SELECTED_REASONING,
+        HeaderValue::from_static(reasoning),
+    );
+    let injected = if r.applied.injected_system_prompt {
+        "true"
+    } else {
+        "false"
+    };
+    put(
+        names::INJECTED_SYSTEM_PROMPT,
+        HeaderValue::from_static(injected),
+    );
+    if let Some(l) = &r.learning {
+        let m = l.method;
+        put(names::LEARNING_METHODS, HeaderValue::from_static(m));
+        put(
+            names::LEARNING_ACTIONS,
+            header_value(&format!("{m}={}", l.action.as_str())),
+        );
+        put(
+            names::LEARNING_SCOPES,
+            header_value(&format!("{m}={}", l.scope)),
+        );
+        put(
+            names::LEARNING_REASONS,
+            header_value(&format!("{m}={}={}", l.action.as_str(), l.reason)),
+        );
+        put(
+            names::LEARNING_MODES,
+            header_value(&format!("{m}={}", l.mode)),
+        );
+    }
+    if !cx.debug {
+        return;
+    }
+    for (family, names) in &o.matched_signals {
+        if !names.is_empty() {
+            let name = format!("x-vsr-matched-{}", matched_header(family));
+            if let Ok(name) = HeaderName::try_from(name) {
+                put(name, header_value(&names.join(",")));
+            }
+        }
+    }
+    if let Some(domains) = o.matched_signals.get("domains").and_then(|d| d.first()) {
+        put(names::SELECTED_CATEGORY, header_value(domains));
+    }
+    put(
+        names::CONTEXT_TOKEN_COUNT,
+        header_value(&o.context_token_count.to_string()),
+    );
+    if !o.skipped_signals.is_empty() {
+        put(
+            names::SKIPPED_SIGNALS,
+            header_value(&o.skipped_signals.join(",")),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidence_is_written_with_four_decimals() {
+        for (c, text) in [
+            (1.0, "1.0000"),
+            (0.0, "0.0000"),
+            (0.5, "0.5000"),
+            (0.123456, "0.1235"),
+        ] {
+            assert_eq!(confidence_value(c), text, "{c}");
+            assert_eq!(format!("{c:.4}"), text);
+        }
+    }
+
+    #[test]
+    fn cached_values_equal_built_ones_and_other_text_is_encoded() {
+        let yaml = r#"
+version: v0.3
+listeners: [{name: l, address: 127.0.0.1, port: 8899}]
+providers:
+  defaults: {default_model: m}
+  models:
+    - name: m
+      backend_refs: [{name: b, endpoint: "127.0.0.1:1", protocol: http}]
+routing:
+  modelCards: [{name: m}]
+  decisions:
+    - name: "café"
+      priority: 1
+      rules: {operator: AND, conditions: []}
+      modelRefs: [{model: m}]
+"#;
+        let env = HashMap::<String, String>::new();
+        let opts = vllm_sr_config::LoadOptions {
+            strict: false,
+            env: &env,
+            base_dir: None,
+        };
+        let config = match vllm_sr_config::load_bytes(yaml.as_bytes(), &opts) {
+            Ok(l) => l.config,
+            Err(e) => panic!("{e}"),
+        };
+        let cache = HeaderCache::new(&config);
+        for name in [
+            "m",
+            "default",
+            "café",
+            "static",
+            "router_dc",
+            "not in the recipe %",
+        ] {
+            assert_eq!(cache.value(name), header_value(name), "{name}");
+        }
+        assert_eq!(cache.value("café"), "caf%C3%A9");
+        assert_eq!(cache.value("50%"), "50%25");
+        assert!(cache.values.contains_key("café"));
+        assert!(!cache.values.contains_key("50%"));
+    }
+}
