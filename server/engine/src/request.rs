@@ -122,9 +122,7 @@ impl Headers {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     }
-}
 
-impl Headers {
     /// The pairs, names lowercased; sized in a first pass so the buffer is allocated once.
     pub fn from_pairs<'a, I>(pairs: I) -> Self
     where

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use crate::headers::names;
 
 /// A request failure, as the client will see it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -170,16 +172,16 @@ impl IntoResponse for ApiError {
         }});
         let mut resp = (status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
-        h.insert("x-vsr-schema-version", HeaderValue::from_static("2"));
-        h.insert("x-vsr-response-path", HeaderValue::from_static("error"));
+        h.insert(names::SCHEMA_VERSION, HeaderValue::from_static("2"));
+        h.insert(names::RESPONSE_PATH, HeaderValue::from_static("error"));
         if matches!(self, Self::Overloaded { .. }) {
-            h.insert("retry-after", HeaderValue::from_static("1"));
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if matches!(self, Self::BodyTooLarge { .. }) {
             // The body was left unread, so the server closes the connection after this
             // response: saying so keeps the client from sending its next request on it (and
             // losing that request to the close).
-            h.insert("connection", HeaderValue::from_static("close"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use bytes::Bytes;
 use vllm_sr_config::model::{AlgorithmKind, RouterConfig};
 use vllm_sr_engine::RouteKind;
 
@@ -35,6 +34,7 @@ pub(crate) fn header_value(s: &str) -> HeaderValue {
 
 /// Header values of the names a recipe defines: its recipes, decisions, logical models and
 /// algorithm kinds. Built with the live state; other text goes through [`header_value`].
+/// A value's bytes are shared by its clones (after the first clone, a reference count).
 #[derive(Debug, Default)]
 pub struct HeaderCache {
     values: HashMap<Box<str>, HeaderValue, foldhash::fast::RandomState>,
@@ -46,7 +46,7 @@ impl HeaderCache {
         let mut values = HashMap::default();
         let mut add = |name: &str| {
             if !values.contains_key(name) {
-                values.insert(Box::from(name), shared_value(name));
+                values.insert(Box::from(name), header_value(name));
             }
         };
         for recipe in &config.recipes {
@@ -73,12 +73,6 @@ impl HeaderCache {
             .cloned()
             .unwrap_or_else(|| header_value(text))
     }
-}
-
-/// A value whose bytes are shared by its clones (one allocation, then reference counts).
-fn shared_value(text: &str) -> HeaderValue {
-    let built = header_value(text);
-    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(built.as_bytes())).unwrap_or(built)
 }
 
 /// `x-vsr-selected-confidence`: four decimals. A rule tree's confidence is most often exactly
@@ -127,6 +121,7 @@ pub(crate) mod names {
     pub(crate) const LEARNING_REASONS: HeaderName =
         HeaderName::from_static("x-vsr-learning-reasons");
     pub(crate) const LEARNING_SCOPES: HeaderName = HeaderName::from_static("x-vsr-learning-scopes");
+    pub(crate) const FAST_RESPONSE: HeaderName = HeaderName::from_static("x-vsr-fast-response");
     pub(crate) const REPLAY_ID: HeaderName = HeaderName::from_static("x-vsr-replay-id");
     pub(crate) const RESPONSE_PATH: HeaderName = HeaderName::from_static("x-vsr-response-path");
     pub(crate) const SCHEMA_VERSION: HeaderName = HeaderName::from_static("x-vsr-schema-version");

@@ -77,7 +77,7 @@ pub struct ListenerState {
 /// The router of one listener.
 pub fn router(state: ListenerState) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(chat))
+        .route(CHAT_PATH, post(chat))
         .route("/v1/models", get(models))
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -176,11 +176,89 @@ fn new_request_id() -> String {
     id
 }
 
+/// A listener's service: chat completions straight to their handler, everything else through
+/// the [`router`].
+///
+/// Chat completions are the hot path, and the router's work for them (matching the path,
+/// recording the matched path and URL parameters in the request's extensions, cloning the
+/// boxed route and mapping its future) cost about as much as adding every `x-vsr-*` header.
+/// Behaviour is the router's: its route for the same path and method calls the same function.
+#[derive(Debug, Clone)]
+pub struct DataPlane {
+    state: Arc<ListenerState>,
+    router: Router,
+}
+
+impl DataPlane {
+    /// The service of a listener.
+    pub fn new(state: ListenerState) -> Self {
+        Self {
+            router: router(state.clone()),
+            state: Arc::new(state),
+        }
+    }
+}
+
+/// The chat path the data plane serves without the router.
+const CHAT_PATH: &str = "/v1/chat/completions";
+
+impl tower_service::Service<Request> for DataPlane {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        futures_util::future::BoxFuture<'static, Result<Response, Self::Error>>,
+        <Router as tower_service::Service<Request>>::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if req.method() == Method::POST && req.uri().path() == CHAT_PATH {
+            let state = self.state.clone();
+            futures_util::future::Either::Left(Box::pin(async move {
+                Ok(chat_request(&state, req).await)
+            }))
+        } else {
+            futures_util::future::Either::Right(self.router.call(req))
+        }
+    }
+}
+
+/// What `axum::serve` asks of a service per connection: a copy of it.
+impl<'a, L: axum::serve::Listener> tower_service::Service<axum::serve::IncomingStream<'a, L>>
+    for DataPlane
+{
+    type Response = Self;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: axum::serve::IncomingStream<'a, L>) -> Self::Future {
+        std::future::ready(Ok(self.clone()))
+    }
+}
+
 async fn chat(State(s): State<ListenerState>, req: Request) -> Response {
+    chat_request(&s, req).await
+}
+
+/// `POST /v1/chat/completions`: route, forward, and put the router's headers on the answer.
+async fn chat_request(s: &ListenerState, req: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let rid = request_id(&parts.headers);
-    let mut resp = match chat_inner(&s, &parts.headers, body, &rid, started).await {
+    let mut resp = match chat_inner(s, &parts.headers, body, &rid, started).await {
         Ok(r) => r,
         Err(Failure {
             error: e,
@@ -199,7 +277,7 @@ async fn chat(State(s): State<ListenerState>, req: Request) -> Response {
                 .inc();
             let mut resp = e.into_response();
             if let Some(id) = replay_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-                resp.headers_mut().insert("x-vsr-replay-id", id);
+                resp.headers_mut().insert(names::REPLAY_ID, id);
             }
             resp
         }
@@ -299,7 +377,7 @@ async fn chat_inner(
         };
         add_headers(resp.headers_mut(), &routed, cx);
         resp.headers_mut()
-            .insert("x-vsr-fast-response", HeaderValue::from_static("true"));
+            .insert(names::FAST_RESPONSE, HeaderValue::from_static("true"));
         app.metrics
             .requests
             .with_label_values(&[decision.as_str(), model.as_str(), "200"])

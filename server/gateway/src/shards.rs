@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::http::{router, AppState, ListenerState};
+use crate::http::{AppState, DataPlane, ListenerState};
 use crate::server::StartError;
 use crate::upstream::client::UpstreamClient;
 
@@ -199,7 +199,7 @@ fn spawn_shard(
 async fn run_shard(ctx: ShardCtx, served: Vec<ShardServe>) {
     let mut tasks = tokio::task::JoinSet::new();
     for s in served {
-        let app = router(ListenerState {
+        let app = DataPlane::new(ListenerState {
             app: ctx.app.clone(),
             timeout: s.timeout,
             client: ctx.client.clone(),

@@ -237,6 +237,46 @@ async fn error_cases_are_openai_shaped_with_the_right_status() {
 }
 
 #[tokio::test]
+async fn the_chat_path_is_matched_as_the_router_matches_it() {
+    // Chat completions skip the router (`DataPlane`); every other request goes through it.
+    let s = setup().await;
+    let routed = s
+        .client
+        .post(s.url("/v1/chat/completions?trace=1"))
+        .json(&ask("auto", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(routed.status(), 200);
+    assert!(!header(&routed, "x-vsr-selected-model").is_empty());
+
+    let get = s
+        .client
+        .get(s.url("/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+
+    for path in [
+        "/v1/chat/completions/",
+        "/v1/chat/completionsx",
+        "/V1/chat/completions",
+    ] {
+        let raw = s
+            .client
+            .post(s.url(path))
+            .json(&ask("auto", "hi"))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = error_of(raw).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{path}");
+    }
+}
+
+#[tokio::test]
 async fn fast_response_answers_without_a_backend() {
     let s = setup().await;
     let r = s.chat(ask("auto", "ping the router please")).await;
