@@ -3,6 +3,8 @@
 //!
 //! Handlers are thin: read the body under the size limit, take the concurrency permit, load
 //! one live-state snapshot, call the routing service, forward, and add the `x-vsr-*` headers.
+//! A listener serves [`DataPlane`]: chat completions go to their handler directly, the rest
+//! through the [`router`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
