@@ -1,6 +1,7 @@
 //! The routing outcome: what was decided and why, serialisable for the CLI, the eval API
 //! (contract §11.2), response headers and replay.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -82,6 +83,9 @@ impl Serialize for FamilyMetrics {
 }
 
 /// The result of routing one request.
+///
+/// Text fixed by the code (algorithm, selection status, method and most reasons) is borrowed,
+/// not allocated per request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
     /// The request's `model`.
@@ -105,13 +109,13 @@ pub struct Outcome {
     /// The winner's modelRefs.
     pub recommended_models: Vec<String>,
     /// `static` unless the decision names another algorithm.
-    pub algorithm: String,
+    pub algorithm: Cow<'static, str>,
     /// `selected`, `execution_required`, `fallback`, ...
-    pub selection_status: String,
+    pub selection_status: Cow<'static, str>,
     /// `single` or the algorithm name.
-    pub selection_method: String,
+    pub selection_method: Cow<'static, str>,
     /// Why this model.
-    pub selection_reason: String,
+    pub selection_reason: Cow<'static, str>,
     /// Normalised plugin types of the winner.
     pub plugins: Vec<String>,
     /// Matched names per family (eval keys, complexity with level, `projection`).

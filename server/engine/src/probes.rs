@@ -401,8 +401,8 @@ pub fn check(
     if !o.signal_errors.is_empty() {
         r.push(format!("signal_errors: {:?}", o.signal_errors));
     }
-    let status = o.selection_status.as_str();
-    let status_ok = match o.algorithm.as_str() {
+    let status = &*o.selection_status;
+    let status_ok = match &*o.algorithm {
         "static" | "multi_factor" | "latency_aware" => {
             matches!(status, "selected" | "execution_required")
         }

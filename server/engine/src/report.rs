@@ -1,6 +1,7 @@
 //! Turns signal state, projections and the ranked decisions into an [`Outcome`]: model
 //! selection (§6.4), reasoning settings, and the eval API's signal maps.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -55,10 +56,12 @@ pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
             .defaults
             .default_model
             .map(|m| config.model(m).card.name.clone()),
-        algorithm: "static".into(),
-        selection_status: "fallback".into(),
-        selection_method: "default".into(),
-        selection_reason: "no decision matched; using providers.defaults.default_model".into(),
+        algorithm: Cow::Borrowed("static"),
+        selection_status: Cow::Borrowed("fallback"),
+        selection_method: Cow::Borrowed("default"),
+        selection_reason: Cow::Borrowed(
+            "no decision matched; using providers.defaults.default_model",
+        ),
         used_signals: input.used_signals,
         signal_errors: state.errors.clone(),
         skipped_signals: input.skipped,
@@ -71,7 +74,7 @@ pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
         let d = &recipe.decisions[w.index];
         out.decision = Some(d.name.clone());
         out.confidence = w.confidence;
-        out.algorithm = d.algorithm.kind.as_str().to_string();
+        out.algorithm = Cow::Borrowed(d.algorithm.kind.as_str());
         out.plugins = d
             .plugins
             .iter()
@@ -88,7 +91,7 @@ pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
                 out.use_reasoning = r.use_reasoning;
                 out.reasoning_effort = effort(config, Some(r));
                 out.selection_method = if d.model_refs.len() == 1 {
-                    "single".into()
+                    Cow::Borrowed("single")
                 } else {
                     out.algorithm.clone()
                 };
@@ -100,14 +103,16 @@ pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
                     &r.model_name,
                     ")",
                 ]
-                .concat();
+                .concat()
+                .into();
             }
             None => {
-                out.selection_method = "default".into();
+                out.selection_method = Cow::Borrowed("default");
                 out.selection_reason = format!(
                     "decision {} has no modelRefs; using providers.defaults.default_model",
                     d.name
-                );
+                )
+                .into();
             }
         }
         out.selection_status =
@@ -166,6 +171,7 @@ pub(crate) fn direct(
             "the request named a logical model; routing is bypassed".into()
         } else {
             format!("model \"{model}\" is neither an auto name, an entrypoint nor a logical model")
+                .into()
         },
         ..empty(config, model, kind)
     }
@@ -184,10 +190,10 @@ fn empty(config: &RouterConfig, requested_model: &str, kind: RouteKind) -> Outco
         use_reasoning: false,
         reasoning_effort: effort(config, None),
         recommended_models: Vec::new(),
-        algorithm: String::new(),
-        selection_status: String::new(),
-        selection_method: String::new(),
-        selection_reason: String::new(),
+        algorithm: Cow::Borrowed(""),
+        selection_status: Cow::Borrowed(""),
+        selection_method: Cow::Borrowed(""),
+        selection_reason: Cow::Borrowed(""),
         plugins: Vec::new(),
         matched_signals: NameMap::default(),
         used_signals: Arc::default(),
