@@ -316,7 +316,7 @@ fn upstream_request(
             }
         }
     }
-    let mut req = Request::new(UpstreamBody::new(Bytes::from(bytes)));
+    let mut req = Request::new(UpstreamBody::from(bytes));
     *req.method_mut() = Method::POST;
     *req.uri_mut() = backend.chat_uri.clone();
     *req.headers_mut() = headers;

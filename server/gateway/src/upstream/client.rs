@@ -18,14 +18,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::plain::{PlainPool, ResponseBody, IDLE_TIMEOUT, MAX_IDLE_PER_HOST};
+use super::plain::{ExchangeError, PlainPool, ResponseBody, IDLE_TIMEOUT, MAX_IDLE_PER_HOST};
 use crate::server::StartError;
 
 /// TCP connect deadline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A request body: the rewritten JSON, in one piece.
-pub type UpstreamBody = Full<Bytes>;
+pub type UpstreamBody = Bytes;
 
 /// Why an upstream exchange failed before a response head arrived.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ pub enum SendError {
     /// No connection to an `http://` backend (resolving, connecting, the deadline).
     Connect(String),
     /// Writing the request or reading the response head failed on an `http://` backend.
-    Exchange(hyper::Error),
+    Exchange(ExchangeError),
     /// An `https://` exchange failed (connecting or on the connection).
     Tls(hyper_util::client::legacy::Error),
 }
@@ -42,7 +42,7 @@ pub enum SendError {
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
     plain: Arc<PlainPool>,
-    tls: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    tls: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl UpstreamClient {
@@ -86,8 +86,8 @@ impl UpstreamClient {
         if req.uri().scheme() == Some(&Scheme::HTTP) {
             return self.plain.send(req).await;
         }
-        match self.tls.request(req).await {
-            Ok(resp) => Ok(resp.map(ResponseBody::unpooled)),
+        match self.tls.request(req.map(Full::new)).await {
+            Ok(resp) => Ok(resp.map(ResponseBody::tls)),
             Err(e) => Err(SendError::Tls(e)),
         }
     }
@@ -115,7 +115,7 @@ impl UpstreamClient {
 pub fn describe(e: &SendError) -> String {
     let (mut s, mut source): (String, Option<&(dyn std::error::Error + 'static)>) = match e {
         SendError::Connect(cause) => return format!("connection failed: {cause}"),
-        SendError::Exchange(e) => (format!("request failed: {e}"), std::error::Error::source(e)),
+        SendError::Exchange(e) => return format!("request failed: {e}"),
         SendError::Tls(e) if e.is_connect() => {
             ("connection failed".into(), std::error::Error::source(e))
         }

@@ -6,6 +6,7 @@
 //! does not forget that a backend is down.
 
 pub mod client;
+pub mod h1;
 pub(crate) mod health;
 pub mod plain;
 

@@ -1,56 +1,100 @@
-//! Keep-alive HTTP/1.1 connections to `http://` backends, pooled per I/O thread.
+//! Keep-alive HTTP/1.1 connections to `http://` backends, pooled per I/O thread, and the
+//! exchange on them.
 //!
 //! The common deployment (vLLM beside the router) speaks plain HTTP/1.1, and for it a
-//! general-purpose pool costs more than the exchange it pools: hyper-util's keys every checkout
-//! and return by `(scheme, authority)` with SipHash, byte by byte, builds the `Host` header
-//! with `format!`, and returns each connection through a spawned task. Here a connection is
-//! taken from a short list keyed by the authority (foldhash), and handed back by the response
-//! body itself when the upstream body has been read to its end ([`ResponseBody`]). A body that
-//! is dropped before its end (client gone, timeout, error) closes its connection: HTTP/1.1
+//! general-purpose client costs more than the exchange: a connection task per connection that
+//! the request's task hands its request to and gets its response back from (two task wake-ups
+//! and a channel per request), a pool keyed with SipHash, a `Host` header built with
+//! `format!`. Here the request's own task writes the request and reads the response on the
+//! connection ([`super::h1`] is the codec), and the response body reads its bytes straight off
+//! the socket as the relay polls it: every complete piece already in the buffer is handed on
+//! at once, so a burst of SSE events leaves in one write to the client.
+//!
+//! A connection is taken from a short list keyed by the authority (foldhash) and handed back
+//! by the response body itself when the body has been read to its end ([`ResponseBody`]). A
+//! body dropped before its end (client gone, timeout, error) closes its connection: HTTP/1.1
 //! cannot reuse a connection with an unread response on it.
 //!
-//! Owns: connecting (TCP, `TCP_NODELAY`, connect deadline), the HTTP/1.1 handshake, the idle
-//! lists (LIFO, at most [`MAX_IDLE_PER_HOST`] per authority, idle for at most the idle timeout,
-//! [`IDLE_TIMEOUT`] by default, swept by a timer so a backend that gets no more traffic keeps
-//! no connections open)
-//! and one retry on a fresh connection when a pooled one turned out to be closed before the
-//! request was written to it (nothing reached the backend, so this is always safe).
+//! Owns: connecting (TCP, `TCP_NODELAY`, connect deadline), the idle lists (LIFO, at most
+//! [`MAX_IDLE_PER_HOST`] per authority, idle for at most the idle timeout, [`IDLE_TIMEOUT`] by
+//! default, swept by a timer so a backend that gets no more traffic keeps no connections open;
+//! a connection the backend closed is noticed from the socket's readiness, without a system
+//! call while it is open), and one retry on a fresh connection when a pooled one failed before
+//! any byte of an answer came back. A backend closes a keep-alive connection only between
+//! requests, so such a request was never read; this is the race with the backend's idle
+//! timeout (uvicorn's is 5 s).
 
 use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use http::uri::{Authority, PathAndQuery};
-use http::{HeaderValue, Request, Response, Uri};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 
 use super::client::{SendError, UpstreamBody};
+use super::h1::{self, Decoder, Head, ProtoError, Step};
 
 /// How long an idle connection is kept.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per authority.
 pub const MAX_IDLE_PER_HOST: usize = 1024;
+/// A connection's read buffer grows by this much when it runs low.
+const READ_CHUNK: usize = 8 * 1024;
+/// The read buffer is grown before a read when less than this is free.
+const READ_MIN: usize = 1024;
 
 type IdleLists = HashMap<Box<str>, VecDeque<Idle>, foldhash::fast::RandomState>;
+
+/// Why an exchange with a plain backend failed before a usable response head.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// Writing the request failed.
+    #[error("writing the request: {0}")]
+    Write(io::Error),
+    /// Reading the response head failed.
+    #[error("reading the response: {0}")]
+    Read(io::Error),
+    /// The backend closed the connection before a whole response head.
+    #[error("connection closed before the response head")]
+    Closed,
+    /// The response is not valid HTTP/1.1.
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+}
+
+/// Why a response body could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// An `https://` backend's body (hyper).
+    #[error(transparent)]
+    Tls(#[from] hyper::Error),
+    /// Reading from a plain backend failed.
+    #[error("reading the response body: {0}")]
+    Read(io::Error),
+    /// A plain backend's body is not valid HTTP/1.1 or was cut short.
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+}
 
 /// The idle connections of one I/O thread (or of the health checker), by authority.
 #[derive(Debug)]
 pub struct PlainPool {
     idle: Mutex<IdleLists>,
-    /// Connection drivers, on the runtime of the thread that opened them. Each ends when its
-    /// connection closes: the backend closes it, a body is dropped before its end, or the
-    /// pool with its idle senders is dropped at shutdown (dropping the runtime ends the rest).
-    /// The sweeper runs here too, and ends with the pool.
-    drivers: TaskTracker,
+    /// The sweeper, on the runtime of the thread that opened the first connection; it ends
+    /// with the pool.
+    tasks: TaskTracker,
     connect_timeout: Duration,
     idle_timeout: Duration,
     /// The sweeper starts with the first connection (a runtime is running by then).
@@ -59,8 +103,80 @@ pub struct PlainPool {
 
 #[derive(Debug)]
 struct Idle {
-    sender: SendRequest<UpstreamBody>,
+    conn: Conn,
     since: Instant,
+}
+
+/// One connection to a backend and the bytes read from it but not yet used.
+#[derive(Debug)]
+struct Conn {
+    io: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    /// False once the backend has closed the connection (or sent bytes nobody asked for).
+    /// Costs a system call only when the socket has signalled something since it was last
+    /// read.
+    fn is_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Writes the head and the body, in one system call when the socket takes both.
+    async fn write_request(&mut self, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
+        while !head.is_empty() {
+            let n = self
+                .io
+                .write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)])
+                .await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let from_head = n.min(head.len());
+            head = &head[from_head..];
+            body = &body[n - from_head..];
+        }
+        self.io.write_all(body).await
+    }
+
+    /// Reads what the socket has into the buffer; 0 at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_MIN {
+            self.buf.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+
+    /// Reads the final response head (interim `1xx` heads are skipped). On failure, also
+    /// whether no byte of an answer came back.
+    async fn read_head(&mut self) -> Result<Head, (ExchangeError, bool)> {
+        let mut answered = false;
+        loop {
+            match h1::parse_head(&self.buf) {
+                Ok(Some((head, len))) => {
+                    self.buf.advance(len);
+                    answered = true;
+                    match head.status.as_u16() {
+                        101 => return Err((ProtoError::Status(101).into(), false)),
+                        100..=199 => continue,
+                        _ => return Ok(head),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return Err((e.into(), false)),
+            }
+            let unanswered = !answered && self.buf.is_empty();
+            match poll_fn(|cx| self.poll_fill(cx)).await {
+                Ok(0) => return Err((ExchangeError::Closed, unanswered)),
+                Ok(_) => {}
+                Err(e) => {
+                    let reset = e.kind() == io::ErrorKind::ConnectionReset;
+                    return Err((ExchangeError::Read(e), unanswered && reset));
+                }
+            }
+        }
+    }
 }
 
 impl PlainPool {
@@ -69,7 +185,7 @@ impl PlainPool {
     pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Self {
         Self {
             idle: Mutex::new(HashMap::default()),
-            drivers: TaskTracker::new(),
+            tasks: TaskTracker::new(),
             connect_timeout,
             idle_timeout,
             sweeping: AtomicBool::new(false),
@@ -87,77 +203,85 @@ impl PlainPool {
     }
 
     fn expired(&self, c: &Idle, now: Instant) -> bool {
-        c.sender.is_closed() || now.duration_since(c.since) > self.idle_timeout
+        now.duration_since(c.since) > self.idle_timeout || !c.conn.is_open()
     }
 
-    /// Sends `req` (an absolute `http://` URI) on a pooled or new connection.
+    /// Sends `req` (an absolute `http://` URI) on a pooled or new connection; resolves with
+    /// the response head, the body streaming from the connection.
     pub async fn send(
         self: &Arc<Self>,
-        mut req: Request<UpstreamBody>,
+        req: Request<UpstreamBody>,
     ) -> Result<Response<ResponseBody>, SendError> {
-        let Some(authority) = req.uri().authority().cloned() else {
+        let (parts, body) = req.into_parts();
+        let Some(authority) = parts.uri.authority().cloned() else {
             return Err(SendError::Connect(format!(
                 "no host in the backend URL {}",
-                req.uri()
+                parts.uri
             )));
         };
-        prepare(&mut req, &authority)?;
-        let (mut sender, mut reused) = match self.checkout(authority.as_str()) {
-            Some(s) => (s, true),
+        let target = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let mut head = Vec::with_capacity(512);
+        h1::encode_head(
+            &mut head,
+            &parts.method,
+            target,
+            host_header(&authority),
+            &parts.headers,
+            body.len(),
+        );
+        let (mut conn, mut reused) = match self.checkout(authority.as_str()) {
+            Some(c) => (c, true),
             None => (self.connect(&authority).await?, false),
         };
-        loop {
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    let back = Return {
-                        pool: Arc::clone(self),
-                        authority,
-                        sender,
-                    };
-                    return Ok(resp.map(|inner| ResponseBody::pooled(inner, back)));
+        let answer = loop {
+            let result = match conn.write_request(&head, &body).await {
+                Ok(()) => conn.read_head().await,
+                Err(e) => Err((ExchangeError::Write(e), true)),
+            };
+            match result {
+                Ok(answer) => break answer,
+                Err((e, true)) if reused => {
+                    tracing::debug!(backend = %authority, error = %e, "pooled connection closed; reconnecting");
+                    conn = self.connect(&authority).await?;
+                    reused = false;
                 }
-                Err(mut e) => match e.take_message() {
-                    // The pooled connection was closed before the request was written to
-                    // it (the backend's keep-alive timeout raced this request).
-                    Some(unsent) if reused => {
-                        tracing::debug!(backend = %authority, "pooled connection closed; reconnecting");
-                        req = unsent;
-                        sender = self.connect(&authority).await?;
-                        reused = false;
-                    }
-                    _ => return Err(SendError::Exchange(e.into_error())),
-                },
+                Err((e, _)) => return Err(SendError::Exchange(e)),
             }
-        }
+        };
+        let framing =
+            h1::framing(&parts.method, &answer).map_err(|e| SendError::Exchange(e.into()))?;
+        let back = h1::keep_alive(&answer, framing).then(|| Return {
+            pool: Arc::clone(self),
+            authority,
+        });
+        let body = ResponseBody::plain(PlainBody {
+            conn: Some(conn),
+            decoder: Decoder::new(framing),
+            back,
+        });
+        let mut resp = Response::new(body);
+        *resp.status_mut() = answer.status;
+        *resp.version_mut() = answer.version;
+        *resp.headers_mut() = answer.headers;
+        Ok(resp)
     }
 
-    /// The most recently used idle connection to `authority` that is ready for a request.
-    /// Closed and expired ones are dropped; open ones still finishing their last exchange
-    /// stay for the next caller.
-    fn checkout(&self, authority: &str) -> Option<SendRequest<UpstreamBody>> {
+    /// The most recently used idle connection to `authority` that is still open. Closed and
+    /// expired ones are dropped.
+    fn checkout(&self, authority: &str) -> Option<Conn> {
         let mut lists = self.idle.lock();
         let list = lists.get_mut(authority)?;
         let now = Instant::now();
-        let mut busy = Vec::new();
-        let found = loop {
-            let Some(c) = list.pop_back() else { break None };
-            if self.expired(&c, now) {
-                continue;
+        while let Some(c) = list.pop_back() {
+            if !self.expired(&c, now) {
+                return Some(c.conn);
             }
-            if c.sender.is_ready() {
-                break Some(c.sender);
-            }
-            busy.push(c);
-        };
-        list.extend(busy);
-        found
+        }
+        None
     }
 
     /// Puts a connection whose response was read to its end back in the pool.
-    fn put(&self, authority: &Authority, sender: SendRequest<UpstreamBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    fn put(&self, authority: &Authority, conn: Conn) {
         let now = Instant::now();
         let mut lists = self.idle.lock();
         let list = match lists.get_mut(authority.as_str()) {
@@ -165,22 +289,21 @@ impl PlainPool {
             None => lists.entry(authority.as_str().into()).or_default(),
         };
         // The oldest are at the front: drop the ones past their idle time.
-        while list.front().is_some_and(|c| self.expired(c, now)) {
+        while list
+            .front()
+            .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
+        {
             list.pop_front();
         }
         if list.len() < MAX_IDLE_PER_HOST {
-            list.push_back(Idle { sender, since: now });
+            list.push_back(Idle { conn, since: now });
         }
     }
 
-    /// Opens a connection to `authority` and starts its driver (and, the first time, the
-    /// sweeper).
-    async fn connect(
-        self: &Arc<Self>,
-        authority: &Authority,
-    ) -> Result<SendRequest<UpstreamBody>, SendError> {
+    /// Opens a connection to `authority` (and, the first time, starts the sweeper).
+    async fn connect(self: &Arc<Self>, authority: &Authority) -> Result<Conn, SendError> {
         if !self.sweeping.swap(true, Ordering::Relaxed) {
-            self.drivers
+            self.tasks
                 .spawn(sweeper(Arc::downgrade(self), self.idle_timeout / 2));
         }
         // `[::1]` in a URL, `::1` to the resolver.
@@ -189,32 +312,21 @@ impl PlainPool {
             .trim_start_matches('[')
             .trim_end_matches(']');
         let port = authority.port_u16().unwrap_or(80);
-        let stream = tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::TcpStream::connect((host, port)),
-        )
-        .await
-        .map_err(|_| {
-            SendError::Connect(format!(
-                "tcp connect error: no connection within {:?}",
-                self.connect_timeout
-            ))
-        })?
-        .map_err(|e| SendError::Connect(format!("tcp connect error: {e}")))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| SendError::Connect(format!("setting TCP_NODELAY: {e}")))?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+        let io = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
             .await
-            .map_err(SendError::Exchange)?;
-        let backend = authority.clone();
-        self.drivers.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%backend, error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+            .map_err(|_| {
+                SendError::Connect(format!(
+                    "tcp connect error: no connection within {:?}",
+                    self.connect_timeout
+                ))
+            })?
+            .map_err(|e| SendError::Connect(format!("tcp connect error: {e}")))?;
+        io.set_nodelay(true)
+            .map_err(|e| SendError::Connect(format!("setting TCP_NODELAY: {e}")))?;
+        Ok(Conn {
+            io,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+        })
     }
 }
 
@@ -230,97 +342,150 @@ async fn sweeper(pool: Weak<PlainPool>, every: Duration) {
     }
 }
 
-/// Origin-form target and a `Host` header, as an HTTP/1.1 server expects them.
-fn prepare(req: &mut Request<UpstreamBody>, authority: &Authority) -> Result<(), SendError> {
-    if !req.headers().contains_key(http::header::HOST) {
-        // Without user info; the default port left out, as browsers and hyper-util do.
-        let host = authority.as_str().rsplit('@').next().unwrap_or_default();
-        let host = host.strip_suffix(":80").unwrap_or(host);
-        let value = HeaderValue::from_str(host)
-            .map_err(|_| SendError::Connect(format!("{authority} is not a valid Host header")))?;
-        req.headers_mut().insert(http::header::HOST, value);
-    }
-    let target = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::from(target);
-    Ok(())
+/// The `Host` header for `authority`: without user info, the default port left out, as
+/// browsers and hyper-util do.
+fn host_header(authority: &Authority) -> &str {
+    let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+    host.strip_suffix(":80").unwrap_or(host)
 }
 
-/// A connection going back to its pool once its response has been read.
+/// Where a connection goes back once its response has been read.
 #[derive(Debug)]
 struct Return {
     pool: Arc<PlainPool>,
     authority: Authority,
-    sender: SendRequest<UpstreamBody>,
+}
+
+/// A plain backend's response body, read off its connection.
+#[derive(Debug)]
+struct PlainBody {
+    /// `None` once the body has ended (the connection went back or was closed).
+    conn: Option<Conn>,
+    decoder: Decoder,
+    /// `None` when the connection cannot carry another request.
+    back: Option<Return>,
+}
+
+impl PlainBody {
+    /// The body has ended: the connection goes back to its pool if it can carry another
+    /// request and nothing unasked-for followed the response.
+    fn release(&mut self) {
+        if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take()) {
+            if conn.buf.is_empty() {
+                back.pool.put(&back.authority, conn);
+            }
+        }
+    }
+
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match self.decoder.step(&mut conn.buf) {
+                Ok(Step::Data(data)) => {
+                    // A body with a length is over with its last byte, before anyone asks for
+                    // more (the client side stops polling once it has written
+                    // `content-length` bytes).
+                    if self.decoder.is_done() {
+                        self.release();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Step::Done) => {
+                    self.release();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::NeedMore) => match conn.poll_fill(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(0)) => {
+                        self.conn = None;
+                        return match self.decoder.eof() {
+                            Ok(()) => Poll::Ready(None),
+                            Err(e) => Poll::Ready(Some(Err(e.into()))),
+                        };
+                    }
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Ready(Err(e)) => {
+                        self.conn = None;
+                        return Poll::Ready(Some(Err(BodyError::Read(e))));
+                    }
+                },
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Inner {
+    Plain(PlainBody),
+    Tls(Incoming),
 }
 
 /// An upstream response body. A pooled connection goes back to its pool when the body has
 /// been read to its end; dropped earlier, the connection is closed.
 #[derive(Debug)]
 pub struct ResponseBody {
-    inner: Incoming,
-    back: Option<Return>,
+    inner: Inner,
 }
 
 impl ResponseBody {
     /// A body whose connection is not ours to return (hyper-util's pool owns it).
-    pub fn unpooled(inner: Incoming) -> Self {
-        Self { inner, back: None }
-    }
-
-    fn pooled(inner: Incoming, back: Return) -> Self {
-        let mut body = Self {
-            inner,
-            back: Some(back),
-        };
-        // An empty body (e.g. `content-length: 0`) is already at its end.
-        body.release_if_ended();
-        body
-    }
-
-    fn release_if_ended(&mut self) {
-        if self.inner.is_end_stream() {
-            self.release();
+    pub fn tls(inner: Incoming) -> Self {
+        Self {
+            inner: Inner::Tls(inner),
         }
     }
 
-    fn release(&mut self) {
-        if let Some(r) = self.back.take() {
-            r.pool.put(&r.authority, r.sender);
+    fn plain(mut body: PlainBody) -> Self {
+        // An empty body (e.g. `content-length: 0`) is already at its end.
+        if body.decoder.is_done() {
+            body.release();
+        }
+        Self {
+            inner: Inner::Plain(body),
         }
     }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            // A body with a length is over with its last byte, before anyone asks for more
-            // (the client side stops polling once it has written `content-length` bytes).
-            Poll::Ready(Some(Ok(_))) => self.release_if_ended(),
-            Poll::Ready(None) => self.release(),
-            // The connection cannot be reused.
-            Poll::Ready(Some(Err(_))) => self.back = None,
-            Poll::Pending => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.inner {
+            Inner::Plain(body) => body.poll_frame(cx),
+            Inner::Tls(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(BodyError::Tls))),
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Plain(body) => body.decoder.is_done(),
+            Inner::Tls(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Plain(body) => body
+                .decoder
+                .remaining()
+                .map_or_else(SizeHint::default, SizeHint::with_exact),
+            Inner::Tls(body) => body.size_hint(),
+        }
     }
 }
 

@@ -24,6 +24,13 @@ enum Mode {
     CloseAfterOne,
     /// A chunked head and one chunk, then nothing until the client goes away.
     Hang,
+    /// These bytes as the answer to every request; the connection stays open.
+    Raw(&'static [u8]),
+    /// These bytes as the answer, then the backend closes the connection.
+    RawThenClose(&'static [u8]),
+    /// The first request on a connection gets the `KeepAlive` answer; at the second the
+    /// backend closes the connection without answering (its keep-alive timeout raced it).
+    SilentSecond,
 }
 
 #[derive(Default)]
@@ -71,7 +78,27 @@ async fn serve(mut conn: TcpStream, mode: Mode, seen: Arc<Seen>) {
             }
         }
         buf.drain(..head_end + len);
-        seen.heads.lock().push(head);
+        let nth = {
+            let mut heads = seen.heads.lock();
+            heads.push(head);
+            heads.len()
+        };
+        if mode == Mode::SilentSecond && nth % 2 == 0 {
+            return;
+        }
+        match mode {
+            Mode::Raw(answer) => {
+                if conn.write_all(answer).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Mode::RawThenClose(answer) => {
+                let _ = conn.write_all(answer).await;
+                return;
+            }
+            _ => {}
+        }
         if mode == Mode::Hang {
             let _ = conn
                 .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n")
@@ -112,7 +139,7 @@ async fn read_head(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
 
 fn post(base: &str) -> Request<UpstreamBody> {
     Request::post(format!("{base}/v1/chat/completions"))
-        .body(UpstreamBody::new(Bytes::from_static(b"{\"model\":\"m\"}")))
+        .body(Bytes::from_static(b"{\"model\":\"m\"}"))
         .unwrap()
 }
 
@@ -168,7 +195,7 @@ async fn a_connection_the_backend_closed_is_not_reused() {
         let resp = pool.send(post(&base)).await.unwrap();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"ok");
-        // Time for the connection's driver to see the backend's end of the stream.
+        // Time for the backend's end of the stream to arrive.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(seen.accepted.load(Ordering::SeqCst), 3);
@@ -213,6 +240,133 @@ async fn idle_connections_are_closed_after_the_idle_timeout_without_more_traffic
 }
 
 #[tokio::test]
+async fn a_pooled_connection_closed_at_the_next_request_is_retried_on_a_new_one() {
+    let (base, seen, _tasks) = backend(Mode::SilentSecond).await;
+    let pool = pool();
+    for _ in 0..2 {
+        let resp = pool.send(post(&base)).await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+    }
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(seen.heads.lock().len(), 3, "the second request, sent twice");
+}
+
+/// One request: the status, the headers and the body (or why it could not be read).
+async fn exchange(
+    pool: &Arc<PlainPool>,
+    base: &str,
+) -> (http::StatusCode, http::HeaderMap, Result<Bytes, String>) {
+    let resp = pool.send(post(base)).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .map_err(|e| e.to_string());
+    (parts.status, parts.headers, body)
+}
+
+#[tokio::test]
+async fn a_new_connection_closed_without_an_answer_is_an_error_and_not_retried() {
+    let (base, seen, _tasks) = backend(Mode::RawThenClose(b"")).await;
+    let err = pool().send(post(&base)).await.unwrap_err();
+    assert_eq!(
+        describe(&err),
+        "request failed: connection closed before the response head"
+    );
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_malformed_head_is_an_error() {
+    let (base, _seen, _tasks) = backend(Mode::RawThenClose(b"HTTP/1.1 abc\r\n\r\n")).await;
+    let err = pool().send(post(&base)).await.unwrap_err();
+    assert!(
+        describe(&err).starts_with("request failed: invalid response head: "),
+        "{}",
+        describe(&err)
+    );
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_an_error_and_a_close_delimited_one_is_not() {
+    let cut = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab";
+    let (base, _seen, _tasks) = backend(Mode::RawThenClose(cut)).await;
+    let (status, _, body) = exchange(&pool(), &base).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body.unwrap_err(),
+        "connection closed before the response body ended"
+    );
+
+    let until_close = b"HTTP/1.1 200 OK\r\n\r\nuntil the end";
+    let (base, seen, _tasks) = backend(Mode::RawThenClose(until_close)).await;
+    let pool = pool();
+    for _ in 0..2 {
+        let (_, _, body) = exchange(&pool, &base).await;
+        assert_eq!(&body.unwrap()[..], b"until the end");
+    }
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn interim_heads_are_skipped_and_empty_bodies_keep_the_connection() {
+    let answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n";
+    let (base, seen, _tasks) = backend(Mode::Raw(answer)).await;
+    let pool = pool();
+    for _ in 0..3 {
+        let (status, headers, body) = exchange(&pool, &base).await;
+        assert_eq!(status, 204);
+        assert_eq!(headers["x-a"], "1");
+        assert!(body.unwrap().is_empty());
+    }
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_response_that_says_close_does_not_go_back_to_the_pool() {
+    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+    let (base, seen, _tasks) = backend(Mode::Raw(answer)).await;
+    let pool = pool();
+    for _ in 0..2 {
+        let (_, _, body) = exchange(&pool, &base).await;
+        assert_eq!(&body.unwrap()[..], b"ok");
+    }
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 2);
+    assert!(reaches(&seen.ended, 1).await, "the client closed the first");
+}
+
+#[tokio::test]
+async fn chunks_already_read_come_out_without_waiting_and_the_connection_is_reused() {
+    let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+        6\r\ndata: \r\n3\r\nabc\r\n2\r\n\n\n\r\n0\r\n\r\n";
+    let (base, seen, _tasks) = backend(Mode::Raw(answer)).await;
+    let pool = pool();
+    for _ in 0..3 {
+        let resp = pool.send(post(&base)).await.unwrap();
+        assert_eq!(resp.headers()["transfer-encoding"], "chunked");
+        let mut body = std::pin::pin!(resp.into_body());
+        // The whole answer has long arrived: every frame is ready without another read.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut frames = Vec::new();
+        loop {
+            match http_body::Body::poll_frame(body.as_mut(), &mut cx) {
+                std::task::Poll::Ready(Some(frame)) => {
+                    frames.push(frame.unwrap().into_data().unwrap());
+                }
+                std::task::Poll::Ready(None) => break,
+                std::task::Poll::Pending => panic!("waited with {frames:?} read"),
+            }
+        }
+        assert_eq!(frames, ["data: ", "abc", "\n\n"]);
+        assert!(http_body::Body::is_end_stream(&*body));
+    }
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn a_refused_connection_says_so() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -232,21 +386,14 @@ async fn a_refused_connection_says_so() {
 
 #[test]
 fn the_host_header_leaves_out_user_info_and_the_default_port() {
-    for (url, host, target) in [
-        (
-            "http://10.0.0.1:8000/v1/x?q=1",
-            "10.0.0.1:8000",
-            "/v1/x?q=1",
-        ),
-        ("http://vllm/v1/x", "vllm", "/v1/x"),
-        ("http://vllm:80/v1/x", "vllm", "/v1/x"),
-        ("http://u:p@vllm:81/v1/x", "vllm:81", "/v1/x"),
-        ("http://[::1]:8000", "[::1]:8000", "/"),
+    for (url, host) in [
+        ("http://10.0.0.1:8000/v1/x?q=1", "10.0.0.1:8000"),
+        ("http://vllm/v1/x", "vllm"),
+        ("http://vllm:80/v1/x", "vllm"),
+        ("http://u:p@vllm:81/v1/x", "vllm:81"),
+        ("http://[::1]:8000", "[::1]:8000"),
     ] {
-        let mut req = Request::post(url).body(UpstreamBody::default()).unwrap();
-        let authority = req.uri().authority().cloned().unwrap();
-        super::prepare(&mut req, &authority).unwrap();
-        assert_eq!(req.headers()["host"], host, "{url}");
-        assert_eq!(req.uri(), target, "{url}");
+        let uri: http::Uri = url.parse().unwrap();
+        assert_eq!(super::host_header(uri.authority().unwrap()), host, "{url}");
     }
 }

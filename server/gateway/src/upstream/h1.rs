@@ -1,0 +1,421 @@
+//! HTTP/1.1 on the wire for plain `http://` backends (RFC 9112): the request head we write,
+//! the response head we read (parsed by `httparse`), and the response body's framing and
+//! decoding.
+//!
+//! Pure functions over byte buffers, no I/O: [`super::plain`] owns the connections and calls
+//! these as bytes arrive. Strict where a mistake would desynchronise a reused connection
+//! (lengths, chunk sizes, conflicting framing), lenient where RFC 9112 allows it (a bare LF
+//! ending a chunk line).
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+
+/// The longest response head (status line and headers) accepted.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The most header lines a response head may have.
+const MAX_HEADERS: usize = 128;
+/// The longest chunk-size line (with extensions) accepted.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// Why a response could not be read as HTTP/1.1.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    /// The status line or a header line is malformed.
+    #[error("invalid response head: {0}")]
+    Head(httparse::Error),
+    /// The head did not end within [`MAX_HEAD`] bytes.
+    #[error("response head larger than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    /// A header name or value `http` does not accept.
+    #[error("invalid response header {0:?}")]
+    Header(String),
+    /// The status code is out of range, or asks to switch protocols (never requested).
+    #[error("unexpected response status {0}")]
+    Status(u16),
+    /// `content-length` is not a number, or several disagree.
+    #[error("invalid content-length in the response")]
+    ContentLength,
+    /// A chunk-size line is not a hexadecimal size, or is too long.
+    #[error("invalid chunk size line in the response body")]
+    ChunkSize,
+    /// A chunk's data is not followed by CRLF.
+    #[error("missing CRLF after a chunk of the response body")]
+    ChunkEnd,
+    /// The trailer section did not end within [`MAX_HEAD`] bytes.
+    #[error("response trailers larger than {MAX_HEAD} bytes")]
+    TrailersTooLarge,
+    /// The backend closed the connection before the body's end.
+    #[error("connection closed before the response body ended")]
+    Truncated,
+}
+
+/// Appends a request head to `out`: request line, `host` (unless `headers` has one), every
+/// header but framing ones, then `content-length` when there is a body or the method carries
+/// one.
+pub fn encode_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    host: &str,
+    headers: &HeaderMap,
+    body_len: usize,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(HOST) {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let has_body = body_len > 0 || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    if has_body {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(body_len.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct Head {
+    /// Status code.
+    pub status: StatusCode,
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub version: Version,
+    /// The headers, in order.
+    pub headers: HeaderMap,
+}
+
+/// Parses a response head at the start of `buf`: the head and its length, or `None` when
+/// more bytes are needed.
+///
+/// # Errors
+/// The head is malformed or longer than [`MAX_HEAD`].
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, ProtoError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err(ProtoError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(ProtoError::Head(e)),
+    };
+    let code = resp.code.unwrap_or_default();
+    let status = StatusCode::from_u16(code).map_err(|_| ProtoError::Status(code))?;
+    let version = match resp.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| ProtoError::Header(h.name.to_string()))?;
+        let value =
+            HeaderValue::from_bytes(h.value).map_err(|_| ProtoError::Header(h.name.to_string()))?;
+        headers.append(name, value);
+    }
+    Ok(Some((
+        Head {
+            status,
+            version,
+            headers,
+        },
+        len,
+    )))
+}
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: a response to `HEAD`, a `204` or a `304`.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Everything until the backend closes the connection.
+    Close,
+}
+
+/// The framing of a response to `method` with this head.
+///
+/// # Errors
+/// `content-length` is malformed or its values disagree.
+pub fn framing(method: &Method, head: &Head) -> Result<Framing, ProtoError> {
+    let code = head.status.as_u16();
+    if *method == Method::HEAD || code == 204 || code == 304 {
+        return Ok(Framing::Empty);
+    }
+    if head.headers.contains_key(TRANSFER_ENCODING) {
+        // The final coding decides; anything but chunked runs until the connection closes.
+        let last = head
+            .headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|c| !c.is_empty());
+        return Ok(match last {
+            Some(c) if c.eq_ignore_ascii_case("chunked") => Framing::Chunked,
+            _ => Framing::Close,
+        });
+    }
+    let mut length = None;
+    for value in head.headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(part.trim_ascii()).ok_or(ProtoError::ContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(ProtoError::ContentLength);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(Framing::Close, |n| {
+        if n == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        }
+    }))
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
+}
+
+/// Whether the connection may carry another request once this response has been read.
+pub fn keep_alive(head: &Head, framing: Framing) -> bool {
+    if framing == Framing::Close {
+        return false;
+    }
+    let has = |token: &str| {
+        head.headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    match head.version {
+        Version::HTTP_10 => has("keep-alive"),
+        _ => !has("close"),
+    }
+}
+
+/// What the decoder made of the bytes it has.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Body bytes (taken from the buffer without copying).
+    Data(Bytes),
+    /// More bytes are needed.
+    NeedMore,
+    /// The body has ended; the buffer holds whatever followed it.
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Length(u64),
+    Close,
+    ChunkSize,
+    ChunkData(u64),
+    ChunkEnd,
+    Trailers(usize),
+    Done,
+}
+
+/// Decodes a response body from a buffer the connection fills.
+#[derive(Debug)]
+pub struct Decoder {
+    state: State,
+}
+
+impl Decoder {
+    /// A decoder for a body framed as `framing`.
+    pub fn new(framing: Framing) -> Self {
+        let state = match framing {
+            Framing::Empty => State::Done,
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::ChunkSize,
+            Framing::Close => State::Close,
+        };
+        Self { state }
+    }
+
+    /// True once the whole body has been decoded.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// The bytes still to come, when the framing says.
+    pub fn remaining(&self) -> Option<u64> {
+        match self.state {
+            State::Length(n) => Some(n),
+            State::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Takes the next piece of body from `buf`.
+    ///
+    /// # Errors
+    /// The chunked coding is malformed.
+    pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, ProtoError> {
+        loop {
+            match self.state {
+                State::Done => return Ok(Step::Done),
+                State::Length(n) => {
+                    if buf.is_empty() {
+                        return Ok(Step::NeedMore);
+                    }
+                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+                    let left = n - take as u64;
+                    self.state = if left == 0 {
+                        State::Done
+                    } else {
+                        State::Length(left)
+                    };
+                    return Ok(Step::Data(buf.split_to(take).freeze()));
+                }
+                State::Close => {
+                    if buf.is_empty() {
+                        return Ok(Step::NeedMore);
+                    }
+                    return Ok(Step::Data(buf.split().freeze()));
+                }
+                State::ChunkSize => {
+                    let Some(line) = take_line(buf, MAX_CHUNK_LINE, ProtoError::ChunkSize)? else {
+                        return Ok(Step::NeedMore);
+                    };
+                    let size = chunk_size(&line)?;
+                    self.state = if size == 0 {
+                        State::Trailers(0)
+                    } else {
+                        State::ChunkData(size)
+                    };
+                }
+                State::ChunkData(n) => {
+                    if buf.is_empty() {
+                        return Ok(Step::NeedMore);
+                    }
+                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+                    let left = n - take as u64;
+                    self.state = if left == 0 {
+                        State::ChunkEnd
+                    } else {
+                        State::ChunkData(left)
+                    };
+                    return Ok(Step::Data(buf.split_to(take).freeze()));
+                }
+                State::ChunkEnd => match buf.first() {
+                    None => return Ok(Step::NeedMore),
+                    Some(b'\n') => {
+                        buf.advance(1);
+                        self.state = State::ChunkSize;
+                    }
+                    Some(b'\r') if buf.len() < 2 => return Ok(Step::NeedMore),
+                    Some(b'\r') if buf[1] == b'\n' => {
+                        buf.advance(2);
+                        self.state = State::ChunkSize;
+                    }
+                    Some(_) => return Err(ProtoError::ChunkEnd),
+                },
+                State::Trailers(seen) => {
+                    let room = MAX_HEAD.saturating_sub(seen);
+                    let Some(line) = take_line(buf, room, ProtoError::TrailersTooLarge)? else {
+                        return Ok(Step::NeedMore);
+                    };
+                    // Trailers are not relayed: the client side is HTTP/1.1 without them.
+                    self.state = if line.is_empty() {
+                        State::Done
+                    } else {
+                        State::Trailers(seen + line.len() + 2)
+                    };
+                }
+            }
+        }
+    }
+
+    /// The backend closed the connection: the end of a close-delimited body, an error for
+    /// any other body that has not ended.
+    ///
+    /// # Errors
+    /// The body was cut short.
+    pub fn eof(&mut self) -> Result<(), ProtoError> {
+        match self.state {
+            State::Close | State::Done => {
+                self.state = State::Done;
+                Ok(())
+            }
+            _ => Err(ProtoError::Truncated),
+        }
+    }
+}
+
+/// Takes one line (without its CRLF or bare LF) off the front of `buf`; `None` when the line
+/// has not ended yet, `too_long` when it has not ended within `max` bytes.
+fn take_line(
+    buf: &mut BytesMut,
+    max: usize,
+    too_long: ProtoError,
+) -> Result<Option<Bytes>, ProtoError> {
+    let Some(end) = memchr::memchr(b'\n', &buf[..buf.len().min(max)]) else {
+        return if buf.len() >= max {
+            Err(too_long)
+        } else {
+            Ok(None)
+        };
+    };
+    let mut line = buf.split_to(end + 1);
+    line.truncate(end);
+    if line.last() == Some(&b'\r') {
+        line.truncate(end - 1);
+    }
+    Ok(Some(line.freeze()))
+}
+
+/// The size on a chunk-size line: hexadecimal digits, then optional whitespace and extensions.
+fn chunk_size(line: &[u8]) -> Result<u64, ProtoError> {
+    let digits = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let (hex, rest) = line.split_at(digits);
+    let rest = rest.trim_ascii_start();
+    if hex.is_empty() || hex.len() > 15 || !(rest.is_empty() || rest[0] == b';') {
+        return Err(ProtoError::ChunkSize);
+    }
+    Ok(hex.iter().fold(0u64, |n, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => d - b'A' + 10,
+        };
+        n * 16 + u64::from(v)
+    }))
+}
+
+#[cfg(test)]
+#[path = "h1_tests.rs"]
+mod tests;
