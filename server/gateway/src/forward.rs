@@ -268,7 +268,8 @@ fn upstream_request(
         message: format!("cannot serialise the rewritten body: {e}"),
         param: None,
     })?;
-    let mut headers = HeaderMap::new();
+    // The client's, less framing ones, plus the few set here: growing the map rehashes it.
+    let mut headers = HeaderMap::with_capacity(ctx.client_headers.len() + 4);
     for (k, v) in ctx.client_headers {
         if !HOP_BY_HOP.contains(&k.as_str()) {
             headers.append(k.clone(), v.clone());
@@ -293,7 +294,7 @@ fn upstream_request(
     }
     let b = &backend.config;
     if let Some(key) = &b.api_key {
-        headers.remove("authorization");
+        headers.remove(http::header::AUTHORIZATION);
         set(
             &mut headers,
             &b.auth_header,
@@ -364,16 +365,19 @@ fn relay(
         feedback,
     } = watch;
     let (parts, inner) = resp.into_parts();
-    // Room for the router's own headers too (`headers::add_headers`): growing the map later
-    // rehashes it.
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + ROUTER_HEADERS);
+    let mut headers = parts.headers;
     let strip = stripping(&tap);
-    for (k, v) in &parts.headers {
-        let keep = !HOP_BY_HOP.contains(&k.as_str()) || (k == "content-length" && !strip);
-        if keep {
-            headers.append(k.clone(), v.clone());
-        }
+    // Usually none or one (`transfer-encoding` on a stream): removing them is cheaper than
+    // copying the rest into a new map.
+    let drop = |k: &HeaderName| {
+        HOP_BY_HOP.contains(&k.as_str()) && (k != http::header::CONTENT_LENGTH || strip)
+    };
+    while let Some(k) = headers.keys().find(|k| drop(k)).cloned() {
+        headers.remove(&k);
     }
+    // Room for the router's own headers (`headers::add_headers`); the plain client parses
+    // heads with it already. Growing the map later rehashes it.
+    headers.reserve(ROUTER_HEADERS);
     // hyper reads the length off the head (`content-length`, or none for chunked/SSE).
     let expected = inner.size_hint().exact();
     let body = RelayBody {

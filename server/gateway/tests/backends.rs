@@ -161,3 +161,94 @@ async fn provider_key_replaces_the_client_credential_and_effort_is_injected() {
     );
     assert!(sent.body.get("reasoning_effort").is_none());
 }
+
+/// A backend on a raw socket that answers every request with `answer`, as written; it runs
+/// on the returned tracker's tasks.
+async fn raw_backend(answer: &'static [u8]) -> (String, tokio_util::task::TaskTracker) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    let tasks = tokio_util::task::TaskTracker::new();
+    let t = tasks.clone();
+    tasks.spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            t.spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request: its head, then `content-length` bytes of body.
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + 4 + len {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + 4 + len);
+                    if conn.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (endpoint, tasks)
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_stay_on_their_hop_and_framing_is_the_routers() {
+    let completion = r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}"#;
+    let sized: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: keep-alive\r\n\
+             keep-alive: timeout=5\r\nx-backend: raw\r\ncontent-length: {}\r\n\r\n{completion}",
+            completion.len()
+        )
+        .into_boxed_str(),
+    );
+    // The same body chunked, in two chunks, with a trailer.
+    let (a, b) = completion.split_at(10);
+    let chunked: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\
+             trailer: x-t\r\nx-backend: raw\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\nx-t: 1\r\n\r\n",
+            a.len(),
+            b.len()
+        )
+        .into_boxed_str(),
+    );
+    for answer in [sized, chunked] {
+        let (endpoint, _tasks) = raw_backend(answer.as_bytes()).await;
+        let backends = format!("[{{name: a, endpoint: \"{endpoint}\"}}]");
+        let (gw, _dir) = start_yaml(&one_model("{}", &backends, "")).await;
+        let client = reqwest::Client::new();
+        // Twice: the second goes over the pooled connection.
+        for _ in 0..2 {
+            let r = post(&client, gw.listeners()[0].addr, &hello()).await;
+            assert_eq!(r.status(), 200);
+            let h = r.headers().clone();
+            assert_eq!(h["x-backend"], "raw", "{answer}");
+            assert_eq!(h["x-vsr-selected-model"], "m");
+            for hop in ["keep-alive", "trailer", "x-t"] {
+                assert!(!h.contains_key(hop), "{hop} relayed: {h:?}");
+            }
+            assert_ne!(
+                h.get("connection").map(|v| v.to_str().unwrap()),
+                Some("keep-alive")
+            );
+            let text = r.text().await.unwrap();
+            assert_eq!(text, completion, "{answer}");
+        }
+    }
+}

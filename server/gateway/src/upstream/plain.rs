@@ -54,6 +54,8 @@ pub const MAX_IDLE_PER_HOST: usize = 1024;
 const READ_CHUNK: usize = 8 * 1024;
 /// The read buffer is grown before a read when less than this is free.
 const READ_MIN: usize = 1024;
+/// Room in a response's header map for the headers the router adds before relaying it.
+const RESPONSE_HEADROOM: usize = 16;
 
 type IdleLists = HashMap<Box<str>, VecDeque<Idle>, foldhash::fast::RandomState>;
 
@@ -153,7 +155,7 @@ impl Conn {
     async fn read_head(&mut self) -> Result<Head, (ExchangeError, bool)> {
         let mut answered = false;
         loop {
-            match h1::parse_head(&self.buf) {
+            match h1::parse_head(&self.buf, RESPONSE_HEADROOM) {
                 Ok(Some((head, len))) => {
                     self.buf.advance(len);
                     answered = true;
@@ -345,7 +347,8 @@ async fn sweeper(pool: Weak<PlainPool>, every: Duration) {
 /// The `Host` header for `authority`: without user info, the default port left out, as
 /// browsers and hyper-util do.
 fn host_header(authority: &Authority) -> &str {
-    let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let all = authority.as_str();
+    let host = all.rfind('@').map_or(all, |at| &all[at + 1..]);
     host.strip_suffix(":80").unwrap_or(host)
 }
 
