@@ -50,8 +50,10 @@ use super::h1::{self, Decoder, Head, ProtoError, Step};
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per authority.
 pub const MAX_IDLE_PER_HOST: usize = 1024;
-/// A connection's read buffer grows by this much when it runs low.
+/// A connection's read buffer grows by this much when it runs low…
 const READ_CHUNK: usize = 8 * 1024;
+/// …and by up to this much after reads that filled it (a large body).
+const READ_CHUNK_MAX: usize = 256 * 1024;
 /// The read buffer is grown before a read when less than this is free.
 const READ_MIN: usize = 1024;
 /// Room in a response's header map for the headers the router adds before relaying it.
@@ -114,6 +116,9 @@ struct Idle {
 struct Conn {
     io: TcpStream,
     buf: BytesMut,
+    /// How much the buffer grows by next: doubled after every read that filled it, back to
+    /// [`READ_CHUNK`] after one that did not.
+    grow: usize,
 }
 
 impl Conn {
@@ -145,9 +150,18 @@ impl Conn {
     /// Reads what the socket has into the buffer; 0 at the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < READ_MIN {
-            self.buf.reserve(READ_CHUNK);
+            self.buf.reserve(self.grow);
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+        let room = self.buf.capacity() - self.buf.len();
+        let read = tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf);
+        if let Poll::Ready(Ok(n)) = read {
+            self.grow = if n == room {
+                (self.grow * 2).min(READ_CHUNK_MAX)
+            } else {
+                READ_CHUNK
+            };
+        }
+        read
     }
 
     /// Reads the final response head (interim `1xx` heads are skipped). On failure, also
@@ -328,6 +342,7 @@ impl PlainPool {
         Ok(Conn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
+            grow: READ_CHUNK,
         })
     }
 }

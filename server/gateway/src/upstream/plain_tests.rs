@@ -28,6 +28,8 @@ enum Mode {
     Raw(&'static [u8]),
     /// These bytes as the answer, then the backend closes the connection.
     RawThenClose(&'static [u8]),
+    /// The request body back, as the response body.
+    Echo,
     /// The first request on a connection gets the `KeepAlive` answer; at the second the
     /// backend closes the connection without answering (its keep-alive timeout raced it).
     SilentSecond,
@@ -77,7 +79,16 @@ async fn serve(mut conn: TcpStream, mode: Mode, seen: Arc<Seen>) {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        buf.drain(..head_end + len);
+        let body: Vec<u8> = buf.drain(..head_end + len).skip(head_end).collect();
+        if mode == Mode::Echo {
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+            if conn.write_all(head.as_bytes()).await.is_err()
+                || conn.write_all(&body).await.is_err()
+            {
+                return;
+            }
+            continue;
+        }
         let nth = {
             let mut heads = seen.heads.lock();
             heads.push(head);
@@ -362,6 +373,33 @@ async fn chunks_already_read_come_out_without_waiting_and_the_connection_is_reus
         }
         assert_eq!(frames, ["data: ", "abc", "\n\n"]);
         assert!(http_body::Body::is_end_stream(&*body));
+    }
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn bodies_larger_than_the_socket_buffers_go_both_ways_intact() {
+    let (base, seen, _tasks) = backend(Mode::Echo).await;
+    let pool = pool();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let big = Bytes::from(big);
+    for _ in 0..2 {
+        let req = Request::post(format!("{base}/v1/chat/completions"))
+            .body(big.clone())
+            .unwrap();
+        let resp = pool.send(req).await.unwrap();
+        assert_eq!(resp.headers()["content-length"], "3000000");
+        let mut body = resp.into_body();
+        let mut frames = 0;
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+            frames += 1;
+        }
+        assert!(frames > 1, "read in pieces");
+        // Reads grow with a large body: far fewer than one per 8 KiB.
+        assert!(frames < 3_000_000 / 8192 / 2, "{frames} frames");
+        assert!(got == big, "the echoed body differs");
     }
     assert_eq!(seen.accepted.load(Ordering::SeqCst), 1);
 }
