@@ -187,19 +187,45 @@ impl Tap {
             }
             return b;
         }
-        self.partial.extend_from_slice(&b);
-        let mut out = BytesMut::new();
-        while let Some(end) = find_frame_end(&self.partial) {
-            let frame = self.partial.split_to(end);
-            if self.frame(&frame) {
-                out.extend_from_slice(&frame);
+        // The frames that end in this chunk are inspected; an unterminated last one waits for
+        // its end. Usually a chunk is whole frames, all kept: it goes on as it is, uncopied.
+        let data = if self.partial.is_empty() {
+            b
+        } else {
+            self.partial.extend_from_slice(&b);
+            self.partial.split().freeze()
+        };
+        let mut start = 0;
+        // Set once a frame is dropped: the kept bytes, and where the next kept run begins.
+        let mut kept: Option<(BytesMut, usize)> = None;
+        while let Some(len) = find_frame_end(&data[start..]) {
+            let end = start + len;
+            if !self.frame(&data[start..end]) {
+                let (out, from) = kept.get_or_insert_with(|| (BytesMut::new(), 0));
+                out.extend_from_slice(&data[*from..start]);
+                *from = end;
+            }
+            start = end;
+        }
+        if start < data.len() {
+            self.partial.extend_from_slice(&data[start..]);
+        }
+        match kept {
+            None => data.slice(..start),
+            Some((mut out, from)) => {
+                out.extend_from_slice(&data[from..start]);
+                out.freeze()
             }
         }
-        out.freeze()
     }
 
     /// Inspects one SSE frame; false drops it from the client stream.
     fn frame(&mut self, frame: &[u8]) -> bool {
+        // Most frames have no usage, or `"usage":null` (every chunk of a stream that asked for
+        // it): decided on the raw bytes.
+        if !may_have_usage(frame) {
+            return true;
+        }
         let Ok(text) = std::str::from_utf8(frame) else {
             return true;
         };
@@ -409,14 +435,23 @@ fn after_colon(b: &[u8]) -> Option<&[u8]> {
     b.trim_ascii_start().strip_prefix(b":")
 }
 
+/// Whether a `"usage"` key in `frame` may have a value other than `null`. (Text that merely
+/// mentions `"usage"` inside a JSON string has its quotes escaped and does not match.)
+fn may_have_usage(frame: &[u8]) -> bool {
+    const KEY: &[u8] = b"\"usage\"";
+    memchr::memmem::find_iter(frame, KEY).any(|at| {
+        !after_colon(&frame[at + KEY.len()..])
+            .is_some_and(|value| value.trim_ascii_start().starts_with(b"null"))
+    })
+}
+
 /// Index just past the first `\n\n` (or `\r\n\r\n`) frame terminator.
 fn find_frame_end(b: &[u8]) -> Option<usize> {
-    let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    match (lf, crlf) {
-        (Some(a), Some(c)) => Some(a.min(c)),
-        (a, c) => a.or(c),
-    }
+    memchr::memchr_iter(b'\n', b).find_map(|i| match b.get(i + 1) {
+        Some(b'\n') => Some(i + 2),
+        Some(b'\r') if i > 0 && b[i - 1] == b'\r' && b.get(i + 2) == Some(&b'\n') => Some(i + 3),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -569,5 +604,66 @@ mod tests {
             frames.as_bytes(),
             "kept when the client asked for usage"
         );
+    }
+
+    #[test]
+    fn whole_frames_go_on_uncopied_and_null_usage_is_not_usage() {
+        let frames = "data: {\"choices\":[{\"delta\":{\"content\":\"the \\\"usage\\\" of it\"}}],\"usage\":null}\n\n\
+                      data: {\"choices\":[],\"usage\": null}\r\n\r\n";
+        let mut t = Tap::new(true, true, None);
+        let input = Bytes::from(frames);
+        let out = t.chunk(input.clone());
+        assert_eq!(out, input);
+        assert_eq!(out.as_ptr(), input.as_ptr(), "not copied");
+        assert_eq!(t.usage(), None);
+        assert_eq!(t.finish(), None);
+
+        // An unterminated frame is held back until its end; the whole ones before it go on.
+        let mut t = Tap::new(true, true, None);
+        let first = "data: {\"choices\":[]}\n\ndata: {\"cho";
+        let out = t.chunk(Bytes::from(first));
+        assert_eq!(&out[..], b"data: {\"choices\":[]}\n\n");
+        let out = t.chunk(Bytes::from("ices\":[]}\n\n"));
+        assert_eq!(&out[..], b"data: {\"choices\":[]}\n\n");
+    }
+
+    #[test]
+    fn only_the_usage_frame_is_dropped_from_a_chunk_of_many() {
+        let a = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":null}\n\n";
+        let u =
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n";
+        let done = "data: [DONE]\n\n";
+        let mut t = Tap::new(true, true, None);
+        let out = t.chunk(Bytes::from(format!("{a}{u}{done}data: {{\"x")));
+        assert_eq!(
+            String::from_utf8(out.to_vec()).unwrap(),
+            format!("{a}{done}")
+        );
+        assert_eq!(t.usage().unwrap().completion_tokens, 2);
+        assert_eq!(&t.finish().unwrap()[..], b"data: {\"x");
+    }
+
+    #[test]
+    fn frame_ends_are_found_as_before() {
+        fn by_windows(b: &[u8]) -> Option<usize> {
+            let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+            let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+            match (lf, crlf) {
+                (Some(a), Some(c)) => Some(a.min(c)),
+                (a, c) => a.or(c),
+            }
+        }
+        // Every string of up to 7 bytes over {a, \r, \n}.
+        let alphabet = [b'a', b'\r', b'\n'];
+        for len in 0..=7u32 {
+            for mut code in 0..3usize.pow(len) {
+                let mut b = Vec::new();
+                for _ in 0..len {
+                    b.push(alphabet[code % 3]);
+                    code /= 3;
+                }
+                assert_eq!(find_frame_end(&b), by_windows(&b), "{b:?}");
+            }
+        }
     }
 }
