@@ -289,16 +289,18 @@ impl Decoder {
         loop {
             match self.state {
                 State::Done => return Ok(Step::Done),
-                State::Length(n) => {
+                // A sized body, or a chunk's data: as much of the rest as has arrived.
+                State::Length(n) | State::ChunkData(n) => {
                     if buf.is_empty() {
                         return Ok(Step::NeedMore);
                     }
                     let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
                     let left = n - take as u64;
-                    self.state = if left == 0 {
-                        State::Done
-                    } else {
-                        State::Length(left)
+                    self.state = match (self.state, left) {
+                        (State::Length(_), 0) => State::Done,
+                        (State::Length(_), _) => State::Length(left),
+                        (_, 0) => State::ChunkEnd,
+                        _ => State::ChunkData(left),
                     };
                     return Ok(Step::Data(buf.split_to(take).freeze()));
                 }
@@ -318,19 +320,6 @@ impl Decoder {
                     } else {
                         State::ChunkData(size)
                     };
-                }
-                State::ChunkData(n) => {
-                    if buf.is_empty() {
-                        return Ok(Step::NeedMore);
-                    }
-                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-                    let left = n - take as u64;
-                    self.state = if left == 0 {
-                        State::ChunkEnd
-                    } else {
-                        State::ChunkData(left)
-                    };
-                    return Ok(Step::Data(buf.split_to(take).freeze()));
                 }
                 State::ChunkEnd => match buf.first() {
                     None => return Ok(Step::NeedMore),
