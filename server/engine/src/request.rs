@@ -149,8 +149,21 @@ impl Headers {
     }
 }
 
+/// Bytes of `v` as compact JSON, counted as it is written rather than built as text (tool
+/// lists of agents run to tens of kilobytes per request).
 fn json_len(v: &Value) -> usize {
-    serde_json::to_string(v).map(|s| s.len()).unwrap_or(0)
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, v).map_or(0, |()| count.0)
 }
 
 impl RequestView {
@@ -415,6 +428,22 @@ fn facts(req: &RequestView) -> ConversationFacts {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn json_len_is_the_length_of_the_compact_text() {
+        for v in [
+            json!(null),
+            json!("a \"quoted\" é\n"),
+            json!([{"type": "function", "function": {"name": "f", "parameters": {"x": 1.5}}}]),
+            json!({"k": [1, -2, true, {}, []]}),
+        ] {
+            assert_eq!(
+                json_len(&v),
+                serde_json::to_string(&v).unwrap().len(),
+                "{v}"
+            );
+        }
+    }
 
     #[test]
     fn headers_keep_their_order_with_lowercased_names() {
