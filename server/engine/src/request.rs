@@ -290,8 +290,9 @@ pub struct SignalText {
     pub prior_user: Vec<String>,
     /// System, developer and assistant texts in order.
     pub non_user: Vec<String>,
-    /// Non-user texts and the current user text joined with spaces.
-    pub context_text: String,
+    /// Bytes of the non-user texts and the current user text joined with spaces (the
+    /// `context` family's estimate reads only the length, so the text is never built).
+    pub context_bytes: usize,
     /// An assistant message precedes the current user turn.
     pub assistant_before_user: bool,
     /// `text` bounded to 2048 characters (head, middle and tail thirds).
@@ -376,11 +377,10 @@ impl SignalText {
             Some(c) => req.messages[c].text.clone(),
             None => s.non_user.join(" "),
         };
-        let mut ctx_parts = s.non_user.clone();
-        if current.is_some() {
-            ctx_parts.push(s.text.clone());
-        }
-        s.context_text = ctx_parts.join(" ");
+        let current_text = current.map(|_| s.text.len());
+        let parts = s.non_user.iter().map(String::len).chain(current_text);
+        let (count, bytes) = parts.fold((0usize, 0), |(n, b), len| (n + 1, b + len));
+        s.context_bytes = bytes + count.saturating_sub(1);
         s.bounded = bound(&s.text);
         s.facts = facts(req);
         s
@@ -485,7 +485,7 @@ mod tests {
         assert_eq!(s.text, "second");
         assert_eq!(s.prior_user, vec!["first"]);
         assert_eq!(s.non_user, vec!["be brief", "answer"]);
-        assert_eq!(s.context_text, "be brief answer second");
+        assert_eq!(s.context_bytes, "be brief answer second".len());
         assert!(s.assistant_before_user);
         assert_eq!(s.facts.images, 1);
     }
@@ -500,6 +500,9 @@ mod tests {
         let req = RequestView::from_json(&body).unwrap();
         let s = SignalText::of(&req);
         assert_eq!(s.text, "sys");
+        // Without a user turn, only the non-user texts count (as they did joined).
+        assert_eq!(s.context_bytes, "sys".len());
+        assert_eq!(SignalText::of(&RequestView::default()).context_bytes, 0);
         assert!(s.facts.active_tool_loop);
         assert_eq!(s.facts.assistant_tool_calls, 1);
         assert_eq!(s.facts.tool_results, 1);

@@ -1,7 +1,7 @@
 //! The `context` family (contract §3.9): an estimated token count of the request and the
 //! inclusive ranges of the context rules.
 //!
-//! Owns the token estimate `max(ceil(bytes(context_text)/4), facts.token_floor)` (no EMA
+//! Owns the token estimate `max(ceil(context_bytes/4), facts.token_floor)` (no EMA
 //! recalibration yet) and the range check. Several rules may match; none writes a confidence.
 
 use vllm_sr_config::model::ContextRule;
@@ -17,7 +17,7 @@ pub struct ContextSignals {
 
 /// The request's estimated token count (the proxy reports it in a header).
 pub fn token_count(st: &SignalText) -> u64 {
-    (st.context_text.len() as u64)
+    (st.context_bytes as u64)
         .div_ceil(4)
         .max(st.facts.token_floor)
 }
@@ -91,7 +91,7 @@ mod tests {
     }
 
     #[test]
-    fn count_uses_floor_and_context_text() {
+    fn count_uses_floor_and_context_bytes() {
         let req = RequestView::from_text(&"a".repeat(4001));
         let st = SignalText::of(&req);
         // Context text: 4001 bytes → 1001; floor: ceil((4001+4)/4) + 4 framing = 1006.
