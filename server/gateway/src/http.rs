@@ -28,7 +28,7 @@ use crate::learning::UsageFeedback;
 use crate::live::LiveState;
 use crate::metrics::Metrics;
 use crate::replay::{End, Pending, Replay, RequestInfo};
-use crate::service::{route, RouteParams, Routed};
+use crate::service::{raw_messages, route, RouteParams, Routed, RAW_MESSAGES_MIN};
 
 /// Request limits.
 #[derive(Debug, Clone, Copy)]
@@ -338,9 +338,12 @@ async fn chat_inner(
         want_usage: app.replay.is_some(),
         record: app.replay.is_some(),
     };
-    let routed = route(&live, &app.sessions, value, &header_list, params)
+    let mut routed = route(&live, &app.sessions, value, &header_list, params)
         .await
         .map_err(fail)?;
+    if bytes.len() >= RAW_MESSAGES_MIN {
+        routed.raw_messages = raw_messages(&bytes);
+    }
     observe_routing(&app.metrics, &routed);
     let model = routed.outcome.model.clone().unwrap_or_default();
     let decision = routed.outcome.decision.clone().unwrap_or_default();

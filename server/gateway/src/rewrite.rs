@@ -14,6 +14,10 @@ use vllm_sr_engine::Outcome;
 pub struct Applied {
     /// The `system_prompt` plugin changed the messages.
     pub injected_system_prompt: bool,
+    /// `messages` was changed. Every rewrite of `messages` must set this: while it is false,
+    /// the forwarder sends the client's own bytes of `messages` instead of serialising them
+    /// again.
+    pub messages_changed: bool,
     /// Reasoning on/off as injected (`None`: the model has no reasoning family).
     pub reasoning: Option<bool>,
     /// Plugin types that changed the body.
@@ -90,6 +94,7 @@ pub fn apply_routed(
             Plugin::SystemPrompt(sp) if sp.enabled && !sp.prompt.is_empty() => {
                 system_prompt(body, sp);
                 applied.injected_system_prompt = true;
+                applied.messages_changed = true;
                 applied.plugins.push("system_prompt");
             }
             _ => {}
@@ -98,7 +103,11 @@ pub fn apply_routed(
     for p in &d.plugins {
         let changed = match p {
             Plugin::RequestParams(rp) => request_params(body, rp).then_some("request_params"),
-            Plugin::Tools(t) if t.enabled => tools(body, t).then_some("tools"),
+            Plugin::Tools(t) if t.enabled => {
+                let (changed, messages) = tools(body, t);
+                applied.messages_changed |= messages;
+                changed.then_some("tools")
+            }
             _ => None,
         };
         applied.plugins.extend(changed);
@@ -287,9 +296,11 @@ fn tool_name(t: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-fn tools(body: &mut Map<String, Value>, t: &Tools) -> bool {
+/// Applies the `tools` plugin: whether it changed the body, and whether it changed
+/// `messages`.
+fn tools(body: &mut Map<String, Value>, t: &Tools) -> (bool, bool) {
     match t.mode {
-        ToolsMode::Passthrough => false,
+        ToolsMode::Passthrough => (false, false),
         ToolsMode::None => {
             let mut changed = false;
             for k in [
@@ -301,14 +312,12 @@ fn tools(body: &mut Map<String, Value>, t: &Tools) -> bool {
             ] {
                 changed |= body.remove(k).is_some();
             }
-            if t.strip_tool_history {
-                changed |= strip_tool_history(body);
-            }
-            changed
+            let messages = t.strip_tool_history && strip_tool_history(body);
+            (changed || messages, messages)
         }
         ToolsMode::Filtered => {
             let Some(Value::Array(list)) = body.get_mut("tools") else {
-                return false;
+                return (false, false);
             };
             let before = list.len();
             list.retain(|tool| {
@@ -322,7 +331,7 @@ fn tools(body: &mut Map<String, Value>, t: &Tools) -> bool {
                 body.remove("tool_choice");
                 body.remove("parallel_tool_calls");
             }
-            changed
+            (changed, false)
         }
     }
 }
@@ -438,7 +447,7 @@ mod tests {
             block_tools: vec!["exec".into()],
             strip_tool_history: false,
         };
-        assert!(tools(&mut b, &cfg));
+        assert_eq!(tools(&mut b, &cfg), (true, false), "messages untouched");
         assert_eq!(b["tools"].as_array().map(Vec::len), Some(2));
         let mut b = body(json!({"tools": [t("read")], "messages": [
             {"role": "user", "content": "q"},
@@ -449,8 +458,16 @@ mod tests {
             strip_tool_history: true,
             ..cfg
         };
-        assert!(tools(&mut b, &cfg));
+        let before = b["messages"].clone();
+        assert_eq!(tools(&mut b, &cfg), (true, true), "tool history stripped");
         assert!(!b.contains_key("tools"));
         assert_eq!(b["messages"].as_array().map(Vec::len), Some(1));
+        assert_ne!(b["messages"], before);
+        // Nothing to strip: the messages are left as they were, and said to be.
+        let mut b =
+            body(json!({"tools": [t("read")], "messages": [{"role": "user", "content": "q"}]}));
+        let before = b["messages"].clone();
+        assert_eq!(tools(&mut b, &cfg), (true, false));
+        assert_eq!(b["messages"], before);
     }
 }

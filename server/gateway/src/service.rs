@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use vllm_sr_config::model::{HeaderMutation, ModelId, Plugin};
@@ -47,6 +49,30 @@ pub struct Routed {
     /// The router asked the backend for a usage chunk the client did not request; the relay
     /// removes it from the client's stream.
     pub strip_usage: bool,
+    /// The client's own bytes of `messages` ([`raw_messages`]), when the transport kept them:
+    /// forwarded as they are unless the rewrite changed `messages`
+    /// ([`Applied::messages_changed`]), which spares re-serialising a long conversation.
+    pub raw_messages: Option<Bytes>,
+}
+
+/// Bodies from this size on are worth finding the bytes of `messages` in: serialising a
+/// conversation again costs more than the extra scan from about here.
+pub const RAW_MESSAGES_MIN: usize = 4 * 1024;
+
+/// The bytes of the top-level `messages` value of a JSON body (shared with `body`, not
+/// copied); `None` when the body is not an object with exactly one `messages` member.
+pub fn raw_messages(body: &Bytes) -> Option<Bytes> {
+    #[derive(serde::Deserialize)]
+    struct Span<'a> {
+        #[serde(borrow)]
+        messages: Option<&'a RawValue>,
+    }
+    // A struct also deserialises from an array (by position).
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    let span: Span<'_> = serde_json::from_slice(body).ok()?;
+    Some(body.slice_ref(span.messages?.get().as_bytes()))
 }
 
 /// Per-request knobs.
@@ -130,6 +156,7 @@ pub async fn route(
             String::new()
         },
         strip_usage: false,
+        raw_messages: None,
         outcome,
     };
     if routed.outcome.kind == RouteKind::Auto {
@@ -310,5 +337,32 @@ fn request_error(e: RequestError) -> ApiError {
     ApiError::InvalidRequest {
         message: e.to_string(),
         param,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::raw_messages;
+
+    #[test]
+    fn raw_messages_are_the_bytes_of_the_one_top_level_member() {
+        let body = Bytes::from_static(
+            br#"{"model": "auto", "x": {"messages": 1}, "messages" : [ {"role":"user","content":"a\u00e9"} ] , "n": 2}"#,
+        );
+        let raw = raw_messages(&body).unwrap();
+        assert_eq!(&raw[..], br#"[ {"role":"user","content":"a\u00e9"} ]"#);
+        // A view of the body, not a copy.
+        let at = raw.as_ptr() as usize - body.as_ptr() as usize;
+        assert_eq!(&body[at..at + raw.len()], &raw[..]);
+        for none in [
+            &br#"{"model": "auto"}"#[..],
+            br#"{"messages": [], "messages": []}"#,
+            br#"[{"messages": []}]"#,
+            br#"{"messages": [}"#,
+        ] {
+            assert_eq!(raw_messages(&Bytes::from_static(none)), None);
+        }
     }
 }

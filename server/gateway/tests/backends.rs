@@ -162,16 +162,21 @@ async fn provider_key_replaces_the_client_credential_and_effort_is_injected() {
     assert!(sent.body.get("reasoning_effort").is_none());
 }
 
-/// A backend on a raw socket that answers every request with `answer`, as written; it runs
-/// on the returned tracker's tasks.
-async fn raw_backend(answer: &'static [u8]) -> (String, tokio_util::task::TaskTracker) {
+/// Request bodies a raw backend received, as bytes.
+type Bodies = std::sync::Arc<parking_lot::Mutex<Vec<Vec<u8>>>>;
+
+/// A backend on a raw socket that answers every request with `answer`, as written, and
+/// keeps the request bodies; it runs on the returned tracker's tasks.
+async fn raw_backend(answer: &'static [u8]) -> (String, tokio_util::task::TaskTracker, Bodies) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap().to_string();
     let tasks = tokio_util::task::TaskTracker::new();
-    let t = tasks.clone();
+    let bodies = Bodies::default();
+    let (t, seen) = (tasks.clone(), bodies.clone());
     tasks.spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
+            let seen = seen.clone();
             t.spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -195,7 +200,8 @@ async fn raw_backend(answer: &'static [u8]) -> (String, tokio_util::task::TaskTr
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
-                    buf.drain(..end + 4 + len);
+                    let request: Vec<u8> = buf.drain(..end + 4 + len).collect();
+                    seen.lock().push(request[end + 4..].to_vec());
                     if conn.write_all(answer).await.is_err() {
                         return;
                     }
@@ -203,7 +209,7 @@ async fn raw_backend(answer: &'static [u8]) -> (String, tokio_util::task::TaskTr
             });
         }
     });
-    (endpoint, tasks)
+    (endpoint, tasks, bodies)
 }
 
 #[tokio::test]
@@ -229,7 +235,7 @@ async fn hop_by_hop_headers_stay_on_their_hop_and_framing_is_the_routers() {
         .into_boxed_str(),
     );
     for answer in [sized, chunked] {
-        let (endpoint, _tasks) = raw_backend(answer.as_bytes()).await;
+        let (endpoint, _tasks, _) = raw_backend(answer.as_bytes()).await;
         let backends = format!("[{{name: a, endpoint: \"{endpoint}\"}}]");
         let (gw, _dir) = start_yaml(&one_model("{}", &backends, "")).await;
         let client = reqwest::Client::new();
@@ -249,6 +255,56 @@ async fn hop_by_hop_headers_stay_on_their_hop_and_framing_is_the_routers() {
             );
             let text = r.text().await.unwrap();
             assert_eq!(text, completion, "{answer}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_long_conversation_goes_on_as_the_client_wrote_it_unless_the_rewrite_changed_it() {
+    let answer =
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+    let (endpoint, _tasks, bodies) = raw_backend(answer).await;
+    let backends = format!("[{{name: a, endpoint: \"{endpoint}\"}}]");
+    let plain = one_model("{}", &backends, "");
+    let with_prompt = plain.replace(
+        "      modelRefs: [",
+        "      plugins:\n        - type: system_prompt\n          configuration: {system_prompt: \"Be careful.\", mode: insert}\n      modelRefs: [",
+    );
+    // Over 4 KiB, with an escape and spacing that serialising again would not keep.
+    let history = "lorem ipsum ".repeat(600);
+    let messages = format!(
+        "[ {{\"role\": \"user\", \"content\": \"caf\\u00e9 {history}\"}} ,\n  {{\"role\":\"assistant\",\"content\":\"ok\"}}, {{\"role\":\"user\",\"content\":\"next\"}} ]"
+    );
+    let body = format!("{{\"model\": \"auto\", \"messages\": {messages}, \"temperature\": 0.5}}");
+    for (yaml, kept) in [(plain, true), (with_prompt, false)] {
+        let (gw, _dir) = start_yaml(&yaml).await;
+        let r = reqwest::Client::new()
+            .post(format!(
+                "http://{}/v1/chat/completions",
+                gw.listeners()[0].addr
+            ))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let sent = bodies.lock().pop().unwrap();
+        let text = String::from_utf8(sent).unwrap();
+        assert_eq!(text.contains(&messages), kept, "{}", &text[..200]);
+        let forwarded: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(forwarded["model"], "org/model-m");
+        assert_eq!(forwarded["temperature"], 0.5);
+        let first = &forwarded["messages"][0];
+        if kept {
+            assert!(first["content"].as_str().unwrap().starts_with("café lorem"));
+        } else {
+            assert_eq!(first["role"], "system");
+            assert_eq!(first["content"], "Be careful.");
+            assert!(forwarded["messages"][1]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("café lorem"));
         }
     }
 }
