@@ -30,6 +30,7 @@ pub mod rewrite;
 pub mod server;
 pub mod service;
 mod shards;
+pub mod span;
 pub mod tap;
 pub mod trace_pack;
 pub mod upstream;

@@ -9,7 +9,6 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use vllm_sr_config::model::{HeaderMutation, ModelId, Plugin};
@@ -60,19 +59,10 @@ pub struct Routed {
 pub const RAW_MESSAGES_MIN: usize = 4 * 1024;
 
 /// The bytes of the top-level `messages` value of a JSON body (shared with `body`, not
-/// copied); `None` when the body is not an object with exactly one `messages` member.
+/// copied); `None` when the body is not an object with exactly one `messages` member, or has
+/// a key written with an escape ([`crate::span::member`]).
 pub fn raw_messages(body: &Bytes) -> Option<Bytes> {
-    #[derive(serde::Deserialize)]
-    struct Span<'a> {
-        #[serde(borrow)]
-        messages: Option<&'a RawValue>,
-    }
-    // A struct also deserialises from an array (by position).
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return None;
-    }
-    let span: Span<'_> = serde_json::from_slice(body).ok()?;
-    Some(body.slice_ref(span.messages?.get().as_bytes()))
+    crate::span::member(body, "messages").map(|r| body.slice(r))
 }
 
 /// Per-request knobs.
