@@ -23,7 +23,7 @@ use tokio::time::Sleep;
 use vllm_sr_store::Lifecycle;
 
 use crate::error::ApiError;
-use crate::headers::{names, ROUTER_HEADERS};
+use crate::headers::names;
 use crate::learning::UsageFeedback;
 use crate::live::LiveState;
 use crate::metrics::Metrics;
@@ -384,9 +384,6 @@ fn relay(
     while let Some(k) = headers.keys().find(|k| drop(k)).cloned() {
         headers.remove(&k);
     }
-    // Room for the router's own headers (`headers::add_headers`); the plain client parses
-    // heads with it already. Growing the map later rehashes it.
-    headers.reserve(ROUTER_HEADERS);
     // hyper reads the length off the head (`content-length`, or none for chunked/SSE).
     let expected = inner.size_hint().exact();
     let body = RelayBody {

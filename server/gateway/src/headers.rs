@@ -141,7 +141,8 @@ pub(crate) mod names {
 }
 
 /// Room for the headers [`add_headers`] puts on a routed response (at most 15 without the
-/// debug ones); `forward.rs` sizes a relayed response's header map with it.
+/// debug ones); the plain upstream client parses response heads into maps with this much
+/// room, so relaying them adds the router's headers without a rehash.
 pub(crate) const ROUTER_HEADERS: usize = 16;
 
 /// What a routed response's headers depend on besides the routing itself.

@@ -45,6 +45,7 @@ use tokio_util::task::TaskTracker;
 
 use super::client::{SendError, UpstreamBody};
 use super::h1::{self, Decoder, Head, ProtoError, Step};
+use crate::headers::ROUTER_HEADERS;
 
 /// How long an idle connection is kept.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -56,8 +57,6 @@ const READ_CHUNK: usize = 8 * 1024;
 const READ_CHUNK_MAX: usize = 256 * 1024;
 /// The read buffer is grown before a read when less than this is free.
 const READ_MIN: usize = 1024;
-/// Room in a response's header map for the headers the router adds before relaying it.
-const RESPONSE_HEADROOM: usize = 16;
 
 type IdleLists = HashMap<Box<str>, VecDeque<Idle>, foldhash::fast::RandomState>;
 
@@ -169,7 +168,7 @@ impl Conn {
     async fn read_head(&mut self) -> Result<Head, (ExchangeError, bool)> {
         let mut answered = false;
         loop {
-            match h1::parse_head(&self.buf, RESPONSE_HEADROOM) {
+            match h1::parse_head(&self.buf, ROUTER_HEADERS) {
                 Ok(Some((head, len))) => {
                     self.buf.advance(len);
                     answered = true;
@@ -219,7 +218,11 @@ impl PlainPool {
     }
 
     fn expired(&self, c: &Idle, now: Instant) -> bool {
-        now.duration_since(c.since) > self.idle_timeout || !c.conn.is_open()
+        self.idle_too_long(c, now) || !c.conn.is_open()
+    }
+
+    fn idle_too_long(&self, c: &Idle, now: Instant) -> bool {
+        now.duration_since(c.since) > self.idle_timeout
     }
 
     /// Sends `req` (an absolute `http://` URI) on a pooled or new connection; resolves with
@@ -305,10 +308,7 @@ impl PlainPool {
             None => lists.entry(authority.as_str().into()).or_default(),
         };
         // The oldest are at the front: drop the ones past their idle time.
-        while list
-            .front()
-            .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
-        {
+        while list.front().is_some_and(|c| self.idle_too_long(c, now)) {
             list.pop_front();
         }
         if list.len() < MAX_IDLE_PER_HOST {
