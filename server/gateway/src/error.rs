@@ -81,6 +81,15 @@ pub enum ApiError {
     /// A management route was called without the right bearer token.
     #[error("a valid bearer token is required (Authorization: Bearer <token>)")]
     Unauthorized,
+    /// The request is not valid HTTP/1.1 (head or framing); the connection is closed.
+    #[error("{0}")]
+    BadHttp(String),
+    /// The request head is over the server's limits.
+    #[error("{0}")]
+    HeadTooLarge(String),
+    /// The request body has a transfer coding other than `chunked`.
+    #[error("{0}")]
+    UnsupportedTransferCoding(String),
     /// No replay record has this id.
     #[error("replay record {id} not found")]
     RecordNotFound {
@@ -93,7 +102,11 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidJson(_) | Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::InvalidJson(_) | Self::InvalidRequest { .. } | Self::BadHttp(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::UnsupportedTransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
             Self::ModelNotFound { .. } | Self::NotFound { .. } | Self::RecordNotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -114,7 +127,10 @@ impl ApiError {
             | Self::ModelNotFound { .. }
             | Self::NotFound { .. }
             | Self::RecordNotFound { .. }
-            | Self::BodyTooLarge { .. } => "invalid_request_error",
+            | Self::BodyTooLarge { .. }
+            | Self::BadHttp(_)
+            | Self::HeadTooLarge(_)
+            | Self::UnsupportedTransferCoding(_) => "invalid_request_error",
             Self::Unauthorized => "authentication_error",
             Self::Overloaded { .. } => "rate_limit_error",
             Self::NoBackend { .. }
@@ -139,6 +155,9 @@ impl ApiError {
             Self::Unavailable(_) => "unavailable",
             Self::Unauthorized => "unauthorized",
             Self::RecordNotFound { .. } => "replay_record_not_found",
+            Self::BadHttp(_) => "invalid_http",
+            Self::HeadTooLarge(_) => "request_header_too_large",
+            Self::UnsupportedTransferCoding(_) => "unsupported_transfer_encoding",
         }
     }
 
@@ -177,7 +196,13 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Overloaded { .. }) {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if matches!(self, Self::BodyTooLarge { .. }) {
+        if matches!(
+            self,
+            Self::BodyTooLarge { .. }
+                | Self::BadHttp(_)
+                | Self::HeadTooLarge(_)
+                | Self::UnsupportedTransferCoding(_)
+        ) {
             // The body was left unread, so the server closes the connection after this
             // response: saying so keeps the client from sending its next request on it (and
             // losing that request to the close).

@@ -199,6 +199,47 @@ impl DataPlane {
             state: Arc::new(state),
         }
     }
+
+    /// Largest request body a listener accepts.
+    pub(crate) fn body_limit(&self) -> usize {
+        self.state.app.limits.max_body_bytes
+    }
+
+    /// A request whose body has been read (or could not be: the error is the answer, unless
+    /// it is a chat completion, which records and counts it).
+    pub(crate) async fn handle(
+        &self,
+        parts: http::request::Parts,
+        body: Result<Bytes, ApiError>,
+        started: Instant,
+    ) -> Response {
+        if parts.method == Method::POST && parts.uri.path() == CHAT_PATH {
+            return chat_with_body(&self.state, &parts.headers, body, started).await;
+        }
+        match body {
+            Ok(body) => {
+                let req = Request::from_parts(parts, Body::from(body));
+                let mut router = self.router.clone();
+                match tower_service::Service::call(&mut router, req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            }
+            Err(e) => e.into_response(),
+        }
+    }
+
+    fn dispatch(&self, req: Request) -> <Self as tower_service::Service<Request>>::Future {
+        use tower_service::Service as _;
+        if req.method() == Method::POST && req.uri().path() == CHAT_PATH {
+            let state = self.state.clone();
+            futures_util::future::Either::Left(Box::pin(async move {
+                Ok(chat_request(&state, req).await)
+            }))
+        } else {
+            futures_util::future::Either::Right(self.router.clone().call(req))
+        }
+    }
 }
 
 /// The chat path the data plane serves without the router.
@@ -220,34 +261,18 @@ impl tower_service::Service<Request> for DataPlane {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if req.method() == Method::POST && req.uri().path() == CHAT_PATH {
-            let state = self.state.clone();
-            futures_util::future::Either::Left(Box::pin(async move {
-                Ok(chat_request(&state, req).await)
-            }))
-        } else {
-            futures_util::future::Either::Right(self.router.call(req))
-        }
+        self.dispatch(req)
     }
 }
 
-/// What `axum::serve` asks of a service per connection: a copy of it.
-impl<'a, L: axum::serve::Listener> tower_service::Service<axum::serve::IncomingStream<'a, L>>
-    for DataPlane
-{
-    type Response = Self;
+/// The service hyper calls per request of a client connection (see `conn`).
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for DataPlane {
+    type Response = Response;
     type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
+    type Future = <Self as tower_service::Service<Request>>::Future;
 
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: axum::serve::IncomingStream<'a, L>) -> Self::Future {
-        std::future::ready(Ok(self.clone()))
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        self.dispatch(req.map(Body::new))
     }
 }
 
@@ -255,12 +280,36 @@ async fn chat(State(s): State<ListenerState>, req: Request) -> Response {
     chat_request(&s, req).await
 }
 
-/// `POST /v1/chat/completions`: route, forward, and put the router's headers on the answer.
+/// `POST /v1/chat/completions` through the router: reads the body, then [`chat_with_body`].
 async fn chat_request(s: &ListenerState, req: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let rid = request_id(&parts.headers);
-    let mut resp = match chat_inner(s, &parts.headers, body, &rid, started).await {
+    let limit = s.app.limits.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let body = if declared.is_some_and(|n| n > limit) {
+        Err(ApiError::BodyTooLarge { limit })
+    } else {
+        axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| ApiError::BodyTooLarge { limit })
+    };
+    chat_with_body(s, &parts.headers, body, started).await
+}
+
+/// A chat completion whose body has been read (or could not be): route, forward, and put the
+/// router's headers on the answer.
+pub(crate) async fn chat_with_body(
+    s: &ListenerState,
+    headers: &HeaderMap,
+    body: Result<Bytes, ApiError>,
+    started: Instant,
+) -> Response {
+    let rid = request_id(headers);
+    let mut resp = match chat_inner(s, headers, body, &rid, started).await {
         Ok(r) => r,
         Err(Failure {
             error: e,
@@ -300,7 +349,7 @@ struct Failure {
 async fn chat_inner(
     s: &ListenerState,
     headers: &HeaderMap,
-    body: Body,
+    body: Result<Bytes, ApiError>,
     rid: &str,
     started: Instant,
 ) -> Result<Response, Failure> {
@@ -318,17 +367,7 @@ async fn chat_inner(
         })?),
         None => None,
     };
-    let limit = app.limits.max_body_bytes;
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(fail(ApiError::BodyTooLarge { limit }));
-    }
-    let bytes: Bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| fail(ApiError::BodyTooLarge { limit }))?;
+    let bytes = body.map_err(fail)?;
     let value: Value =
         serde_json::from_slice(&bytes).map_err(|e| fail(ApiError::InvalidJson(e.to_string())))?;
     let header_list = header_pairs(headers);

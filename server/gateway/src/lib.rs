@@ -17,8 +17,10 @@
 //!
 //! Model inference runs on the models crate's threads; handlers only await it.
 
+mod conn;
 pub mod error;
 pub mod forward;
+mod h1_server;
 pub mod headers;
 pub mod http;
 pub mod learning;

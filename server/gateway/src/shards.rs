@@ -19,7 +19,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::Listener;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -72,14 +71,6 @@ impl Shards {
         } else {
             n
         };
-        let locals = listeners
-            .iter()
-            .map(|l| {
-                l.listener
-                    .local_addr()
-                    .map_err(|e| StartError::Setup(format!("listener {}: {e}", l.name)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let mut shards = Self {
             threads: Vec::with_capacity(n),
             count: n,
@@ -94,11 +85,7 @@ impl Shards {
                 let (tx, rx) = mpsc::channel(HANDOFF_QUEUE);
                 senders[j].push(tx);
                 served.push(ShardServe {
-                    name: l.name.clone(),
-                    incoming: Handoff {
-                        rx,
-                        local: locals[j],
-                    },
+                    incoming: Handoff { rx },
                     timeout: l.timeout,
                 });
             }
@@ -159,7 +146,6 @@ struct ShardCtx {
 
 #[derive(Debug)]
 struct ShardServe {
-    name: String,
     incoming: Handoff,
     timeout: Duration,
 }
@@ -204,15 +190,7 @@ async fn run_shard(ctx: ShardCtx, served: Vec<ShardServe>) {
             timeout: s.timeout,
             client: ctx.client.clone(),
         });
-        let token = ctx.cancel.clone();
-        tasks.spawn(async move {
-            let served = axum::serve(s.incoming, app)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(listener = %s.name, "listener stopped: {e}");
-            }
-        });
+        tasks.spawn(serve_listener(s.incoming, app, ctx.cancel.clone()));
     }
     // Stores finished replay records after their requests yield (see `replay`).
     let mut drain = tokio::task::JoinSet::new();
@@ -236,7 +214,7 @@ async fn accept_loop(
     loop {
         let (stream, peer) = tokio::select! {
             () = cancel.cancelled() => return,
-            accepted = Listener::accept(&mut l.listener) => accepted,
+            accepted = axum::serve::Listener::accept(&mut l.listener) => accepted,
         };
         // Streamed chunks go out as they are written: with Nagle, each small SSE chunk would
         // wait for the client's ACK of the one before (up to the peer's delayed-ACK timer on
@@ -269,28 +247,29 @@ async fn accept_loop(
 #[derive(Debug)]
 struct Handoff {
     rx: mpsc::Receiver<Accepted>,
-    local: SocketAddr,
 }
 
-impl Listener for Handoff {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
-        loop {
-            let Some((stream, peer)) = self.rx.recv().await else {
-                // The acceptor is gone (shutdown): nothing more arrives.
-                return std::future::pending().await;
-            };
-            // Registers the socket with this shard's runtime.
-            match TcpStream::from_std(stream) {
-                Ok(s) => return (s, peer),
-                Err(e) => tracing::warn!(%peer, "cannot register an accepted connection: {e}"),
+/// Serves the connections a shard is handed for one listener until `drain` is cancelled,
+/// then waits for them to close (each finishes the request it is serving).
+async fn serve_listener(mut incoming: Handoff, app: DataPlane, drain: CancellationToken) {
+    let conns = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = drain.cancelled() => break,
+            a = incoming.rx.recv() => a,
+        };
+        // `None`: the acceptor is gone (shutdown); nothing more arrives.
+        let Some((stream, peer)) = accepted else {
+            break;
+        };
+        // Registers the socket with this shard's runtime.
+        match TcpStream::from_std(stream) {
+            Ok(s) => {
+                conns.spawn(crate::conn::serve(s, app.clone(), drain.clone()));
             }
+            Err(e) => tracing::warn!(%peer, "cannot register an accepted connection: {e}"),
         }
     }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
-    }
+    conns.close();
+    conns.wait().await;
 }

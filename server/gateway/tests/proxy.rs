@@ -534,3 +534,44 @@ async fn every_io_thread_serves_its_share_of_connections() {
     assert_eq!(mock.served(), 9);
     assert!(gw.shutdown(Duration::from_secs(5)).await, "drains cleanly");
 }
+
+/// A client that opens with the HTTP/2 preface (prior knowledge) is served over h2: routed
+/// chat completions with their headers, streaming, and the router's other paths.
+#[tokio::test]
+async fn an_h2_prior_knowledge_client_is_served() {
+    let s = setup().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2
+        .post(s.url("/v1/chat/completions"))
+        .json(&ask("auto", "Please prove that sqrt(2) is irrational"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-vsr-selected-decision"), "reasoning");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+
+    let mut streamed = ask("auto", "what is the capital of France?");
+    streamed["stream"] = json!(true);
+    let r = h2
+        .post(s.url("/v1/chat/completions"))
+        .json(&streamed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-vsr-selected-decision"), "everyday");
+    let text = r.text().await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+
+    let r = h2.get(s.url("/v1/models")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let r = h2.get(s.url("/v1/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}

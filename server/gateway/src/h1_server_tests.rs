@@ -1,0 +1,124 @@
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+use super::*;
+
+fn parsed(text: &str) -> Head {
+    let (head, len) = parse_head(text.as_bytes()).unwrap().expect("complete");
+    assert_eq!(len, text.len());
+    head
+}
+
+fn refused(text: &str) -> ApiError {
+    match parse_head(text.as_bytes()) {
+        Err(e) => e,
+        Ok(r) => panic!("accepted {text:?}: {r:?}"),
+    }
+}
+
+#[test]
+fn a_request_head_is_read_with_its_framing_and_connection_options() {
+    let h = parsed("POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nX-Two: 1\r\nx-two: 2\r\n\r\n");
+    assert_eq!(h.parts.method, Method::POST);
+    assert_eq!(h.parts.uri.path(), "/v1/chat/completions");
+    assert_eq!(h.parts.uri.query(), Some("x=1"));
+    assert_eq!(h.parts.version, Version::HTTP_11);
+    assert_eq!(h.parts.headers.get_all("x-two").iter().count(), 2);
+    assert_eq!(h.framing, Framing::Length(12));
+    assert!(h.keep_alive);
+    assert!(!h.expect_continue);
+
+    let h = parsed("GET /health HTTP/1.1\r\nconnection: keep-alive, Close\r\n\r\n");
+    assert_eq!(h.framing, Framing::Empty);
+    assert!(!h.keep_alive);
+
+    let h = parsed("GET /health HTTP/1.0\r\n\r\n");
+    assert!(!h.keep_alive, "HTTP/1.0 closes unless asked");
+    let h = parsed("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert!(h.keep_alive);
+
+    let h = parsed("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(h.framing, Framing::Chunked);
+    assert!(h.expect_continue);
+    let h = parsed("POST / HTTP/1.1\r\ncontent-length: 7, 7\r\n\r\n");
+    assert_eq!(h.framing, Framing::Length(7));
+    let h = parsed("POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+    assert_eq!(h.framing, Framing::Empty);
+}
+
+#[test]
+fn a_partial_head_waits_for_more_bytes() {
+    let full = "POST /v1/chat/completions HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\n\r\n{}";
+    for cut in 0..full.len() - 2 {
+        assert!(
+            parse_head(&full.as_bytes()[..cut]).unwrap().is_none(),
+            "cut at {cut}"
+        );
+    }
+    let (_, len) = parse_head(full.as_bytes()).unwrap().unwrap();
+    assert_eq!(&full[len..], "{}");
+}
+
+#[test]
+fn ambiguous_or_malformed_heads_are_refused_with_their_status() {
+    let status = |text: &str| refused(text).status().as_u16();
+    // Both framings at once: the classic smuggling shape.
+    assert_eq!(
+        status("POST / HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"),
+        400
+    );
+    assert_eq!(
+        status("POST / HTTP/1.1\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n"),
+        400
+    );
+    assert_eq!(
+        status("POST / HTTP/1.1\r\ncontent-length: 3, 4\r\n\r\n"),
+        400
+    );
+    assert_eq!(status("POST / HTTP/1.1\r\ncontent-length: +3\r\n\r\n"), 400);
+    assert_eq!(status("POST / HTTP/1.1\r\ncontent-length: \r\n\r\n"), 400);
+    assert_eq!(
+        status("POST / HTTP/1.1\r\ncontent-length: 99999999999999999999\r\n\r\n"),
+        400
+    );
+    assert_eq!(
+        status("POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n"),
+        400
+    );
+    assert_eq!(
+        status("POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n"),
+        501
+    );
+    assert_eq!(
+        status("POST / HTTP/1.1\r\ntransfer-encoding: chunked, chunked\r\n\r\n"),
+        501
+    );
+    assert_eq!(
+        status("POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n"),
+        501
+    );
+    assert_eq!(status("GET / HTTP/2.0\r\n\r\n"), 400);
+    assert_eq!(status("GET /\r\n\r\n"), 400);
+    assert_eq!(status("GET / HTTP/1.1\r\nbad header\r\n\r\n"), 400);
+
+    let many: String = (0..=MAX_HEADERS)
+        .map(|i| format!("x-h{i}: v\r\n"))
+        .collect();
+    assert_eq!(status(&format!("GET / HTTP/1.1\r\n{many}\r\n")), 431);
+    let long = format!("GET / HTTP/1.1\r\nx-big: {}", "a".repeat(MAX_HEAD));
+    assert_eq!(status(&long), 431);
+    assert_eq!(
+        status(&format!("{long}\r\n\r\n")),
+        431,
+        "complete but too long"
+    );
+}
+
+#[test]
+fn the_date_header_is_an_imf_fixdate() {
+    let date = http_date();
+    let text = std::str::from_utf8(&date).unwrap();
+    let parsed = httpdate::parse_http_date(text).unwrap();
+    let skew = SystemTime::now().duration_since(parsed).unwrap_or_default();
+    assert!(skew.as_secs() <= 2, "{text}");
+    assert!(text.ends_with(" GMT"), "{text}");
+}
