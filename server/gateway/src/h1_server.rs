@@ -19,7 +19,7 @@
 use std::io::{self, Write as _};
 use std::time::{Instant, SystemTime};
 
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
@@ -30,7 +30,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::http::DataPlane;
+use crate::headers::RouterHeaders;
+use crate::http::{Answer, DataPlane};
 use crate::upstream::h1::{Decoder, Framing, Step};
 
 /// The longest request head (request line and headers) accepted.
@@ -98,27 +99,26 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, ApiError> {
         Version::HTTP_11
     };
     let mut headers = HeaderMap::with_capacity(req.headers.len());
+    // What the connection needs from the head, noted as the lines go by (no map lookups).
+    let mut seen = Seen::default();
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| bad(format!("invalid header name {:?}", h.name)))?;
         let value = HeaderValue::from_bytes(h.value)
             .map_err(|_| bad(format!("invalid value of header {}", h.name)))?;
+        seen.note(&name, &value);
         headers.append(name, value);
     }
-    let framing = body_framing(&headers, version)?;
-    let has = |name: HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    let framing = if seen.transfer_encoding || seen.content_length {
+        body_framing(&headers, version)?
+    } else {
+        Framing::Empty
     };
     let keep_alive = match version {
-        Version::HTTP_10 => has(CONNECTION, "keep-alive"),
-        _ => !has(CONNECTION, "close"),
+        Version::HTTP_10 => seen.keep_alive,
+        _ => !seen.close,
     };
-    let expect_continue = version == Version::HTTP_11 && has(EXPECT, "100-continue");
+    let expect_continue = version == Version::HTTP_11 && seen.continue_;
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
@@ -133,6 +133,40 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, ApiError> {
         },
         len,
     )))
+}
+
+/// The headers of a request head that concern the connection.
+#[derive(Debug, Default)]
+struct Seen {
+    transfer_encoding: bool,
+    content_length: bool,
+    /// `connection: close`.
+    close: bool,
+    /// `connection: keep-alive`.
+    keep_alive: bool,
+    /// `expect: 100-continue`.
+    continue_: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        let has = |token: &str| {
+            value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        };
+        if name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if name == CONTENT_LENGTH {
+            self.content_length = true;
+        } else if name == CONNECTION {
+            self.close |= has("close");
+            self.keep_alive |= has("keep-alive");
+        } else if name == EXPECT {
+            self.continue_ |= has("100-continue");
+        }
+    }
 }
 
 /// How a request body is delimited (RFC 9112 §6.3), refusing anything ambiguous.
@@ -288,9 +322,11 @@ impl Client {
 
     /// Answers a request that cannot be read and ends the connection.
     async fn refuse(&mut self, refused: ApiError) {
-        let _ = self
-            .respond(refused.into_response(), Reply::closing())
-            .await;
+        let answer = Answer {
+            response: refused.into_response(),
+            router: RouterHeaders::default(),
+        };
+        let _ = self.respond(answer, Reply::closing()).await;
     }
 
     /// Reads a request body of `framing` whole, up to `limit` bytes.
@@ -344,8 +380,8 @@ impl Client {
 
     /// Writes `resp`: head, then body. `Ok(false)` when the connection cannot carry another
     /// request afterwards.
-    async fn respond(&mut self, resp: Response, reply: Reply) -> io::Result<bool> {
-        let (parts, mut body) = resp.into_parts();
+    async fn respond(&mut self, answer: Answer, reply: Reply) -> io::Result<bool> {
+        let (parts, mut body) = answer.response.into_parts();
         let status = parts.status;
         let bodiless = reply.head_only
             || status.is_informational()
@@ -367,7 +403,13 @@ impl Client {
             keep = false;
             Framing::Empty
         };
-        self.encode_head(status, &parts.headers, framing, bodiless, keep);
+        self.encode_head(
+            status,
+            (&parts.headers, &answer.router),
+            framing,
+            bodiless,
+            keep,
+        );
         if bodiless {
             self.flush().await?;
             return Ok(keep);
@@ -439,12 +481,12 @@ impl Client {
         Ok(keep)
     }
 
-    /// Appends the status line and headers: the answer's own, then framing, `date` and
-    /// `connection`.
+    /// Appends the status line and headers: the answer's own (but those the router's
+    /// replace), the router's, then framing, `date` and `connection`.
     fn encode_head(
         &mut self,
         status: StatusCode,
-        headers: &HeaderMap,
+        (headers, router): (&HeaderMap, &RouterHeaders),
         framing: Framing,
         bodiless: bool,
         keep: bool,
@@ -462,14 +504,14 @@ impl Client {
             }
             // A bodiless answer (HEAD) keeps its declared length; otherwise the body's own
             // size decides.
-            if name == CONTENT_LENGTH && !bodiless {
+            if name == CONTENT_LENGTH && !bodiless || router.replaces(name) {
                 continue;
             }
             has_date |= name == DATE;
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            put_header(out, name, value);
+        }
+        for (name, value) in router.iter() {
+            put_header(out, name, value);
         }
         match framing {
             Framing::Length(n) => {
@@ -488,6 +530,13 @@ impl Client {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+fn put_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The `date` header's value, formatted once a second per thread.

@@ -141,8 +141,7 @@ pub(crate) mod names {
 }
 
 /// Room for the headers [`add_headers`] puts on a routed response (at most 15 without the
-/// debug ones); the plain upstream client parses response heads into maps with this much
-/// room, so relaying them adds the router's headers without a rehash.
+/// debug ones, and the request id).
 pub(crate) const ROUTER_HEADERS: usize = 16;
 
 /// What a routed response's headers depend on besides the routing itself.
@@ -158,15 +157,53 @@ pub(crate) struct HeaderContext<'a> {
     pub cache: &'a HeaderCache,
 }
 
-/// Puts the router's headers on a routed response.
-pub(crate) fn add_headers(h: &mut HeaderMap, r: &Routed, cx: HeaderContext<'_>) {
+/// The router's headers for one answer, kept beside the answer's own header map rather than
+/// inserted into it: the HTTP/1.1 server writes them straight after the answer's headers
+/// (no hashing, no map growth), and [`RouterHeaders::apply`] puts them into the map for every
+/// other way out (h2, the router's routes).
+///
+/// A router header replaces a header of the same name the backend sent.
+#[derive(Debug, Default)]
+pub struct RouterHeaders(Vec<(HeaderName, HeaderValue)>);
+
+impl RouterHeaders {
+    /// Room for the usual set.
+    pub(crate) fn new() -> Self {
+        Self(Vec::with_capacity(ROUTER_HEADERS))
+    }
+
+    /// Adds a header; the router sets each of its names once per answer.
+    pub(crate) fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        debug_assert!(self.0.iter().all(|(n, _)| *n != name), "{name} set twice");
+        self.0.push((name, value));
+    }
+
+    /// Whether a header of the answer's own is replaced by one of these.
+    pub(crate) fn replaces(&self, name: &HeaderName) -> bool {
+        // The router's names all start with `x-`; most backend headers do not.
+        name.as_str().starts_with("x-") && self.0.iter().any(|(n, _)| n == name)
+    }
+
+    /// The headers, in the order they were added.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(HeaderName, HeaderValue)> {
+        self.0.iter()
+    }
+
+    /// Puts the headers into `h`, replacing those of the same name.
+    pub fn apply(self, h: &mut HeaderMap) {
+        h.reserve(self.0.len());
+        for (name, value) in self.0 {
+            h.insert(name, value);
+        }
+    }
+}
+
+/// Adds the router's headers for a routed response to `h`.
+pub(crate) fn add_headers(h: &mut RouterHeaders, r: &Routed, cx: HeaderContext<'_>) {
     let o = &r.outcome;
     // Fixed names are constants; only the debug family headers are named at run time.
-    // Room for the usual set up front (a relayed response has it already): growing the map
-    // rehashes it.
-    h.reserve(ROUTER_HEADERS);
     let mut put = |name: HeaderName, value: HeaderValue| {
-        h.insert(name, value);
+        h.set(name, value);
     };
     put(names::SCHEMA_VERSION, HeaderValue::from_static("2"));
     if cx.replay {

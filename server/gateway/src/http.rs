@@ -23,7 +23,7 @@ use vllm_sr_store::Lifecycle;
 
 use crate::error::ApiError;
 use crate::forward::{forward, ForwardCtx};
-use crate::headers::{add_headers, names, HeaderContext};
+use crate::headers::{add_headers, names, HeaderContext, RouterHeaders};
 use crate::learning::UsageFeedback;
 use crate::live::LiveState;
 use crate::metrics::Metrics;
@@ -212,11 +212,11 @@ impl DataPlane {
         parts: http::request::Parts,
         body: Result<Bytes, ApiError>,
         started: Instant,
-    ) -> Response {
+    ) -> Answer {
         if parts.method == Method::POST && parts.uri.path() == CHAT_PATH {
             return chat_with_body(&self.state, &parts.headers, body, started).await;
         }
-        match body {
+        let response = match body {
             Ok(body) => {
                 let req = Request::from_parts(parts, Body::from(body));
                 let mut router = self.router.clone();
@@ -226,6 +226,10 @@ impl DataPlane {
                 }
             }
             Err(e) => e.into_response(),
+        };
+        Answer {
+            response,
+            router: RouterHeaders::default(),
         }
     }
 
@@ -234,7 +238,7 @@ impl DataPlane {
         if req.method() == Method::POST && req.uri().path() == CHAT_PATH {
             let state = self.state.clone();
             futures_util::future::Either::Left(Box::pin(async move {
-                Ok(chat_request(&state, req).await)
+                Ok(chat_request(&state, req).await.into_response())
             }))
         } else {
             futures_util::future::Either::Right(self.router.clone().call(req))
@@ -277,11 +281,11 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for DataPlane
 }
 
 async fn chat(State(s): State<ListenerState>, req: Request) -> Response {
-    chat_request(&s, req).await
+    chat_request(&s, req).await.into_response()
 }
 
 /// `POST /v1/chat/completions` through the router: reads the body, then [`chat_with_body`].
-async fn chat_request(s: &ListenerState, req: Request) -> Response {
+async fn chat_request(s: &ListenerState, req: Request) -> Answer {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let limit = s.app.limits.max_body_bytes;
@@ -300,17 +304,17 @@ async fn chat_request(s: &ListenerState, req: Request) -> Response {
     chat_with_body(s, &parts.headers, body, started).await
 }
 
-/// A chat completion whose body has been read (or could not be): route, forward, and put the
-/// router's headers on the answer.
+/// A chat completion whose body has been read (or could not be): route, forward, and add the
+/// router's headers.
 pub(crate) async fn chat_with_body(
     s: &ListenerState,
     headers: &HeaderMap,
     body: Result<Bytes, ApiError>,
     started: Instant,
-) -> Response {
+) -> Answer {
     let rid = request_id(headers);
-    let mut resp = match chat_inner(s, headers, body, &rid, started).await {
-        Ok(r) => r,
+    let mut answer = match chat_inner(s, headers, body, &rid, started).await {
+        Ok(answer) => answer,
         Err(Failure {
             error: e,
             model,
@@ -326,17 +330,36 @@ pub(crate) async fn chat_with_body(
                 .requests
                 .with_label_values(&["", model.as_str(), e.status().as_str()])
                 .inc();
-            let mut resp = e.into_response();
+            let mut router = RouterHeaders::default();
             if let Some(id) = replay_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-                resp.headers_mut().insert(names::REPLAY_ID, id);
+                router.set(names::REPLAY_ID, id);
             }
-            resp
+            Answer {
+                response: e.into_response(),
+                router,
+            }
         }
     };
     if let Ok(v) = HeaderValue::from_str(&rid) {
-        resp.headers_mut().insert(names::REQUEST_ID, v);
+        answer.router.set(names::REQUEST_ID, v);
     }
-    resp
+    answer
+}
+
+/// A chat completion's answer: the response, and the router's headers still to be put on it
+/// (see [`RouterHeaders`]).
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) response: Response,
+    pub(crate) router: RouterHeaders,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut response = self.response;
+        self.router.apply(response.headers_mut());
+        response
+    }
 }
 
 /// A failed chat request: the error, the model it was for, and its replay record id.
@@ -352,7 +375,7 @@ async fn chat_inner(
     body: Result<Bytes, ApiError>,
     rid: &str,
     started: Instant,
-) -> Result<Response, Failure> {
+) -> Result<Answer, Failure> {
     let app = &s.app;
     let fail = |error: ApiError| Failure {
         error,
@@ -412,21 +435,24 @@ async fn chat_inner(
                 ..End::default()
             });
         }
-        let mut resp = fast_response(message, routed.stream);
+        let resp = fast_response(message, routed.stream);
         let cx = HeaderContext {
             debug,
             path: "fast_response",
             replay: app.replay.is_some(),
             cache: &live.headers,
         };
-        add_headers(resp.headers_mut(), &routed, cx);
-        resp.headers_mut()
-            .insert(names::FAST_RESPONSE, HeaderValue::from_static("true"));
+        let mut router = RouterHeaders::new();
+        add_headers(&mut router, &routed, cx);
+        router.set(names::FAST_RESPONSE, HeaderValue::from_static("true"));
         app.metrics
             .requests
             .with_label_values(&[decision.as_str(), model.as_str(), "200"])
             .inc();
-        return Ok(resp);
+        return Ok(Answer {
+            response: resp,
+            router,
+        });
     }
     let ctx = ForwardCtx {
         client: &s.client,
@@ -462,14 +488,15 @@ async fn chat_inner(
             });
         }
     };
-    let mut resp = relayed.response;
+    let resp = relayed.response;
     let cx = HeaderContext {
         debug,
         path: "upstream",
         replay: app.replay.is_some(),
         cache: &live.headers,
     };
-    add_headers(resp.headers_mut(), &routed, cx);
+    let mut router = RouterHeaders::new();
+    add_headers(&mut router, &routed, cx);
     let status = resp.status();
     app.metrics
         .requests
@@ -490,7 +517,10 @@ async fn chat_inner(
         routing_us = routed.routing.as_micros() as u64,
         "routed"
     );
-    Ok(resp)
+    Ok(Answer {
+        response: resp,
+        router,
+    })
 }
 
 fn observe_routing(m: &Metrics, r: &Routed) {

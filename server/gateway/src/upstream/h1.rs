@@ -100,12 +100,11 @@ pub struct Head {
 }
 
 /// Parses a response head at the start of `buf`: the head and its length, or `None` when
-/// more bytes are needed. The header map has room for `headroom` more headers (a proxy adds
-/// its own; growing the map later rehashes it).
+/// more bytes are needed.
 ///
 /// # Errors
 /// The head is malformed or longer than [`MAX_HEAD`].
-pub fn parse_head(buf: &[u8], headroom: usize) -> Result<Option<(Head, usize)>, ProtoError> {
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, ProtoError> {
     if buf.is_empty() {
         return Ok(None);
     }
@@ -125,7 +124,7 @@ pub fn parse_head(buf: &[u8], headroom: usize) -> Result<Option<(Head, usize)>, 
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + headroom);
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| ProtoError::Header(h.name.to_string()))?;

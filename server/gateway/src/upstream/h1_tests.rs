@@ -8,7 +8,7 @@ use super::{
 };
 
 fn head(text: &str) -> Head {
-    let (head, len) = parse_head(text.as_bytes(), 0).unwrap().unwrap();
+    let (head, len) = parse_head(text.as_bytes()).unwrap().unwrap();
     assert_eq!(len, text.len());
     head
 }
@@ -75,13 +75,13 @@ fn a_response_head_parses_only_once_complete() {
     let text = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Y: a\r\nx-y: b\r\n\r\n";
     for end in [0, 10, text.len() - 1] {
         assert!(
-            parse_head(&text.as_bytes()[..end], 0).unwrap().is_none(),
+            parse_head(&text.as_bytes()[..end]).unwrap().is_none(),
             "{end}"
         );
     }
     let mut wire = text.as_bytes().to_vec();
     wire.extend_from_slice(b"{}");
-    let (h, len) = parse_head(&wire, 0).unwrap().unwrap();
+    let (h, len) = parse_head(&wire).unwrap().unwrap();
     assert_eq!(len, text.len());
     assert_eq!(h.status, StatusCode::CREATED);
     assert_eq!(h.version, Version::HTTP_11);
@@ -89,19 +89,16 @@ fn a_response_head_parses_only_once_complete() {
     let ys: Vec<_> = h.headers.get_all("x-y").iter().collect();
     assert_eq!(ys, ["a", "b"]);
     assert_eq!(head("HTTP/1.0 200 OK\r\n\r\n").version, Version::HTTP_10);
-    // Room for the headers a proxy adds.
-    let (h, _) = parse_head(text.as_bytes(), 16).unwrap().unwrap();
-    assert!(h.headers.capacity() >= 3 + 16);
 }
 
 #[test]
 fn malformed_and_oversized_heads_are_errors() {
     assert!(matches!(
-        parse_head(b"HTTP/1.1 2x0 OK\r\n\r\n", 0),
+        parse_head(b"HTTP/1.1 2x0 OK\r\n\r\n"),
         Err(ProtoError::Head(_))
     ));
     assert!(matches!(
-        parse_head(b"SMTP ready\r\n\r\n", 0),
+        parse_head(b"SMTP ready\r\n\r\n"),
         Err(ProtoError::Head(_))
     ));
     let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
@@ -109,7 +106,7 @@ fn malformed_and_oversized_heads_are_errors() {
         big.extend_from_slice(b"x-filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
     }
     assert!(matches!(
-        parse_head(&big, 0),
+        parse_head(&big),
         Err(ProtoError::HeadTooLarge | ProtoError::Head(_))
     ));
     let text = ProtoError::Head(httparse::Error::Status).to_string();

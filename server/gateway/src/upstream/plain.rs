@@ -45,7 +45,6 @@ use tokio_util::task::TaskTracker;
 
 use super::client::{SendError, UpstreamBody};
 use super::h1::{self, Decoder, Head, ProtoError, Step};
-use crate::headers::ROUTER_HEADERS;
 
 /// How long an idle connection is kept.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -168,7 +167,7 @@ impl Conn {
     async fn read_head(&mut self) -> Result<Head, (ExchangeError, bool)> {
         let mut answered = false;
         loop {
-            match h1::parse_head(&self.buf, ROUTER_HEADERS) {
+            match h1::parse_head(&self.buf) {
                 Ok(Some((head, len))) => {
                     self.buf.advance(len);
                     answered = true;
