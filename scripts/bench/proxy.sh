@@ -231,7 +231,7 @@ Command: \`DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS STREAM_N=$STREAM_N L
 
 Tools: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $nginx_version, litellm $litellm_version, Python $(python3 -c 'import platform; print(platform.python_version())').
 c=1 latency: \`scripts/bench/proxy/probe.py latency\` (raw keep-alive sockets, one request at a
-time, targets interleaved request by request in an order rotating every round, ${DURATION}s a round; LiteLLM measured every
+time, targets interleaved request by request in an order shuffled every round (fixed seed), ${DURATION}s a round; LiteLLM measured every
 ${LITELLM_EVERY}th round); wrk c=1 (\`wrk -t1 -c1 -d${DURATION}s\`) is kept only as a request-rate cross-check,
 since its latency histogram on this VM is inconsistent with its own request rate.
 c=64: \`wrk -t2 -c64 -d${DURATION}s\`. The client shares the 2 cores with the mock and the proxy

@@ -3,8 +3,8 @@
 
 Keeps one keep-alive HTTP/1.1 connection per target (raw sockets, no client library in the
 timed path) and sends the small chat body one request at a time, targets interleaved request
-by request, in an order that rotates every round, so machine drift and each target's
-after-effects hit all of them alike. Two modes:
+by request, in an order shuffled every round (a fixed seed, so every run uses the same
+orders), so machine drift and each target's after-effects hit all of them alike. Two modes:
 
   latency  non-streaming body; time from the request written to the whole response read
   ttfc     `"stream": true`; time from the request written to the first SSE `data:` bytes
@@ -19,6 +19,7 @@ usage: probe.py MODE SECONDS_OR_N WARMUP NAME=URL[|BEARER][@EVERY] ...
 """
 
 import json
+import random
 import socket
 import sys
 import time
@@ -130,13 +131,18 @@ def main():
     gc.collect()
     gc.disable()
     end = time.perf_counter() + (seconds or 1e9)
+    rng = random.Random(20261123)
+    order = list(targets)
     i = 0
     while (n is None or i < n) and time.perf_counter() < end:
-        # Rotate the order every round, so each target follows each other one equally often:
-        # a target's after-effects (a slow peer's background work after its response) must
-        # not always land on the same neighbour.
-        k = i % len(targets)
-        for name, c, every in targets[k:] + targets[:k]:
+        # A new order every round, so each target follows each other one equally often: a
+        # target's after-effects (a slow peer's background work after its response) must not
+        # always land on the same neighbour. (A rotation did that for a target measured every
+        # Nth round: with 4 targets and N = 50, LiteLLM's rounds all had offset 0 or 2, so the
+        # request right after each LiteLLM one was always vllm-sr's or direct's, never
+        # nginx's: 1 % of vllm-sr's samples, exactly the p99.)
+        rng.shuffle(order)
+        for name, c, every in order:
             if i % every == 0:
                 samples[name].append(c.once() * 1e6)
         i += 1
