@@ -61,51 +61,58 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadHttp(message.into())
 }
 
-/// Parses the request head at the start of `buf`: the head and its length, or `None` when
-/// more bytes are needed.
-fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, ApiError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
-        Ok(httparse::Status::Complete(_)) => {
-            return Err(ApiError::HeadTooLarge(format!(
-                "request head larger than {MAX_HEAD} bytes"
-            )))
+/// Takes the request head off the start of `buf`, or `None` (and `buf` untouched) when more
+/// bytes are needed.
+///
+/// The header values and the target are views of the head's bytes (no copy per header).
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ApiError> {
+    let too_large = || ApiError::HeadTooLarge(format!("request head larger than {MAX_HEAD} bytes"));
+    // Parsed while `buf` is borrowed: where each piece is, as offsets into the head.
+    let (len, method, version, target, lines) = {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut slots);
+        let len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+            Ok(httparse::Status::Complete(_)) => return Err(too_large()),
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(too_large()),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(ApiError::HeadTooLarge(format!(
+                    "more than {MAX_HEADERS} request headers"
+                )))
+            }
+            Err(e) => return Err(bad(format!("malformed request head: {e}"))),
+        };
+        let base = buf.as_ptr() as usize;
+        let span = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+            .map_err(|_| bad("invalid request method"))?;
+        let version = if req.version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        let target = span(req.path.unwrap_or_default().as_bytes());
+        let mut lines = Vec::with_capacity(req.headers.len());
+        for h in req.headers.iter() {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| bad(format!("invalid header name {:?}", h.name)))?;
+            lines.push((name, span(h.value)));
         }
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-            return Err(ApiError::HeadTooLarge(format!(
-                "request head larger than {MAX_HEAD} bytes"
-            )))
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(ApiError::HeadTooLarge(format!(
-                "more than {MAX_HEADERS} request headers"
-            )))
-        }
-        Err(e) => return Err(bad(format!("malformed request head: {e}"))),
+        (len, method, version, target, lines)
     };
-    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
-        .map_err(|_| bad("invalid request method"))?;
-    let uri = req
-        .path
-        .unwrap_or_default()
-        .parse::<Uri>()
-        .map_err(|_| bad("invalid request target"))?;
-    let version = if req.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let head = buf.split_to(len).freeze();
+    let uri =
+        Uri::from_maybe_shared(head.slice(target)).map_err(|_| bad("invalid request target"))?;
+    let mut headers = HeaderMap::with_capacity(lines.len());
     // What the connection needs from the head, noted as the lines go by (no map lookups).
     let mut seen = Seen::default();
-    for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| bad(format!("invalid header name {:?}", h.name)))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| bad(format!("invalid value of header {}", h.name)))?;
+    for (name, value) in lines {
+        let value = HeaderValue::from_maybe_shared(head.slice(value))
+            .map_err(|_| bad(format!("invalid value of header {name}")))?;
         seen.note(&name, &value);
         headers.append(name, value);
     }
@@ -124,15 +131,12 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, ApiError> {
     parts.uri = uri;
     parts.version = version;
     parts.headers = headers;
-    Ok(Some((
-        Head {
-            parts,
-            framing,
-            expect_continue,
-            keep_alive,
-        },
-        len,
-    )))
+    Ok(Some(Head {
+        parts,
+        framing,
+        expect_continue,
+        keep_alive,
+    }))
 }
 
 /// The headers of a request head that concern the connection.
@@ -293,11 +297,8 @@ impl Client {
     async fn read_head(&mut self, drain: &CancellationToken) -> io::Result<Option<Head>> {
         loop {
             if !self.buf.is_empty() {
-                match parse_head(&self.buf) {
-                    Ok(Some((head, len))) => {
-                        let _ = self.buf.split_to(len);
-                        return Ok(Some(head));
-                    }
+                match parse_head(&mut self.buf) {
+                    Ok(Some(head)) => return Ok(Some(head)),
                     Ok(None) => {}
                     Err(refused) => {
                         self.refuse(refused).await;

@@ -407,8 +407,9 @@ async fn chat_inner(
         routed.raw_messages = raw_messages(&bytes);
     }
     observe_routing(&app.metrics, &routed);
-    let model = routed.outcome.model.clone().unwrap_or_default();
-    let decision = routed.outcome.decision.clone().unwrap_or_default();
+    // Borrowed: `routed` outlives every use (metric labels, the log line).
+    let model = routed.outcome.model.as_deref().unwrap_or_default();
+    let decision = routed.outcome.decision.as_deref().unwrap_or_default();
     let debug = headers
         .get(names::DEBUG)
         .and_then(|v| v.to_str().ok())
@@ -447,7 +448,7 @@ async fn chat_inner(
         router.set(names::FAST_RESPONSE, HeaderValue::from_static("true"));
         app.metrics
             .requests
-            .with_label_values(&[decision.as_str(), model.as_str(), "200"])
+            .with_label_values(&[decision, model, "200"])
             .inc();
         return Ok(Answer {
             response: resp,
@@ -483,7 +484,7 @@ async fn chat_inner(
             });
             return Err(Failure {
                 error,
-                model,
+                model: model.to_string(),
                 replay_id,
             });
         }
@@ -500,12 +501,9 @@ async fn chat_inner(
     let status = resp.status();
     app.metrics
         .requests
-        .with_label_values(&[decision.as_str(), model.as_str(), status.as_str()])
+        .with_label_values(&[decision, model, status.as_str()])
         .inc();
-    app.metrics
-        .model_requests
-        .with_label_values(&[model.as_str()])
-        .inc();
+    app.metrics.model_requests.with_label_values(&[model]).inc();
     // Per request at debug: a synchronous log line per request costs more than routing.
     tracing::debug!(
         request_id = rid,

@@ -99,47 +99,55 @@ pub struct Head {
     pub headers: HeaderMap,
 }
 
-/// Parses a response head at the start of `buf`: the head and its length, or `None` when
-/// more bytes are needed.
+/// Takes a response head off the start of `buf`, or `None` (and `buf` untouched) when more
+/// bytes are needed. The header values are views of the head's bytes (no copy per header).
 ///
 /// # Errors
 /// The head is malformed or longer than [`MAX_HEAD`].
-pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, ProtoError> {
+pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ProtoError> {
     if buf.is_empty() {
         return Ok(None);
     }
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-            return Err(ProtoError::HeadTooLarge)
+    // Parsed while `buf` is borrowed: where each value is, as offsets into the head.
+    let (len, status, version, lines) = {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut slots);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                return Err(ProtoError::HeadTooLarge)
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(ProtoError::Head(e)),
+        };
+        let code = resp.code.unwrap_or_default();
+        let status = StatusCode::from_u16(code).map_err(|_| ProtoError::Status(code))?;
+        let version = match resp.version {
+            Some(0) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        };
+        let base = buf.as_ptr() as usize;
+        let mut lines = Vec::with_capacity(resp.headers.len());
+        for h in resp.headers.iter() {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| ProtoError::Header(h.name.to_string()))?;
+            let start = h.value.as_ptr() as usize - base;
+            lines.push((name, start..start + h.value.len()));
         }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(ProtoError::Head(e)),
+        (len, status, version, lines)
     };
-    let code = resp.code.unwrap_or_default();
-    let status = StatusCode::from_u16(code).map_err(|_| ProtoError::Status(code))?;
-    let version = match resp.version {
-        Some(0) => Version::HTTP_10,
-        _ => Version::HTTP_11,
-    };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| ProtoError::Header(h.name.to_string()))?;
-        let value =
-            HeaderValue::from_bytes(h.value).map_err(|_| ProtoError::Header(h.name.to_string()))?;
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(lines.len());
+    for (name, value) in lines {
+        let value = HeaderValue::from_maybe_shared(head.slice(value))
+            .map_err(|_| ProtoError::Header(name.to_string()))?;
         headers.append(name, value);
     }
-    Ok(Some((
-        Head {
-            status,
-            version,
-            headers,
-        },
-        len,
-    )))
+    Ok(Some(Head {
+        status,
+        version,
+        headers,
+    }))
 }
 
 /// How a response body is delimited (RFC 9112 §6.3).

@@ -8,9 +8,15 @@ use super::{
 };
 
 fn head(text: &str) -> Head {
-    let (head, len) = parse_head(text.as_bytes()).unwrap().unwrap();
-    assert_eq!(len, text.len());
+    let mut buf = BytesMut::from(text);
+    let head = parse_head(&mut buf).unwrap().unwrap();
+    assert!(buf.is_empty(), "the whole head is taken");
     head
+}
+
+/// `parse_head` of `bytes` in a buffer of their own.
+fn parse(bytes: &[u8]) -> Result<Option<Head>, ProtoError> {
+    parse_head(&mut BytesMut::from(bytes))
 }
 
 /// Feeds `wire` to a decoder `split` bytes at a time; the body, and whether it ended.
@@ -74,15 +80,14 @@ fn the_request_head_has_a_host_a_length_and_no_framing_headers_of_the_caller() {
 fn a_response_head_parses_only_once_complete() {
     let text = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Y: a\r\nx-y: b\r\n\r\n";
     for end in [0, 10, text.len() - 1] {
-        assert!(
-            parse_head(&text.as_bytes()[..end]).unwrap().is_none(),
-            "{end}"
-        );
+        let mut buf = BytesMut::from(&text.as_bytes()[..end]);
+        assert!(parse_head(&mut buf).unwrap().is_none(), "{end}");
+        assert_eq!(buf.len(), end, "nothing taken");
     }
-    let mut wire = text.as_bytes().to_vec();
+    let mut wire = BytesMut::from(text);
     wire.extend_from_slice(b"{}");
-    let (h, len) = parse_head(&wire).unwrap().unwrap();
-    assert_eq!(len, text.len());
+    let h = parse_head(&mut wire).unwrap().unwrap();
+    assert_eq!(&wire[..], b"{}", "the body stays");
     assert_eq!(h.status, StatusCode::CREATED);
     assert_eq!(h.version, Version::HTTP_11);
     assert_eq!(h.headers["content-type"], "application/json");
@@ -94,11 +99,11 @@ fn a_response_head_parses_only_once_complete() {
 #[test]
 fn malformed_and_oversized_heads_are_errors() {
     assert!(matches!(
-        parse_head(b"HTTP/1.1 2x0 OK\r\n\r\n"),
+        parse(b"HTTP/1.1 2x0 OK\r\n\r\n"),
         Err(ProtoError::Head(_))
     ));
     assert!(matches!(
-        parse_head(b"SMTP ready\r\n\r\n"),
+        parse(b"SMTP ready\r\n\r\n"),
         Err(ProtoError::Head(_))
     ));
     let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
@@ -106,7 +111,7 @@ fn malformed_and_oversized_heads_are_errors() {
         big.extend_from_slice(b"x-filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
     }
     assert!(matches!(
-        parse_head(&big),
+        parse(&big),
         Err(ProtoError::HeadTooLarge | ProtoError::Head(_))
     ));
     let text = ProtoError::Head(httparse::Error::Status).to_string();

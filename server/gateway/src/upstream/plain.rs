@@ -33,7 +33,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -167,9 +167,8 @@ impl Conn {
     async fn read_head(&mut self) -> Result<Head, (ExchangeError, bool)> {
         let mut answered = false;
         loop {
-            match h1::parse_head(&self.buf) {
-                Ok(Some((head, len))) => {
-                    self.buf.advance(len);
+            match h1::parse_head(&mut self.buf) {
+                Ok(Some(head)) => {
                     answered = true;
                     match head.status.as_u16() {
                         101 => return Err((ProtoError::Status(101).into(), false)),
