@@ -246,15 +246,14 @@ impl Client {
     /// Reads more bytes into the buffer; `Ok(0)` when the client has closed.
     async fn fill(&mut self) -> io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(READ_BUF.max(self.buf.len()));
-        }
-        loop {
-            self.io.readable().await?;
-            match self.io.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return r,
+            if self.buf.is_empty() {
+                // Nothing to keep: a new buffer costs no copy (growing a shared one would).
+                self.buf = BytesMut::with_capacity(READ_BUF);
+            } else {
+                self.buf.reserve(READ_BUF.max(self.buf.len()));
             }
         }
+        read_into(&self.io, &mut self.buf).await
     }
 
     /// Writes all of `parts` (vectored).
@@ -337,15 +336,25 @@ impl Client {
                 return Err(BodyFailure::TooLarge);
             }
             let n = n as usize;
-            if self.buf.len() < n {
-                self.buf.reserve(n - self.buf.len());
+            if self.buf.len() >= n {
+                return Ok(self.buf.split_to(n).freeze());
             }
-            while self.buf.len() < n {
-                if self.fill().await.map_err(|_| BodyFailure::Io)? == 0 {
+            // The rest of the body is read straight into a buffer of its exact size: what
+            // came with the head is copied once, nothing is copied as it grows, and nothing
+            // past the body (a next request) is read into it.
+            let mut body = BytesMut::with_capacity(n);
+            body.extend_from_slice(&self.buf);
+            self.buf.clear();
+            while body.len() < n {
+                if read_into(&self.io, &mut body)
+                    .await
+                    .map_err(|_| BodyFailure::Io)?
+                    == 0
+                {
                     return Err(BodyFailure::Io);
                 }
             }
-            return Ok(self.buf.split_to(n).freeze());
+            return Ok(body.freeze());
         }
         let mut decoder = Decoder::new(framing);
         let mut body = BytesMut::new();
@@ -563,6 +572,18 @@ fn http_date() -> [u8; 29] {
         c.set((secs, text));
         text
     })
+}
+
+/// Reads what the socket has into `buf`'s spare room (at least one byte, or `Ok(0)` when the
+/// peer has closed).
+async fn read_into(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    loop {
+        io.readable().await?;
+        match io.try_read_buf(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return r,
+        }
+    }
 }
 
 /// How an answer is written.

@@ -359,3 +359,29 @@ async fn hanging_up_before_the_answer_cancels_the_upstream_request() {
     let r = s.chat(ask("auto", "hello")).await;
     assert_eq!(r.status(), 200);
 }
+
+/// A sized body larger than the read buffer, arriving in pieces, with the next request in the
+/// same write as its last piece: the body is read whole and the next request is not lost.
+#[tokio::test]
+async fn a_large_body_in_pieces_is_read_whole_and_the_next_request_kept() {
+    let s = setup().await;
+    let text = format!("what is the capital of France? {}", "padding ".repeat(7000));
+    let request = chat_request(&text, "");
+    assert!(request.len() > 50 * 1024);
+    let (a, rest) = request.split_at(3000);
+    let (b, c) = rest.split_at(30_000);
+    let mut c_and_next = c.to_string();
+    c_and_next.push_str(&chat_request("Please prove that sqrt(2) is irrational", ""));
+    let mut conn = Reader::connect(&s).await;
+    for piece in [a, b, c_and_next.as_str()] {
+        conn.send(piece.as_bytes()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = conn.answer(false).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.header("x-vsr-selected-decision"), Some("everyday"));
+    let sent = s.fast.last().expect("forwarded");
+    assert_eq!(sent.body["messages"][0]["content"], text.as_str());
+    let second = conn.answer(false).await;
+    assert_eq!(second.header("x-vsr-selected-decision"), Some("reasoning"));
+}
