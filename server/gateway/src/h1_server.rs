@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::headers::RouterHeaders;
 use crate::http::{Answer, DataPlane};
-use crate::upstream::h1::{Decoder, Framing, Step};
+use crate::upstream::h1::{content_length, has_token, Decoder, Framing, Step};
 
 /// The longest request head (request line and headers) accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -154,12 +154,7 @@ struct Seen {
 
 impl Seen {
     fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
-        let has = |token: &str| {
-            value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-        };
+        let has = |token: &str| has_token(value, token);
         if name == TRANSFER_ENCODING {
             self.transfer_encoding = true;
         } else if name == CONTENT_LENGTH {
@@ -200,24 +195,8 @@ fn body_framing(headers: &HeaderMap, version: Version) -> Result<Framing, ApiErr
             ))),
         };
     }
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let digits = part.trim_ascii();
-            let n = (!digits.is_empty() && digits.len() <= 19)
-                .then(|| {
-                    digits.iter().try_fold(0u64, |n, &d| {
-                        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
-                    })
-                })
-                .flatten()
-                .ok_or_else(|| bad("invalid content-length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(bad("conflicting content-length values"));
-            }
-            length = Some(n);
-        }
-    }
+    let length =
+        content_length(headers).map_err(|_| bad("invalid or conflicting content-length values"))?;
     Ok(match length {
         None | Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
@@ -398,10 +377,11 @@ impl Client {
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
         // A handler that leaves the request body unread says `connection: close`.
-        let closing = parts.headers.get_all(CONNECTION).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-        });
+        let closing = parts
+            .headers
+            .get_all(CONNECTION)
+            .iter()
+            .any(|v| has_token(v, "close"));
         let mut keep = reply.keep_alive && !closing;
         let framing = if bodiless {
             Framing::Empty

@@ -3,7 +3,8 @@
 //! decoding.
 //!
 //! Pure functions over byte buffers, no I/O: [`super::plain`] owns the connections and calls
-//! these as bytes arrive. Strict where a mistake would desynchronise a reused connection
+//! these as bytes arrive. The client-side server (`crate::h1_server`) reads request bodies with
+//! the same [`Decoder`] and header checks ([`content_length`], [`has_token`]). Strict where a mistake would desynchronise a reused connection
 //! (lengths, chunk sizes, conflicting framing), lenient where RFC 9112 allows it (a bare LF
 //! ending a chunk line).
 
@@ -187,8 +188,24 @@ pub fn framing(method: &Method, head: &Head) -> Result<Framing, ProtoError> {
             _ => Framing::Close,
         });
     }
+    let length = content_length(&head.headers)?;
+    Ok(length.map_or(Framing::Close, |n| {
+        if n == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        }
+    }))
+}
+
+/// The body length the `content-length` headers of a message declare (`None`: no such
+/// header). Every value and every comma-separated part of one must be the same number.
+///
+/// # Errors
+/// A value is not a decimal number, or two disagree.
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ProtoError> {
     let mut length = None;
-    for value in head.headers.get_all(CONTENT_LENGTH) {
+    for value in headers.get_all(CONTENT_LENGTH) {
         for part in value.as_bytes().split(|&b| b == b',') {
             let n = parse_decimal(part.trim_ascii()).ok_or(ProtoError::ContentLength)?;
             if length.is_some_and(|l| l != n) {
@@ -197,13 +214,16 @@ pub fn framing(method: &Method, head: &Head) -> Result<Framing, ProtoError> {
             length = Some(n);
         }
     }
-    Ok(length.map_or(Framing::Close, |n| {
-        if n == 0 {
-            Framing::Empty
-        } else {
-            Framing::Length(n)
-        }
-    }))
+    Ok(length)
+}
+
+/// Whether a comma-separated header value (`connection`, `expect`, ...) lists `token`,
+/// case-insensitively.
+pub fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 fn parse_decimal(digits: &[u8]) -> Option<u64> {
@@ -224,9 +244,7 @@ pub fn keep_alive(head: &Head, framing: Framing) -> bool {
         head.headers
             .get_all(CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+            .any(|v| has_token(v, token))
     };
     match head.version {
         Version::HTTP_10 => has("keep-alive"),
