@@ -96,6 +96,11 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     timeout_secs: u64,
 
+    /// How long a client may pause while sending a request (inside its head, or between
+    /// pieces of its body) before it gets a 408 and its connection is closed.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    request_read_timeout_secs: u64,
+
     /// How long shutdown waits for in-flight requests.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     grace_secs: u64,
@@ -139,6 +144,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             max_concurrency: (args.max_concurrency > 0).then_some(args.max_concurrency),
             signal_budget: Duration::from_millis(args.signal_budget_ms),
             default_timeout: Duration::from_secs(args.timeout_secs),
+            request_read_timeout: Duration::from_secs(args.request_read_timeout_secs.max(1)),
         },
         state_dir: (!args.no_replay).then(|| state_dir.clone()),
         baseline_model: args.baseline_model.clone(),

@@ -87,6 +87,9 @@ pub enum ApiError {
     /// The request head is over the server's limits.
     #[error("{0}")]
     HeadTooLarge(String),
+    /// The client paused too long while sending its request.
+    #[error("the request was not received within {0:?} of its last bytes")]
+    RequestTimeout(Duration),
     /// The request body has a transfer coding other than `chunked`.
     #[error("{0}")]
     UnsupportedTransferCoding(String),
@@ -106,6 +109,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedTransferCoding(_) => StatusCode::NOT_IMPLEMENTED,
             Self::ModelNotFound { .. } | Self::NotFound { .. } | Self::RecordNotFound { .. } => {
                 StatusCode::NOT_FOUND
@@ -130,7 +134,8 @@ impl ApiError {
             | Self::BodyTooLarge { .. }
             | Self::BadHttp(_)
             | Self::HeadTooLarge(_)
-            | Self::UnsupportedTransferCoding(_) => "invalid_request_error",
+            | Self::UnsupportedTransferCoding(_)
+            | Self::RequestTimeout(_) => "invalid_request_error",
             Self::Unauthorized => "authentication_error",
             Self::Overloaded { .. } => "rate_limit_error",
             Self::NoBackend { .. }
@@ -158,6 +163,7 @@ impl ApiError {
             Self::BadHttp(_) => "invalid_http",
             Self::HeadTooLarge(_) => "request_header_too_large",
             Self::UnsupportedTransferCoding(_) => "unsupported_transfer_encoding",
+            Self::RequestTimeout(_) => "request_timeout",
         }
     }
 
@@ -202,6 +208,7 @@ impl IntoResponse for ApiError {
                 | Self::BadHttp(_)
                 | Self::HeadTooLarge(_)
                 | Self::UnsupportedTransferCoding(_)
+                | Self::RequestTimeout(_)
         ) {
             // The body was left unread, so the server closes the connection after this
             // response: saying so keeps the client from sending its next request on it (and

@@ -17,7 +17,7 @@
 //! closes its connection cancels the handler (and with it the upstream request).
 
 use std::io::{self, Write as _};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::response::IntoResponse;
 use bytes::{Bytes, BytesMut};
@@ -209,6 +209,8 @@ struct Client {
     io: TcpStream,
     buf: BytesMut,
     out: Vec<u8>,
+    /// How long the client may pause inside a request.
+    read_timeout: Duration,
 }
 
 /// How reading a request body ended badly.
@@ -219,6 +221,8 @@ enum BodyFailure {
     Malformed(String),
     /// The client closed the connection or the socket failed.
     Io,
+    /// The client paused longer than the read timeout.
+    TimedOut,
 }
 
 impl Client {
@@ -285,10 +289,22 @@ impl Client {
                 }
             }
             let idle = self.buf.is_empty();
-            let n = tokio::select! {
-                biased;
-                n = self.fill() => n?,
-                () = drain.cancelled(), if idle => return Ok(None),
+            let n = if idle {
+                tokio::select! {
+                    biased;
+                    n = self.fill() => n?,
+                    () = drain.cancelled() => return Ok(None),
+                }
+            } else {
+                // Inside a head (most arrive whole, so this timer is rarely armed).
+                match tokio::time::timeout(self.read_timeout, self.fill()).await {
+                    Ok(n) => n?,
+                    Err(_) => {
+                        self.refuse(ApiError::RequestTimeout(self.read_timeout))
+                            .await;
+                        return Ok(None);
+                    }
+                }
             };
             if n == 0 {
                 if !idle {
@@ -325,12 +341,11 @@ impl Client {
             body.extend_from_slice(&self.buf);
             self.buf.clear();
             while body.len() < n {
-                if read_into(&self.io, &mut body)
-                    .await
-                    .map_err(|_| BodyFailure::Io)?
-                    == 0
+                match tokio::time::timeout(self.read_timeout, read_into(&self.io, &mut body)).await
                 {
-                    return Err(BodyFailure::Io);
+                    Err(_) => return Err(BodyFailure::TimedOut),
+                    Ok(Ok(0) | Err(_)) => return Err(BodyFailure::Io),
+                    Ok(Ok(_)) => {}
                 }
             }
             return Ok(body.freeze());
@@ -347,8 +362,10 @@ impl Client {
                     body.extend_from_slice(&data);
                 }
                 Ok(Step::NeedMore) => {
-                    if self.fill().await.map_err(|_| BodyFailure::Io)? == 0 {
-                        return Err(BodyFailure::Io);
+                    match tokio::time::timeout(self.read_timeout, self.fill()).await {
+                        Err(_) => return Err(BodyFailure::TimedOut),
+                        Ok(Ok(0) | Err(_)) => return Err(BodyFailure::Io),
+                        Ok(Ok(_)) => {}
                     }
                 }
                 Err(e) => return Err(BodyFailure::Malformed(e.to_string())),
@@ -593,6 +610,7 @@ pub(crate) async fn serve(io: TcpStream, service: DataPlane, drain: Cancellation
         io,
         buf: BytesMut::with_capacity(READ_BUF),
         out: Vec::with_capacity(1024),
+        read_timeout: service.read_timeout(),
     };
     loop {
         let head = match c.read_head(&drain).await {
@@ -640,6 +658,10 @@ pub(crate) async fn serve(io: TcpStream, service: DataPlane, drain: Cancellation
             Err(BodyFailure::TooLarge) => {
                 reply.keep_alive = false;
                 Err(ApiError::BodyTooLarge { limit })
+            }
+            Err(BodyFailure::TimedOut) => {
+                reply.keep_alive = false;
+                Err(ApiError::RequestTimeout(c.read_timeout))
             }
             Err(BodyFailure::Malformed(message)) => {
                 reply.keep_alive = false;

@@ -41,6 +41,10 @@ pub struct Limits {
     pub signal_budget: Duration,
     /// Upstream timeout when the listener sets none.
     pub default_timeout: Duration,
+    /// How long a client may pause while sending a request (inside its head, or between
+    /// pieces of its body) before it gets a 408 and the connection closes. An idle
+    /// keep-alive connection between requests is not timed.
+    pub request_read_timeout: Duration,
 }
 
 /// State shared by every listener.
@@ -203,6 +207,11 @@ impl DataPlane {
     /// Largest request body a listener accepts.
     pub(crate) fn body_limit(&self) -> usize {
         self.state.app.limits.max_body_bytes
+    }
+
+    /// How long a client may pause inside a request ([`Limits::request_read_timeout`]).
+    pub(crate) fn read_timeout(&self) -> Duration {
+        self.state.app.limits.request_read_timeout
     }
 
     /// A request whose body has been read (or could not be: the error is the answer, unless

@@ -385,3 +385,43 @@ async fn a_large_body_in_pieces_is_read_whole_and_the_next_request_kept() {
     let second = conn.answer(false).await;
     assert_eq!(second.header("x-vsr-selected-decision"), Some("reasoning"));
 }
+
+/// A client that stops inside its request head, or between pieces of its body, gets a 408
+/// and its connection closes; an idle connection between requests is not timed out.
+#[tokio::test]
+async fn a_client_stalling_inside_a_request_gets_a_408() {
+    let s = setup_with(vllm_sr_gateway::Limits {
+        request_read_timeout: Duration::from_millis(300),
+        ..limits()
+    })
+    .await;
+
+    // Idle longer than the timeout between requests: still served.
+    let mut idle = Reader::connect(&s).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    idle.send(chat_request("hello", "").as_bytes()).await;
+    assert_eq!(idle.answer(false).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    idle.send(chat_request("hello", "").as_bytes()).await;
+    assert_eq!(idle.answer(false).await.status, 200);
+
+    // Inside the head.
+    let mut c = Reader::connect(&s).await;
+    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n").await;
+    let answer = c.answer(false).await;
+    assert_eq!(answer.status, 408);
+    assert_eq!(answer.json()["error"]["code"], "request_timeout");
+    assert!(c.closed().await);
+
+    // Inside a sized body, and inside a chunked one.
+    let full = chat_request("hello", "");
+    let chunked = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n\
+                   transfer-encoding: chunked\r\n\r\n5\r\n{\"mod";
+    for partial in [&full[..full.len() - 5], chunked] {
+        let mut c = Reader::connect(&s).await;
+        c.send(partial.as_bytes()).await;
+        let answer = c.answer(false).await;
+        assert_eq!(answer.status, 408, "{partial}");
+        assert!(c.closed().await);
+    }
+}

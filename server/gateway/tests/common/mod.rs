@@ -138,6 +138,7 @@ pub fn limits() -> Limits {
         max_concurrency: Some(64),
         signal_budget: Duration::from_millis(500),
         default_timeout: Duration::from_secs(5),
+        request_read_timeout: Duration::from_secs(10),
     }
 }
 
