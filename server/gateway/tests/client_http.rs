@@ -407,7 +407,8 @@ async fn a_client_stalling_inside_a_request_gets_a_408() {
 
     // Inside the head.
     let mut c = Reader::connect(&s).await;
-    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n").await;
+    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+        .await;
     let answer = c.answer(false).await;
     assert_eq!(answer.status, 408);
     assert_eq!(answer.json()["error"]["code"], "request_timeout");
