@@ -32,7 +32,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::headers::RouterHeaders;
 use crate::http::{Answer, DataPlane};
-use crate::upstream::h1::{content_length, has_token, Decoder, Framing, Step};
+use crate::upstream::h1::{
+    content_length, has_token, header_lines, header_map, span_in, Decoder, Framing, Step,
+};
 
 /// The longest request head (request line and headers) accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -83,11 +85,6 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ApiError> {
             }
             Err(e) => return Err(bad(format!("malformed request head: {e}"))),
         };
-        let base = buf.as_ptr() as usize;
-        let span = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            start..start + s.len()
-        };
         let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
             .map_err(|_| bad("invalid request method"))?;
         let version = if req.version == Some(0) {
@@ -95,26 +92,20 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ApiError> {
         } else {
             Version::HTTP_11
         };
-        let target = span(req.path.unwrap_or_default().as_bytes());
-        let mut lines = Vec::with_capacity(req.headers.len());
-        for h in req.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| bad(format!("invalid header name {:?}", h.name)))?;
-            lines.push((name, span(h.value)));
-        }
+        let target = span_in(buf, req.path.unwrap_or_default().as_bytes());
+        let lines = header_lines(buf, req.headers)
+            .map_err(|name| bad(format!("invalid header name {name:?}")))?;
         (len, method, version, target, lines)
     };
     let head = buf.split_to(len).freeze();
     let uri =
         Uri::from_maybe_shared(head.slice(target)).map_err(|_| bad("invalid request target"))?;
-    let mut headers = HeaderMap::with_capacity(lines.len());
-    // What the connection needs from the head, noted as the lines go by (no map lookups).
+    let headers =
+        header_map(&head, lines).map_err(|name| bad(format!("invalid value of header {name}")))?;
+    // What the connection needs from the head (no map lookups).
     let mut seen = Seen::default();
-    for (name, value) in lines {
-        let value = HeaderValue::from_maybe_shared(head.slice(value))
-            .map_err(|_| bad(format!("invalid value of header {name}")))?;
-        seen.note(&name, &value);
-        headers.append(name, value);
+    for (name, value) in &headers {
+        seen.note(name, value);
     }
     let framing = if seen.transfer_encoding || seen.content_length {
         body_framing(&headers, version)?

@@ -8,6 +8,8 @@
 //! (lengths, chunk sizes, conflicting framing), lenient where RFC 9112 allows it (a bare LF
 //! ending a chunk line).
 
+use std::ops::Range;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
@@ -127,28 +129,63 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ProtoError> {
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        let base = buf.as_ptr() as usize;
-        let mut lines = Vec::with_capacity(resp.headers.len());
-        for h in resp.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| ProtoError::Header(h.name.to_string()))?;
-            let start = h.value.as_ptr() as usize - base;
-            lines.push((name, start..start + h.value.len()));
-        }
+        let lines =
+            header_lines(buf, resp.headers).map_err(|name| ProtoError::Header(name.to_string()))?;
         (len, status, version, lines)
     };
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(lines.len());
-    for (name, value) in lines {
-        let value = HeaderValue::from_maybe_shared(head.slice(value))
-            .map_err(|_| ProtoError::Header(name.to_string()))?;
-        headers.append(name, value);
-    }
+    let headers = header_map(&head, lines).map_err(|name| ProtoError::Header(name.to_string()))?;
     Ok(Some(Head {
         status,
         version,
         headers,
     }))
+}
+
+/// A header line of a head being parsed: its name, and where its value is in the head's
+/// bytes. Heads are parsed while their read buffer is borrowed; once the head has been taken
+/// off the buffer, [`header_map`] makes the values views of its bytes (no copy per header).
+pub type HeaderLine = (HeaderName, Range<usize>);
+
+/// Where `part`, a slice of `buf`, is in `buf`.
+pub fn span_in(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    start..start + part.len()
+}
+
+/// The lines of headers `httparse` parsed from `buf`.
+///
+/// # Errors
+/// The name of a header `http` does not accept as a name.
+pub fn header_lines<'h>(
+    buf: &[u8],
+    headers: &[httparse::Header<'h>],
+) -> Result<Vec<HeaderLine>, &'h str> {
+    headers
+        .iter()
+        .map(|h| {
+            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| h.name)?;
+            Ok((name, span_in(buf, h.value)))
+        })
+        .collect()
+}
+
+/// The header map of `lines`, in order, its values views of `head` (the bytes they were
+/// located in).
+///
+/// # Errors
+/// The name of a header whose value `http` does not accept.
+pub fn header_map(head: &Bytes, lines: Vec<HeaderLine>) -> Result<HeaderMap, HeaderName> {
+    let mut headers = HeaderMap::with_capacity(lines.len());
+    for (name, value) in lines {
+        match HeaderValue::from_maybe_shared(head.slice(value)) {
+            Ok(value) => {
+                headers.append(name, value);
+            }
+            Err(_) => return Err(name),
+        }
+    }
+    Ok(headers)
 }
 
 /// How a response body is delimited (RFC 9112 §6.3).
