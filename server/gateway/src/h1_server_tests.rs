@@ -63,44 +63,40 @@ fn a_partial_head_waits_for_more_bytes() {
 #[test]
 fn ambiguous_or_malformed_heads_are_refused_with_their_status() {
     let status = |text: &str| refused(text).status().as_u16();
-    // Both framings at once: the classic smuggling shape.
-    assert_eq!(
-        status("POST / HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"),
-        400
-    );
-    assert_eq!(
-        status("POST / HTTP/1.1\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n"),
-        400
-    );
-    assert_eq!(
-        status("POST / HTTP/1.1\r\ncontent-length: 3, 4\r\n\r\n"),
-        400
-    );
-    assert_eq!(status("POST / HTTP/1.1\r\ncontent-length: +3\r\n\r\n"), 400);
-    assert_eq!(status("POST / HTTP/1.1\r\ncontent-length: \r\n\r\n"), 400);
-    assert_eq!(
-        status("POST / HTTP/1.1\r\ncontent-length: 99999999999999999999\r\n\r\n"),
-        400
-    );
-    assert_eq!(
-        status("POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n"),
-        400
-    );
-    assert_eq!(
-        status("POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n"),
-        501
-    );
-    assert_eq!(
-        status("POST / HTTP/1.1\r\ntransfer-encoding: chunked, chunked\r\n\r\n"),
-        501
-    );
-    assert_eq!(
-        status("POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n"),
-        501
-    );
-    assert_eq!(status("GET / HTTP/2.0\r\n\r\n"), 400);
-    assert_eq!(status("GET /\r\n\r\n"), 400);
-    assert_eq!(status("GET / HTTP/1.1\r\nbad header\r\n\r\n"), 400);
+    let cases: [(&str, u16); 13] = [
+        // Both framings at once: the classic smuggling shape.
+        (
+            "POST / HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+            400,
+        ),
+        (
+            "POST / HTTP/1.1\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n",
+            400,
+        ),
+        ("POST / HTTP/1.1\r\ncontent-length: 3, 4\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\ncontent-length: +3\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\ncontent-length: \r\n\r\n", 400),
+        (
+            "POST / HTTP/1.1\r\ncontent-length: 99999999999999999999\r\n\r\n",
+            400,
+        ),
+        ("POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n", 501),
+        (
+            "POST / HTTP/1.1\r\ntransfer-encoding: chunked, chunked\r\n\r\n",
+            501,
+        ),
+        (
+            "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n",
+            501,
+        ),
+        ("GET / HTTP/2.0\r\n\r\n", 400),
+        ("GET /\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nbad header\r\n\r\n", 400),
+    ];
+    for (text, want) in cases {
+        assert_eq!(status(text), want, "{text:?}");
+    }
 
     let many: String = (0..=MAX_HEADERS)
         .map(|i| format!("x-h{i}: v\r\n"))
