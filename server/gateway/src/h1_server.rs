@@ -100,13 +100,10 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ApiError> {
     let head = buf.split_to(len).freeze();
     let uri =
         Uri::from_maybe_shared(head.slice(target)).map_err(|_| bad("invalid request target"))?;
-    let headers =
-        header_map(&head, lines).map_err(|name| bad(format!("invalid value of header {name}")))?;
-    // What the connection needs from the head (no map lookups).
+    // What the connection needs from the head, noted as the lines go in (no map lookups).
     let mut seen = Seen::default();
-    for (name, value) in &headers {
-        seen.note(name, value);
-    }
+    let headers = header_map(&head, lines, |name, value| seen.note(name, value))
+        .map_err(|name| bad(format!("invalid value of header {name}")))?;
     let framing = if seen.transfer_encoding || seen.content_length {
         body_framing(&headers, version)?
     } else {

@@ -134,7 +134,8 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ProtoError> {
         (len, status, version, lines)
     };
     let head = buf.split_to(len).freeze();
-    let headers = header_map(&head, lines).map_err(|name| ProtoError::Header(name.to_string()))?;
+    let headers =
+        header_map(&head, lines, |_, _| {}).map_err(|name| ProtoError::Header(name.to_string()))?;
     Ok(Some(Head {
         status,
         version,
@@ -161,25 +162,31 @@ pub fn header_lines<'h>(
     buf: &[u8],
     headers: &[httparse::Header<'h>],
 ) -> Result<Vec<HeaderLine>, &'h str> {
-    headers
-        .iter()
-        .map(|h| {
-            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| h.name)?;
-            Ok((name, span_in(buf, h.value)))
-        })
-        .collect()
+    // Sized up front (collecting `Result`s would grow the vector step by step).
+    let mut lines = Vec::with_capacity(headers.len());
+    for h in headers {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| h.name)?;
+        lines.push((name, span_in(buf, h.value)));
+    }
+    Ok(lines)
 }
 
 /// The header map of `lines`, in order, its values views of `head` (the bytes they were
-/// located in).
+/// located in); `each` sees every header as it goes in (a caller that needs a few of them
+/// notes them there instead of looking them up after).
 ///
 /// # Errors
 /// The name of a header whose value `http` does not accept.
-pub fn header_map(head: &Bytes, lines: Vec<HeaderLine>) -> Result<HeaderMap, HeaderName> {
+pub fn header_map(
+    head: &Bytes,
+    lines: Vec<HeaderLine>,
+    mut each: impl FnMut(&HeaderName, &HeaderValue),
+) -> Result<HeaderMap, HeaderName> {
     let mut headers = HeaderMap::with_capacity(lines.len());
     for (name, value) in lines {
         match HeaderValue::from_maybe_shared(head.slice(value)) {
             Ok(value) => {
+                each(&name, &value);
                 headers.append(name, value);
             }
             Err(_) => return Err(name),
