@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{broadcast, Notify};
-use vllm_sr_config::model::{Plugin, RouterConfig};
+use vllm_sr_config::model::{Plugin, RouterConfig, RouterReplay};
+use vllm_sr_engine::Outcome;
 use vllm_sr_store::{
     cap_body, now_ms, record_time_ms, LearningTrace as StoredLearning, Lifecycle, PriceTable,
-    Pricing, ReplayReader, ReplayRecord, ReplaySink, Store, StoreError, StoreOptions, Timings,
-    Usage,
+    Pricing, ReplayReader, ReplayRecord, ReplaySink, Store, StoreError, StoreOptions, Usage,
 };
 
-use crate::learning::short_hash;
+use crate::learning::{short_hash, LearningTrace};
 use crate::live::LiveState;
 use crate::service::Routed;
 
@@ -109,7 +109,9 @@ pub fn price_table(config: &RouterConfig) -> PriceTable {
     }))
 }
 
-/// A record whose routing half is filled; the response fills the rest.
+/// A record in the making: the request's own facts and the response's are written as they
+/// happen; the routing half (names, signals, trace) is copied out of the shared outcome only
+/// once the response is out ([`drain_deferred`]), off the request's path.
 #[derive(Debug)]
 pub struct Pending {
     /// The record so far (boxed: the pending record rides along the response body, which is
@@ -117,9 +119,69 @@ pub struct Pending {
     pub record: Box<ReplayRecord>,
     /// Keep up to this many response bytes.
     pub capture_response: Option<usize>,
+    routing: Routing,
     prices: Arc<PriceTable>,
     replay: Arc<Replay>,
     started: Instant,
+}
+
+/// What routing decided, kept as the router left it until the record is filled in.
+#[derive(Debug)]
+struct Routing {
+    outcome: Arc<Outcome>,
+    learning: Option<Box<LearningTrace>>,
+    /// Reasoning as the rewrite applied it.
+    use_reasoning: bool,
+    routing_ms: f64,
+}
+
+impl Routing {
+    /// Writes the routing half into the record, and prices it.
+    fn fill(self, r: &mut ReplayRecord, prices: &PriceTable, baseline: Option<&str>) {
+        let o = &*self.outcome;
+        r.requested_model = Some(o.requested_model.clone());
+        r.recipe = Some(o.recipe.clone());
+        r.decision = o.decision.clone();
+        r.confidence = Some(o.confidence);
+        r.base_model = Some(self.learning.as_ref().map_or_else(
+            || o.model.clone().unwrap_or_default(),
+            |l| l.base_model.clone(),
+        ));
+        r.final_model = o.model.clone();
+        r.signals = o
+            .matched_signals
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        r.signal_confidences = o
+            .signal_confidences
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        r.projection_scores = o
+            .projection_scores
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        // Packed (the same text as serde_json's when read, at a fraction of the cost).
+        r.eval_trace = Some(crate::trace_pack::packed_trace(&o.eval_trace));
+        r.learning = self.learning.map(|l| StoredLearning {
+            action: Some(l.action.as_str().to_string()),
+            reason: Some(l.reason.clone()),
+            scope: Some(l.scope.clone()),
+            mode: Some(l.mode.to_string()),
+            switch_cost: Some(l.switch_cost),
+            detail: serde_json::to_value(&*l).ok(),
+        });
+        r.plugins = o.plugins.clone();
+        r.use_reasoning = Some(self.use_reasoning);
+        r.reasoning_effort = Some(o.reasoning_effort.clone());
+        r.timings.signals_ms = to_micros(o.timings.embed_ms + o.timings.signals_ms);
+        r.timings.routing_ms = to_micros(self.routing_ms);
+        if let (Some(u), Some(model)) = (&r.usage, &r.final_model) {
+            r.cost = prices.cost(model, u, baseline);
+        }
+    }
 }
 
 /// What the request carried, for the record.
@@ -136,7 +198,8 @@ pub struct RequestInfo<'a> {
 }
 
 impl Pending {
-    /// Starts the record of a routed request.
+    /// Starts the record of a routed request: what only the request knows is taken now, the
+    /// outcome is shared (see [`Pending`]).
     pub fn start(
         replay: &Arc<Replay>,
         live: &LiveState,
@@ -158,20 +221,19 @@ impl Pending {
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| short_hash(&[v]))
         };
-        let decision = o
+        let capture = o
             .decision
             .as_deref()
-            .and_then(|d| live.decision(&o.recipe, d));
-        let capture = decision.and_then(|d| {
-            d.plugins.iter().find_map(|p| match p {
-                Plugin::RouterReplay(r) if r.enabled => Some(r.clone()),
-                _ => None,
-            })
-        });
-        let cap = |enabled: bool| {
+            .and_then(|d| live.decision(&o.recipe, d))
+            .and_then(|d| {
+                d.plugins.iter().find_map(|p| match p {
+                    Plugin::RouterReplay(r) if r.enabled => Some(r),
+                    _ => None,
+                })
+            });
+        let cap = |enabled: fn(&RouterReplay) -> bool| {
             capture
-                .as_ref()
-                .filter(|_| enabled)
+                .filter(|r| enabled(r))
                 .map(|r| r.max_body_bytes.unwrap_or(4096) as usize)
         };
         let mut record = Box::new(ReplayRecord {
@@ -183,59 +245,22 @@ impl Pending {
         record.request_id = Some(req.request_id.to_string());
         record.session_hash = header(&ids.session);
         record.conversation_hash = header(&ids.conversation);
-        record.requested_model = Some(o.requested_model.clone());
-        record.recipe = Some(o.recipe.clone());
-        record.decision = o.decision.clone();
-        record.confidence = Some(o.confidence);
-        record.base_model = Some(routed.learning.as_ref().map_or_else(
-            || o.model.clone().unwrap_or_default(),
-            |l| l.base_model.clone(),
-        ));
-        record.final_model = o.model.clone();
         record.streaming = routed.stream;
         record.lifecycle = Lifecycle::InProgress;
-        record.signals = o
-            .matched_signals
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        record.signal_confidences = o
-            .signal_confidences
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        record.projection_scores = o
-            .projection_scores
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        // Packed (the same text as serde_json's when read, at a fraction of the cost).
-        record.eval_trace = Some(crate::trace_pack::packed_trace(&o.eval_trace));
-        record.learning = routed.learning.as_ref().map(|l| StoredLearning {
-            action: Some(l.action.as_str().to_string()),
-            reason: Some(l.reason.clone()),
-            scope: Some(l.scope.clone()),
-            mode: Some(l.mode.to_string()),
-            switch_cost: Some(l.switch_cost),
-            detail: serde_json::to_value(l).ok(),
-        });
-        record.plugins = o.plugins.clone();
-        record.use_reasoning = Some(routed.applied.reasoning.unwrap_or(o.use_reasoning));
-        record.reasoning_effort = Some(o.reasoning_effort.clone());
-        record.timings = Timings {
-            signals_ms: to_micros(o.timings.embed_ms + o.timings.signals_ms),
-            routing_ms: to_micros(routed.routing.as_secs_f64() * 1e3),
-            upstream_ttfb_ms: None,
-            total_ms: 0.0,
-        };
-        if let Some(max) = cap(capture.as_ref().is_some_and(|r| r.capture_request_body)) {
+        if let Some(max) = cap(|r| r.capture_request_body) {
             let (body, truncated) = cap_body(&String::from_utf8_lossy(req.body), max);
             record.request_body = Some(body);
             record.request_body_truncated = truncated;
         }
         Self {
             record,
-            capture_response: cap(capture.as_ref().is_some_and(|r| r.capture_response_body)),
+            capture_response: cap(|r| r.capture_response_body),
+            routing: Routing {
+                outcome: o.clone(),
+                learning: routed.learning.clone().map(Box::new),
+                use_reasoning: routed.applied.reasoning.unwrap_or(o.use_reasoning),
+                routing_ms: routed.routing.as_secs_f64() * 1e3,
+            },
             prices: live.prices.clone(),
             replay: replay.clone(),
             started: req.started,
@@ -251,7 +276,7 @@ impl Pending {
         self.record.timings.upstream_ttfb_ms = Some(to_micros(ttfb_ms));
     }
 
-    /// Finishes and submits the record.
+    /// Finishes the record and submits it once the response is out.
     pub fn finish(mut self, end: End) {
         let r = &mut self.record;
         r.ended_ms = Some(now_ms());
@@ -265,37 +290,61 @@ impl Pending {
             r.response_body = Some(body);
             r.response_body_truncated = truncated;
         }
-        if let (Some(u), Some(model)) = (&end.usage, &r.final_model) {
-            r.cost = self.prices.cost(model, u, self.replay.baseline_model());
-        }
         r.usage = end.usage;
         r.cache_hit = end.cache_hit;
-        submit_after_response(self.replay, self.record);
+        submit_after_response(Finished {
+            record: self.record,
+            routing: self.routing,
+            prices: self.prices,
+            replay: self.replay,
+        });
+    }
+}
+
+/// A finished record whose routing half is still to be written.
+struct Finished {
+    record: Box<ReplayRecord>,
+    routing: Routing,
+    prices: Arc<PriceTable>,
+    replay: Arc<Replay>,
+}
+
+impl Finished {
+    fn submit(self) {
+        let Finished {
+            mut record,
+            routing,
+            prices,
+            replay,
+        } = self;
+        routing.fill(&mut record, &prices, replay.baseline_model());
+        replay.submit(record);
     }
 }
 
 thread_local! {
     /// Records this I/O thread finished, waiting for its [`drain_deferred`] task.
-    static DEFERRED: RefCell<Vec<(Arc<Replay>, Box<ReplayRecord>)>> =
+    static DEFERRED: RefCell<Vec<Finished>> =
         const { RefCell::new(Vec::new()) };
     /// Wakes this thread's [`drain_deferred`] task; `None` where none runs.
     static DRAIN: RefCell<Option<Arc<Notify>>> = const { RefCell::new(None) };
 }
 
-/// Stores a finished record once the task that finished it has yielded, so serialising it
-/// never delays the response's last bytes: a request ends inside the relay (the body's end,
-/// or its drop once `content-length` bytes were written), before the server flushes them.
-/// On a thread without a drain task (tests, any non-I/O thread) it is stored at once.
-fn submit_after_response(replay: Arc<Replay>, record: Box<ReplayRecord>) {
-    let mut item = Some((replay, record));
+/// Stores a finished record once the task that finished it has yielded, so filling in its
+/// routing half and serialising it never delay a response: a stream ends inside the relay
+/// before the server writes its last chunk, and the connection's next request waits for
+/// whatever runs on its task. On a thread without a drain task (tests, any non-I/O thread)
+/// it is stored at once.
+fn submit_after_response(finished: Finished) {
+    let mut item = Some(finished);
     DRAIN.with_borrow(|drain| {
         if let Some(notify) = drain {
             DEFERRED.with_borrow_mut(|q| q.extend(item.take()));
             notify.notify_one();
         }
     });
-    if let Some((replay, record)) = item {
-        replay.submit(record);
+    if let Some(finished) = item {
+        finished.submit();
     }
 }
 
@@ -325,8 +374,8 @@ fn drain_now() {
     let Ok(mut items) = DEFERRED.try_with(|q| std::mem::take(&mut *q.borrow_mut())) else {
         return;
     };
-    for (replay, record) in items.drain(..) {
-        replay.submit(record);
+    for finished in items.drain(..) {
+        finished.submit();
     }
     let _ = DEFERRED.try_with(|q| {
         let mut q = q.borrow_mut();

@@ -25,8 +25,9 @@ use crate::rewrite::{self, Applied};
 /// A routed request, ready to forward.
 #[derive(Debug)]
 pub struct Routed {
-    /// What the engine decided (for an explicit model: a direct outcome).
-    pub outcome: Outcome,
+    /// What the engine decided (for an explicit model: a direct outcome). Shared: the replay
+    /// record reads it after the response is out.
+    pub outcome: Arc<Outcome>,
     /// The logical model to forward to.
     pub model: ModelId,
     /// The body to forward, rewritten except for `model` (set per backend).
@@ -147,7 +148,7 @@ pub async fn route(
         },
         strip_usage: false,
         raw_messages: None,
-        outcome,
+        outcome: Arc::new(outcome),
     };
     if routed.outcome.kind == RouteKind::Auto {
         let decision = routed
