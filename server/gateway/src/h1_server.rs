@@ -459,6 +459,11 @@ impl Client {
             if chunked {
                 self.out.extend_from_slice(b"\r\n");
             }
+            // The declared length is complete: the client gets it now, before the body's end
+            // runs (the relay's accounting and the replay record's end).
+            if framing == Framing::Length(sent) {
+                self.flush().await?;
+            }
         }
         if chunked {
             self.out.extend_from_slice(b"0\r\n\r\n");

@@ -120,3 +120,74 @@ fn the_date_header_is_an_imf_fixdate() {
     assert!(skew.as_secs() <= 2, "{text}");
     assert!(text.ends_with(" GMT"), "{text}");
 }
+
+/// A body with all its declared bytes ready at once and its end right after; at its end it
+/// notes how many bytes the client has already received.
+struct EndSeesClient {
+    data: Option<Bytes>,
+    peer: std::net::TcpStream,
+    seen_at_end: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl http_body::Body for EndSeesClient {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        if let Some(data) = self.data.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+        }
+        let mut buf = [0u8; 4096];
+        let n = self.peer.peek(&mut buf).unwrap_or(0);
+        self.seen_at_end
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+        std::task::Poll::Ready(None)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
+}
+
+#[tokio::test]
+async fn a_sized_answer_goes_out_before_the_body_end_runs() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    peer.set_nonblocking(true).unwrap();
+    let (io, _) = listener.accept().await.unwrap();
+    let mut client = Client {
+        io,
+        buf: BytesMut::new(),
+        out: Vec::new(),
+        read_timeout: Duration::from_secs(5),
+    };
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let body = EndSeesClient {
+        data: Some(Bytes::from_static(b"{\"ok\":true}")),
+        peer: peer.try_clone().unwrap(),
+        seen_at_end: seen.clone(),
+    };
+    let answer = Answer {
+        response: axum::response::Response::new(axum::body::Body::new(body)),
+        router: RouterHeaders::new(),
+    };
+    let reply = Reply {
+        version: Version::HTTP_11,
+        head_only: false,
+        keep_alive: true,
+    };
+    assert!(client.respond(answer, reply).await.unwrap(), "kept alive");
+    let mut all = [0u8; 4096];
+    let n = peer.peek(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all[..n]);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\n{\"ok\":true}"), "{text}");
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        n,
+        "the whole answer was out when the body's end ran"
+    );
+}
