@@ -12,6 +12,7 @@ pub mod embed;
 mod engine;
 pub mod error;
 pub mod kb;
+mod messages;
 pub mod outcome;
 pub mod pass;
 mod post;

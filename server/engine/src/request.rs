@@ -6,7 +6,7 @@
 //! Only a missing or non-list `messages` is an error.
 
 use indexmap::IndexMap;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Why a request body cannot be routed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,7 +37,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "system" => Self::System,
             "developer" => Self::Developer,
@@ -172,15 +172,25 @@ impl RequestView {
         let obj = body.as_object().ok_or(RequestError::NotAnObject)?;
         let messages = obj
             .get("messages")
-            .and_then(Value::as_array)
+            .filter(|m| m.is_array())
             .ok_or(RequestError::MissingMessages)?;
+        Self::from_members(obj, &messages.to_string())
+    }
+
+    /// The view of a body whose `messages` is kept as JSON text (the proxy forwards the
+    /// client's bytes of it and never parses it into a tree); `obj` holds the other members
+    /// (a `messages` member in it is ignored).
+    ///
+    /// # Errors
+    /// `messages` is not a list.
+    pub fn from_members(obj: &Map<String, Value>, messages: &str) -> Result<Self, RequestError> {
         let mut view = Self {
             model: obj
                 .get("model")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
-            messages: messages.iter().map(parse_message).collect(),
+            messages: crate::messages::parse(messages)?,
             max_output_tokens: obj
                 .get("max_completion_tokens")
                 .and_then(Value::as_u64)
@@ -234,51 +244,6 @@ impl RequestView {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)
     }
-}
-
-fn parse_message(m: &Value) -> Message {
-    let role = Role::parse(m.get("role").and_then(Value::as_str).unwrap_or(""));
-    let mut msg = Message {
-        role,
-        text: String::new(),
-        images: 0,
-        tool_calls: 0,
-        json_bytes: 0,
-    };
-    match m.get("content") {
-        Some(Value::String(s)) => msg.text = s.clone(),
-        Some(Value::Array(parts)) => {
-            let mut texts = Vec::new();
-            for part in parts {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text" | "input_text") => {
-                        if let Some(t) = part.get("text").and_then(Value::as_str) {
-                            texts.push(t);
-                        }
-                    }
-                    Some("image_url" | "input_image" | "image" | "image_fixture") => {
-                        msg.images += 1
-                    }
-                    _ => match part.as_str() {
-                        Some(t) => texts.push(t),
-                        None => msg.json_bytes += json_len(part),
-                    },
-                }
-            }
-            msg.text = texts.join("\n");
-        }
-        Some(Value::Null) | None => {}
-        Some(other) => msg.json_bytes += json_len(other),
-    }
-    if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
-        msg.tool_calls = calls.len();
-        msg.json_bytes += calls.iter().map(json_len).sum::<usize>();
-    }
-    if let Some(call) = m.get("function_call").filter(|v| !v.is_null()) {
-        msg.tool_calls += 1;
-        msg.json_bytes += json_len(call);
-    }
-    msg
 }
 
 /// The texts and facts signal families read (contract §2).
