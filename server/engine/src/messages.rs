@@ -10,50 +10,172 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
+use serde_json::Value;
 
-use crate::request::{Message, RequestError, Role};
+use crate::request::{json_len, Message, RequestError, Role};
+
+/// Visitor methods for every scalar JSON value, each answering `$v`.
+macro_rules! scalars_are {
+    ($v:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+    };
+}
 
 /// The messages of a `messages` value's JSON text; anything but a list is
 /// [`RequestError::MissingMessages`].
 pub(crate) fn parse(raw: &str) -> Result<Vec<Message>, RequestError> {
-    if !raw.starts_with('[') {
-        return Err(RequestError::MissingMessages);
-    }
     let mut de = serde_json::Deserializer::from_str(raw);
-    let messages = de
-        .deserialize_seq(Each(|m: Option<[Option<&RawValue>; 4]>| message(m)))
-        .map_err(|_| RequestError::MissingMessages)?;
-    Ok(messages)
+    Messages
+        .deserialize(&mut de)
+        .ok()
+        .flatten()
+        .ok_or(RequestError::MissingMessages)
 }
 
-/// One message from its `role`, `content`, `tool_calls` and `function_call` members (`None`:
-/// not an object).
-fn message(fields: Option<[Option<&RawValue>; 4]>) -> Message {
-    let [role, content, tool_calls, function_call] = fields.unwrap_or_default();
+/// Reads a `messages` value where it stands in a body being parsed, in the same pass: the
+/// messages of a list, `None` for a value of any other kind (which is consumed).
+#[derive(Debug, Clone, Copy)]
+pub struct Messages;
+
+impl<'de> DeserializeSeed<'de> for Messages {
+    type Value = Option<Vec<Message>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Messages {
+    type Value = Option<Vec<Message>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of messages")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(m) = seq.next_element_seed(OneMessage)? {
+            out.push(m);
+        }
+        Ok(Some(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    scalars_are!(None);
+}
+
+/// One message; one of another kind has no role and no content.
+struct OneMessage;
+
+impl<'de> DeserializeSeed<'de> for OneMessage {
+    type Value = Message;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OneMessage {
+    type Value = Message;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a message")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut role = None;
+        let mut content = Content::None;
+        let mut tool_calls = None;
+        let mut function_call = None;
+        // The last of duplicates wins, as in a parsed object.
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match &*key {
+                "role" => role = map.next_value_seed(StrOrNothing)?,
+                "content" => content = map.next_value_seed(ContentSeed)?,
+                "tool_calls" => tool_calls = Some(map.next_value::<&'de RawValue>()?),
+                "function_call" => function_call = Some(map.next_value::<&'de RawValue>()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(message(role, content, tool_calls, function_call))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(message(None, Content::None, None, None))
+    }
+
+    scalars_are!(message(None, Content::None, None, None));
+}
+
+/// A message's `content` as it was read.
+enum Content<'a> {
+    /// Null or absent.
+    None,
+    /// A string.
+    Text(Cow<'a, str>),
+    /// A list of parts.
+    Parts(Vec<&'a RawValue>),
+    /// Anything else: its bytes as compact JSON.
+    Other(usize),
+}
+
+fn message(
+    role: Option<Cow<'_, str>>,
+    content: Content<'_>,
+    tool_calls: Option<&RawValue>,
+    function_call: Option<&RawValue>,
+) -> Message {
     let mut msg = Message {
-        role: Role::parse(role.and_then(string).as_deref().unwrap_or("")),
+        role: Role::parse(role.as_deref().unwrap_or("")),
         text: String::new(),
         images: 0,
         tool_calls: 0,
         json_bytes: 0,
     };
-    if let Some(content) = content {
-        match content.get().as_bytes().first() {
-            Some(b'"') => msg.text = string(content).map(Cow::into_owned).unwrap_or_default(),
-            Some(b'[') => {
-                let mut texts: Vec<Cow<'_, str>> = Vec::new();
-                let parts =
-                    serde_json::from_str::<Vec<&RawValue>>(content.get()).unwrap_or_default();
-                for part in parts {
-                    part_of(part, &mut msg, &mut texts);
-                }
-                msg.text = texts.join("\n");
+    match content {
+        Content::None => {}
+        Content::Text(t) => msg.text = t.into_owned(),
+        Content::Parts(parts) => {
+            let mut texts: Vec<Cow<'_, str>> = Vec::new();
+            for part in parts {
+                part_of(part, &mut msg, &mut texts);
             }
-            Some(b'n') => {}
-            _ => msg.json_bytes += compact_len(content.get()),
+            msg.text = texts.join("\n");
         }
+        Content::Other(bytes) => msg.json_bytes += bytes,
     }
     if let Some(calls) = tool_calls.filter(|c| c.get().starts_with('[')) {
         let calls = serde_json::from_str::<Vec<&RawValue>>(calls.get()).unwrap_or_default();
@@ -65,6 +187,124 @@ fn message(fields: Option<[Option<&RawValue>; 4]>) -> Message {
         msg.json_bytes += compact_len(call.get());
     }
     msg
+}
+
+/// `content` read in the pass over the body: strings are kept (borrowed when unescaped),
+/// parts as their JSON text.
+struct ContentSeed;
+
+impl<'de> DeserializeSeed<'de> for ContentSeed {
+    type Value = Content<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContentSeed {
+    type Value = Content<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("message content")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Content::Text(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Content::Text(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Content::None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(p) = seq.next_element::<&'de RawValue>()? {
+            parts.push(p);
+        }
+        Ok(Content::Parts(parts))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let v = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(Content::Other(json_len(&v)))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Content::Other(json_len(&Value::from(v))))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Content::Other(json_len(&Value::from(v))))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Content::Other(json_len(&Value::from(v))))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Content::Other(json_len(&Value::from(v))))
+    }
+}
+
+/// A string (borrowed when unescaped), or `None` for a value of any other kind (consumed).
+struct StrOrNothing;
+
+impl<'de> DeserializeSeed<'de> for StrOrNothing {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrOrNothing {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 /// One part of a list `content`: text (kept), an image (counted) or other JSON (its bytes).
@@ -86,10 +326,15 @@ fn part_of<'a>(part: &'a RawValue, msg: &mut Message, texts: &mut Vec<Cow<'a, st
 
 /// The value as a string, borrowed when it has no escapes; `None` when it is not a string.
 fn string(v: &RawValue) -> Option<Cow<'_, str>> {
-    if !v.get().starts_with('"') {
+    let text = v.get();
+    if !text.starts_with('"') {
         return None;
     }
-    let mut de = serde_json::Deserializer::from_str(v.get());
+    // A JSON string without escapes is the text between its quotes.
+    if !text.contains('\\') {
+        return text.get(1..text.len() - 1).map(Cow::Borrowed);
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
     de.deserialize_str(Text).ok()
 }
 
@@ -185,29 +430,7 @@ impl<'de, const N: usize> Visitor<'de> for Fields<'_, N> {
         Ok(None)
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    scalars_are!(None);
 }
 
 /// An object key, borrowed when it has no escapes.
@@ -218,29 +441,6 @@ impl<'de> DeserializeSeed<'de> for KeySeed {
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(Text)
-    }
-}
-
-/// Every element of a list, each read as the named members of an object and mapped.
-struct Each<F>(F);
-
-impl<'de, F, T> Visitor<'de> for Each<F>
-where
-    F: FnMut(Option<[Option<&'de RawValue>; 4]>) -> T,
-{
-    type Value = Vec<T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of messages")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        let names = ["role", "content", "tool_calls", "function_call"];
-        while let Some(fields) = seq.next_element_seed(Fields(names))? {
-            out.push((self.0)(fields));
-        }
-        Ok(out)
     }
 }
 

@@ -151,7 +151,7 @@ impl Headers {
 
 /// Bytes of `v` as compact JSON, counted as it is written rather than built as text (tool
 /// lists of agents run to tens of kilobytes per request).
-fn json_len(v: &Value) -> usize {
+pub(crate) fn json_len(v: &Value) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -184,13 +184,19 @@ impl RequestView {
     /// # Errors
     /// `messages` is not a list.
     pub fn from_members(obj: &Map<String, Value>, messages: &str) -> Result<Self, RequestError> {
+        Ok(Self::from_parts(obj, crate::messages::parse(messages)?))
+    }
+
+    /// The view of a body whose messages were read as it was parsed ([`crate::MessagesSeed`]);
+    /// `obj` holds the other members (a `messages` member in it is ignored).
+    pub fn from_parts(obj: &Map<String, Value>, messages: Vec<Message>) -> Self {
         let mut view = Self {
             model: obj
                 .get("model")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
-            messages: crate::messages::parse(messages)?,
+            messages,
             max_output_tokens: obj
                 .get("max_completion_tokens")
                 .and_then(Value::as_u64)
@@ -213,7 +219,7 @@ impl RequestView {
                 }
             }
         }
-        Ok(view)
+        view
     }
 
     /// A request with one user message (the eval API's `{"text": ...}` form).

@@ -260,13 +260,10 @@ fn upstream_request(
         routed.outcome.lora.as_deref(),
         &backend.config,
     );
-    // `messages` as the client sent it, unless the rewrite changed it.
-    let raw = routed
-        .raw_messages
-        .as_deref()
-        .filter(|_| !routed.applied.messages_changed);
-    let bytes =
-        encode_body(&routed.body, &model_id, raw).map_err(|e| ApiError::InvalidRequest {
+    let bytes = routed
+        .body
+        .encode(&model_id)
+        .map_err(|e| ApiError::InvalidRequest {
             message: format!("cannot serialise the rewritten body: {e}"),
             param: None,
         })?;
@@ -324,33 +321,6 @@ fn upstream_request(
     *req.uri_mut() = backend.chat_uri.clone();
     *req.headers_mut() = headers;
     Ok(req)
-}
-
-/// The body to forward as compact JSON: `model` first, then the body's members in order;
-/// `raw_messages`, when given, is written as the value of `messages`, as it is.
-fn encode_body(
-    body: &serde_json::Map<String, Value>,
-    model: &str,
-    raw_messages: Option<&[u8]>,
-) -> Result<Vec<u8>, serde_json::Error> {
-    // Room for the whole body when most of it is known: growing the buffer copies it.
-    let mut out = Vec::with_capacity(raw_messages.map_or(256, |m| m.len() + 1024));
-    out.extend_from_slice(b"{\"model\":");
-    serde_json::to_writer(&mut out, model)?;
-    for (k, v) in body {
-        if k == "model" {
-            continue;
-        }
-        out.push(b',');
-        serde_json::to_writer(&mut out, k)?;
-        out.push(b':');
-        match raw_messages {
-            Some(raw) if k == "messages" => out.extend_from_slice(raw),
-            _ => serde_json::to_writer(&mut out, v)?,
-        }
-    }
-    out.push(b'}');
-    Ok(out)
 }
 
 /// What watches a relayed body: the tap reading usage (and capturing the body), the replay
@@ -552,61 +522,5 @@ impl HttpBody for RelayBody {
             Some(n) if !stripping(&self.tap) => SizeHint::with_exact(n),
             _ => SizeHint::default(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::{json, Value};
-
-    use super::encode_body;
-
-    fn map(v: Value) -> serde_json::Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!(),
-        }
-    }
-
-    #[test]
-    fn the_body_is_compact_json_with_the_model_first() {
-        let body = map(
-            json!({"stream": true, "model": "auto", "messages": [{"role": "user", "content": "é \"q\""}], "x": {"n": 1.5}}),
-        );
-        let out = encode_body(&body, "org/m", None).unwrap();
-        let mut want = serde_json::Map::new();
-        want.insert("model".into(), json!("org/m"));
-        for (k, v) in &body {
-            if k != "model" {
-                want.insert(k.clone(), v.clone());
-            }
-        }
-        // Same members, same order (model, then the body's), same text as serde_json's.
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("{\"model\":\"org/m\","), "{text}");
-        let back: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, want);
-        let rest: Vec<String> = body
-            .iter()
-            .filter(|(k, _)| *k != "model")
-            .map(|(k, v)| format!("{}:{}", json!(k), v))
-            .collect();
-        assert_eq!(text, format!("{{\"model\":\"org/m\",{}}}", rest.join(",")));
-    }
-
-    #[test]
-    fn raw_messages_are_written_as_they_came() {
-        let raw = br#"[ {"role": "user", "content": "caf\u00e9"} ]"#;
-        let body = map(
-            json!({"model": "auto", "messages": [{"role": "user", "content": "café"}], "stream": false}),
-        );
-        let out = encode_body(&body, "m", Some(raw)).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert_eq!(
-            text,
-            r#"{"model":"m","messages":[ {"role": "user", "content": "caf\u00e9"} ],"stream":false}"#
-        );
-        let parsed: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(parsed["messages"], body["messages"]);
     }
 }

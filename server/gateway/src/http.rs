@@ -28,7 +28,7 @@ use crate::learning::UsageFeedback;
 use crate::live::LiveState;
 use crate::metrics::Metrics;
 use crate::replay::{End, Pending, Replay, RequestInfo};
-use crate::service::{raw_messages, route, RouteParams, Routed, RAW_MESSAGES_MIN};
+use crate::service::{parse_body, route, RouteParams, Routed};
 
 /// Request limits.
 #[derive(Debug, Clone, Copy)]
@@ -400,8 +400,7 @@ async fn chat_inner(
         None => None,
     };
     let bytes = body.map_err(fail)?;
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|e| fail(ApiError::InvalidJson(e.to_string())))?;
+    let body = parse_body(&bytes).map_err(fail)?;
     let header_list = header_pairs(headers);
     let live = app.live.load_full();
     let params = RouteParams {
@@ -409,12 +408,9 @@ async fn chat_inner(
         want_usage: app.replay.is_some(),
         record: app.replay.is_some(),
     };
-    let mut routed = route(&live, &app.sessions, value, &header_list, params)
+    let routed = route(&live, &app.sessions, body, &header_list, params)
         .await
         .map_err(fail)?;
-    if bytes.len() >= RAW_MESSAGES_MIN {
-        routed.raw_messages = raw_messages(&bytes);
-    }
     observe_routing(&app.metrics, &routed);
     // Borrowed: `routed` outlives every use (metric labels, the log line).
     let model = routed.outcome.model.as_deref().unwrap_or_default();

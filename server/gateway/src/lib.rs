@@ -17,6 +17,7 @@
 //!
 //! Model inference runs on the models crate's threads; handlers only await it.
 
+pub mod body;
 mod conn;
 pub mod error;
 pub mod forward;

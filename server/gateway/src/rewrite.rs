@@ -9,15 +9,13 @@ use vllm_sr_config::model::{
 };
 use vllm_sr_engine::Outcome;
 
+use crate::body::ChatBody;
+
 /// What the rewrite did, for response headers and logs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Applied {
     /// The `system_prompt` plugin changed the messages.
     pub injected_system_prompt: bool,
-    /// `messages` was changed. Every rewrite of `messages` must set this: while it is false,
-    /// the forwarder sends the client's own bytes of `messages` instead of serialising them
-    /// again.
-    pub messages_changed: bool,
     /// Reasoning on/off as injected (`None`: the model has no reasoning family).
     pub reasoning: Option<bool>,
     /// Plugin types that changed the body.
@@ -76,7 +74,7 @@ impl Dialect {
 /// Rewrites an auto-routed body for the chosen decision and model (everything but `model`,
 /// which depends on the backend and is set per attempt).
 pub fn apply_routed(
-    body: &mut Map<String, Value>,
+    body: &mut ChatBody,
     config: &RouterConfig,
     outcome: &Outcome,
     decision: Option<&Decision>,
@@ -84,7 +82,7 @@ pub fn apply_routed(
 ) -> Applied {
     let mut applied = Applied::default();
     if decision.is_some() {
-        applied.reasoning = reasoning(body, config, outcome, dialect);
+        applied.reasoning = reasoning(body.members_mut(), config, outcome, dialect);
     }
     let Some(d) = decision else {
         return applied;
@@ -94,7 +92,6 @@ pub fn apply_routed(
             Plugin::SystemPrompt(sp) if sp.enabled && !sp.prompt.is_empty() => {
                 system_prompt(body, sp);
                 applied.injected_system_prompt = true;
-                applied.messages_changed = true;
                 applied.plugins.push("system_prompt");
             }
             _ => {}
@@ -102,12 +99,10 @@ pub fn apply_routed(
     }
     for p in &d.plugins {
         let changed = match p {
-            Plugin::RequestParams(rp) => request_params(body, rp).then_some("request_params"),
-            Plugin::Tools(t) if t.enabled => {
-                let (changed, messages) = tools(body, t);
-                applied.messages_changed |= messages;
-                changed.then_some("tools")
+            Plugin::RequestParams(rp) => {
+                request_params(body.members_mut(), rp).then_some("request_params")
             }
+            Plugin::Tools(t) if t.enabled => tools(body, t).then_some("tools"),
             _ => None,
         };
         applied.plugins.extend(changed);
@@ -205,8 +200,8 @@ fn content_text(v: Option<&Value>) -> String {
     }
 }
 
-fn system_prompt(body: &mut Map<String, Value>, sp: &SystemPrompt) {
-    let Some(Value::Array(messages)) = body.get_mut("messages") else {
+fn system_prompt(body: &mut ChatBody, sp: &SystemPrompt) {
+    let Some(messages) = body.messages_mut() else {
         return;
     };
     let is_system = |m: &Value| m.get("role").and_then(Value::as_str) == Some("system");
@@ -296,13 +291,13 @@ fn tool_name(t: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-/// Applies the `tools` plugin: whether it changed the body, and whether it changed
-/// `messages`.
-fn tools(body: &mut Map<String, Value>, t: &Tools) -> (bool, bool) {
+/// Applies the `tools` plugin: whether it changed the body.
+fn tools(body: &mut ChatBody, t: &Tools) -> bool {
     match t.mode {
-        ToolsMode::Passthrough => (false, false),
+        ToolsMode::Passthrough => false,
         ToolsMode::None => {
             let mut changed = false;
+            let members = body.members_mut();
             for k in [
                 "tools",
                 "tool_choice",
@@ -310,14 +305,15 @@ fn tools(body: &mut Map<String, Value>, t: &Tools) -> (bool, bool) {
                 "function_call",
                 "parallel_tool_calls",
             ] {
-                changed |= body.remove(k).is_some();
+                changed |= members.remove(k).is_some();
             }
             let messages = t.strip_tool_history && strip_tool_history(body);
-            (changed || messages, messages)
+            changed || messages
         }
         ToolsMode::Filtered => {
-            let Some(Value::Array(list)) = body.get_mut("tools") else {
-                return (false, false);
+            let members = body.members_mut();
+            let Some(Value::Array(list)) = members.get_mut("tools") else {
+                return false;
             };
             let before = list.len();
             list.retain(|tool| {
@@ -327,17 +323,17 @@ fn tools(body: &mut Map<String, Value>, t: &Tools) -> (bool, bool) {
             });
             let changed = list.len() != before;
             if list.is_empty() {
-                body.remove("tools");
-                body.remove("tool_choice");
-                body.remove("parallel_tool_calls");
+                members.remove("tools");
+                members.remove("tool_choice");
+                members.remove("parallel_tool_calls");
             }
-            (changed, false)
+            changed
         }
     }
 }
 
-fn strip_tool_history(body: &mut Map<String, Value>) -> bool {
-    let Some(Value::Array(messages)) = body.get_mut("messages") else {
+fn strip_tool_history(body: &mut ChatBody) -> bool {
+    let Some(messages) = body.messages_mut() else {
         return false;
     };
     let before = messages.len();
@@ -363,10 +359,10 @@ fn strip_tool_history(body: &mut Map<String, Value>) -> bool {
 mod tests {
     use super::*;
 
-    fn body(v: Value) -> Map<String, Value> {
+    fn body(v: Value) -> ChatBody {
         match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
+            Value::Object(m) => ChatBody::from(m),
+            _ => ChatBody::default(),
         }
     }
 
@@ -383,8 +379,8 @@ mod tests {
                 replace: false,
             },
         );
-        assert_eq!(b["messages"][0]["content"], "P\n\nbe brief");
-        assert_eq!(b["messages"].as_array().map(Vec::len), Some(2));
+        assert_eq!(b.members()["messages"][0]["content"], "P\n\nbe brief");
+        assert_eq!(b.members()["messages"].as_array().map(Vec::len), Some(2));
     }
 
     #[test]
@@ -398,7 +394,10 @@ mod tests {
                 replace: false,
             },
         );
-        assert_eq!(b["messages"][0], json!({"role": "system", "content": "P"}));
+        assert_eq!(
+            b.members()["messages"][0],
+            json!({"role": "system", "content": "P"})
+        );
     }
 
     #[test]
@@ -414,7 +413,7 @@ mod tests {
                 replace: true,
             },
         );
-        assert_eq!(b["messages"][1]["content"], "P");
+        assert_eq!(b.members()["messages"][1]["content"], "P");
     }
 
     #[test]
@@ -428,10 +427,10 @@ mod tests {
             max_n: Some(1),
             strip_unknown: true,
         };
-        assert!(request_params(&mut b, &rp));
-        assert_eq!(b["max_tokens"], 1000);
-        assert_eq!(b["n"], 1);
-        assert!(!b.contains_key("logit_bias") && !b.contains_key("x_custom"));
+        assert!(request_params(b.members_mut(), &rp));
+        assert_eq!(b.members()["max_tokens"], 1000);
+        assert_eq!(b.members()["n"], 1);
+        assert!(!b.members().contains_key("logit_bias") && !b.members().contains_key("x_custom"));
     }
 
     #[test]
@@ -447,8 +446,8 @@ mod tests {
             block_tools: vec!["exec".into()],
             strip_tool_history: false,
         };
-        assert_eq!(tools(&mut b, &cfg), (true, false), "messages untouched");
-        assert_eq!(b["tools"].as_array().map(Vec::len), Some(2));
+        assert!(tools(&mut b, &cfg));
+        assert_eq!(b.members()["tools"].as_array().map(Vec::len), Some(2));
         let mut b = body(json!({"tools": [t("read")], "messages": [
             {"role": "user", "content": "q"},
             {"role": "assistant", "content": null, "tool_calls": [{"id": "1"}]},
@@ -458,16 +457,20 @@ mod tests {
             strip_tool_history: true,
             ..cfg
         };
-        let before = b["messages"].clone();
-        assert_eq!(tools(&mut b, &cfg), (true, true), "tool history stripped");
-        assert!(!b.contains_key("tools"));
-        assert_eq!(b["messages"].as_array().map(Vec::len), Some(1));
-        assert_ne!(b["messages"], before);
-        // Nothing to strip: the messages are left as they were, and said to be.
-        let mut b =
-            body(json!({"tools": [t("read")], "messages": [{"role": "user", "content": "q"}]}));
-        let before = b["messages"].clone();
-        assert_eq!(tools(&mut b, &cfg), (true, false));
-        assert_eq!(b["messages"], before);
+        let before = b.members()["messages"].clone();
+        assert!(tools(&mut b, &cfg), "tool history stripped");
+        assert!(!b.members().contains_key("tools"));
+        assert_eq!(b.members()["messages"].as_array().map(Vec::len), Some(1));
+        assert_ne!(b.members()["messages"], before);
+        // Nothing to strip: the messages are left as they were.
+        let text = r#"{"tools": [{"function": {"name": "read"}}], "messages": [{"role": "user", "content": "q"}]}"#;
+        let mut b = ChatBody::parse(&bytes::Bytes::from_static(text.as_bytes())).unwrap();
+        assert!(tools(&mut b, &cfg), "the tools were removed");
+        assert!(!b.members().contains_key("tools"));
+        assert_eq!(b.view().unwrap().messages.len(), 1);
+        assert_eq!(
+            b.members()["messages"],
+            json!([{"role": "user", "content": "q"}])
+        );
     }
 }

@@ -17,6 +17,7 @@ use vllm_sr_engine::{
     embed_plan, MissingVectors, Outcome, Plan, RequestError, RequestView, RouteKind, RouteOptions,
 };
 
+use crate::body::{BodyError, ChatBody};
 use crate::error::ApiError;
 use crate::learning::{BaseRoute, Facts, LearningTrace, Sessions};
 use crate::live::LiveState;
@@ -31,7 +32,7 @@ pub struct Routed {
     /// The logical model to forward to.
     pub model: ModelId,
     /// The body to forward, rewritten except for `model` (set per backend).
-    pub body: Map<String, Value>,
+    pub body: ChatBody,
     /// What the rewrite did.
     pub applied: Applied,
     /// The decision's `header_mutation`, applied to the upstream request.
@@ -49,21 +50,18 @@ pub struct Routed {
     /// The router asked the backend for a usage chunk the client did not request; the relay
     /// removes it from the client's stream.
     pub strip_usage: bool,
-    /// The client's own bytes of `messages` ([`raw_messages`]), when the transport kept them:
-    /// forwarded as they are unless the rewrite changed `messages`
-    /// ([`Applied::messages_changed`]), which spares re-serialising a long conversation.
-    pub raw_messages: Option<Bytes>,
 }
 
-/// Bodies from this size on are worth finding the bytes of `messages` in: serialising a
-/// conversation again costs more than the extra scan from about here.
-pub const RAW_MESSAGES_MIN: usize = 4 * 1024;
-
-/// The bytes of the top-level `messages` value of a JSON body (shared with `body`, not
-/// copied); `None` when the body is not an object with exactly one `messages` member, or has
-/// a key written with an escape ([`crate::span::member`]).
-pub fn raw_messages(body: &Bytes) -> Option<Bytes> {
-    crate::span::member(body, "messages").map(|r| body.slice(r))
+/// Reads a chat-completions request body for [`route`]; every transport calls this on the
+/// body as it arrived, so `messages` is forwarded as the client's own bytes.
+///
+/// # Errors
+/// Not JSON, or not an object (400).
+pub fn parse_body(bytes: &Bytes) -> Result<ChatBody, ApiError> {
+    ChatBody::parse(bytes).map_err(|e| match e {
+        BodyError::Json(e) => ApiError::InvalidJson(e.to_string()),
+        BodyError::NotAnObject => request_error(RequestError::NotAnObject),
+    })
 }
 
 /// Per-request knobs.
@@ -85,17 +83,14 @@ pub struct RouteParams {
 pub async fn route(
     live: &Arc<LiveState>,
     sessions: &Sessions,
-    body: Value,
+    mut body: ChatBody,
     headers: &[(&str, &str)],
     params: RouteParams,
 ) -> Result<Routed, ApiError> {
     let started = Instant::now();
-    let view = RequestView::from_json(&body).map_err(request_error)?;
+    let view = body.view().map_err(request_error)?;
     let view = view.with_headers(headers.iter().copied());
-    let Value::Object(mut body) = body else {
-        return Err(request_error(RequestError::NotAnObject));
-    };
-    let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let stream = body.members().get("stream").and_then(Value::as_bool) == Some(true);
     let facts = Facts::of(&live.config, &view);
     let plan = plan_known(live, view, RouteOptions::default())?;
     let mut outcome = evaluate(live, plan, params.signal_budget).await?;
@@ -134,7 +129,7 @@ pub async fn route(
     };
     let mut routed = Routed {
         model,
-        body: Map::new(),
+        body: ChatBody::default(),
         applied: Applied::default(),
         header_mutation: None,
         fast_response: None,
@@ -147,7 +142,6 @@ pub async fn route(
             String::new()
         },
         strip_usage: false,
-        raw_messages: None,
         outcome: Arc::new(outcome),
     };
     if routed.outcome.kind == RouteKind::Auto {
@@ -173,7 +167,7 @@ pub async fn route(
     }
     // Learning keeps token totals per session, so it wants usage as much as replay does.
     if stream && (params.want_usage || routed.learning.is_some()) {
-        routed.strip_usage = request_usage(&mut body);
+        routed.strip_usage = request_usage(body.members_mut());
     }
     routed.body = body;
     routed.routing = started.elapsed();
@@ -328,32 +322,5 @@ fn request_error(e: RequestError) -> ApiError {
     ApiError::InvalidRequest {
         message: e.to_string(),
         param,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-
-    use super::raw_messages;
-
-    #[test]
-    fn raw_messages_are_the_bytes_of_the_one_top_level_member() {
-        let body = Bytes::from_static(
-            br#"{"model": "auto", "x": {"messages": 1}, "messages" : [ {"role":"user","content":"a\u00e9"} ] , "n": 2}"#,
-        );
-        let raw = raw_messages(&body).unwrap();
-        assert_eq!(&raw[..], br#"[ {"role":"user","content":"a\u00e9"} ]"#);
-        // A view of the body, not a copy.
-        let at = raw.as_ptr() as usize - body.as_ptr() as usize;
-        assert_eq!(&body[at..at + raw.len()], &raw[..]);
-        for none in [
-            &br#"{"model": "auto"}"#[..],
-            br#"{"messages": [], "messages": []}"#,
-            br#"[{"messages": []}]"#,
-            br#"{"messages": [}"#,
-        ] {
-            assert_eq!(raw_messages(&Bytes::from_static(none)), None);
-        }
     }
 }
