@@ -101,6 +101,11 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     request_read_timeout_secs: u64,
 
+    /// How long an HTTP/1.1 keep-alive client connection may sit idle between requests
+    /// before it is closed (0: never).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    idle_timeout_secs: u64,
+
     /// How long shutdown waits for in-flight requests.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     grace_secs: u64,
@@ -145,6 +150,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             signal_budget: Duration::from_millis(args.signal_budget_ms),
             default_timeout: Duration::from_secs(args.timeout_secs),
             request_read_timeout: Duration::from_secs(args.request_read_timeout_secs.max(1)),
+            idle_timeout: (args.idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(args.idle_timeout_secs)),
         },
         state_dir: (!args.no_replay).then(|| state_dir.clone()),
         baseline_model: args.baseline_model.clone(),

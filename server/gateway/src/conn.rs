@@ -35,8 +35,20 @@ enum Protocol {
 /// Serves `stream` until the client closes it, or until `drain` is cancelled and the request
 /// in flight (if any) has been answered.
 pub(crate) async fn serve(stream: TcpStream, service: DataPlane, drain: CancellationToken) {
+    // A client that never sends its first byte is an idle connection too.
+    let first_bytes = async {
+        match service.idle_timeout() {
+            Some(limit) => tokio::time::timeout(limit, detect(&stream))
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::debug!("closing a client connection silent for {limit:?}");
+                    Protocol::Gone
+                }),
+            None => detect(&stream).await,
+        }
+    };
     let protocol = tokio::select! {
-        p = detect(&stream) => p,
+        p = first_bytes => p,
         () = drain.cancelled() => Protocol::Gone,
     };
     match protocol {

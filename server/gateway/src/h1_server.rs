@@ -17,6 +17,7 @@
 //! closes its connection cancels the handler (and with it the upstream request).
 
 use std::io::{self, Write as _};
+use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::response::IntoResponse;
@@ -263,8 +264,14 @@ impl Client {
     }
 
     /// Reads the next request head: `None` when the client closed the connection between
-    /// requests, or the listener drains while it is idle.
-    async fn read_head(&mut self, drain: &CancellationToken) -> io::Result<Option<Head>> {
+    /// requests, the connection stayed idle too long, or the listener drains while it is
+    /// idle.
+    async fn read_head(
+        &mut self,
+        drain: &CancellationToken,
+        idle: &mut IdleTimer,
+    ) -> io::Result<Option<Head>> {
+        let idle_since = Instant::now();
         loop {
             if !self.buf.is_empty() {
                 match parse_head(&mut self.buf) {
@@ -276,12 +283,20 @@ impl Client {
                     }
                 }
             }
-            let idle = self.buf.is_empty();
-            let n = if idle {
+            let idle_wait = self.buf.is_empty();
+            let n = if idle_wait {
+                let timer = idle.arm(idle_since);
                 tokio::select! {
                     biased;
                     n = self.fill() => n?,
                     () = drain.cancelled() => return Ok(None),
+                    () = timer => {
+                        if idle.expired(idle_since) {
+                            tracing::debug!("closing a client connection idle for {:?}", idle_since.elapsed());
+                            return Ok(None);
+                        }
+                        continue;
+                    }
                 }
             } else {
                 // Inside a head (most arrive whole, so this timer is rarely armed).
@@ -295,7 +310,7 @@ impl Client {
                 }
             };
             if n == 0 {
-                if !idle {
+                if !idle_wait {
                     tracing::debug!("client closed the connection inside a request head");
                 }
                 return Ok(None);
@@ -576,6 +591,47 @@ async fn read_into(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     }
 }
 
+/// The idle timeout of a keep-alive connection, with one timer per connection that is
+/// re-armed only when it would fire before half the timeout has passed: a busy connection
+/// resets it at most twice per timeout, not once per request. When it fires early (the
+/// connection was busy meanwhile), it is re-armed for the idle wait's own deadline.
+struct IdleTimer {
+    limit: Option<Duration>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl IdleTimer {
+    fn new(limit: Option<Duration>) -> Self {
+        Self { limit, sleep: None }
+    }
+
+    /// The timer for an idle wait that began at `since` (pending forever without a limit).
+    fn arm(&mut self, since: Instant) -> impl std::future::Future<Output = ()> + '_ {
+        let sleep = self.limit.map(|limit| {
+            let deadline = tokio::time::Instant::from_std(since + limit);
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            let early = deadline - limit / 2;
+            if sleep.deadline() < early || sleep.is_elapsed() {
+                sleep.as_mut().reset(deadline);
+            }
+            sleep
+        });
+        async move {
+            match sleep {
+                Some(sleep) => sleep.await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// The idle wait that began at `since` has lasted the whole limit.
+    fn expired(&self, since: Instant) -> bool {
+        self.limit.is_some_and(|limit| since.elapsed() >= limit)
+    }
+}
+
 /// How an answer is written.
 #[derive(Debug, Clone, Copy)]
 struct Reply {
@@ -605,8 +661,9 @@ pub(crate) async fn serve(io: TcpStream, service: DataPlane, drain: Cancellation
         out: Vec::with_capacity(1024),
         read_timeout: service.read_timeout(),
     };
+    let mut idle = IdleTimer::new(service.idle_timeout());
     loop {
-        let head = match c.read_head(&drain).await {
+        let head = match c.read_head(&drain, &mut idle).await {
             Ok(Some(head)) => head,
             Ok(None) => break,
             Err(e) => {

@@ -42,9 +42,11 @@ pub struct Limits {
     /// Upstream timeout when the listener sets none.
     pub default_timeout: Duration,
     /// How long a client may pause while sending a request (inside its head, or between
-    /// pieces of its body) before it gets a 408 and the connection closes. An idle
-    /// keep-alive connection between requests is not timed.
+    /// pieces of its body) before it gets a 408 and the connection closes.
     pub request_read_timeout: Duration,
+    /// How long an HTTP/1.1 keep-alive connection may sit idle between requests before it
+    /// is closed (`None`: never).
+    pub idle_timeout: Option<Duration>,
 }
 
 /// State shared by every listener.
@@ -212,6 +214,11 @@ impl DataPlane {
     /// How long a client may pause inside a request ([`Limits::request_read_timeout`]).
     pub(crate) fn read_timeout(&self) -> Duration {
         self.state.app.limits.request_read_timeout
+    }
+
+    /// How long a connection may idle between requests ([`Limits::idle_timeout`]).
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
+        self.state.app.limits.idle_timeout
     }
 
     /// A request whose body has been read (or could not be: the error is the answer, unless

@@ -387,16 +387,18 @@ async fn a_large_body_in_pieces_is_read_whole_and_the_next_request_kept() {
 }
 
 /// A client that stops inside its request head, or between pieces of its body, gets a 408
-/// and its connection closes; an idle connection between requests is not timed out.
+/// and its connection closes; a pause between requests shorter than the idle timeout is not
+/// timed by the read timeout.
 #[tokio::test]
 async fn a_client_stalling_inside_a_request_gets_a_408() {
     let s = setup_with(vllm_sr_gateway::Limits {
         request_read_timeout: Duration::from_millis(300),
+        idle_timeout: Some(Duration::from_millis(1500)),
         ..limits()
     })
     .await;
 
-    // Idle longer than the timeout between requests: still served.
+    // Idle longer than the read timeout between requests: still served.
     let mut idle = Reader::connect(&s).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     idle.send(chat_request("hello", "").as_bytes()).await;
@@ -425,4 +427,31 @@ async fn a_client_stalling_inside_a_request_gets_a_408() {
         assert_eq!(answer.status, 408, "{partial}");
         assert!(c.closed().await);
     }
+}
+
+/// A keep-alive connection idle longer than the idle timeout between requests is closed;
+/// each idle wait is timed on its own, however long the connection has lived.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let s = setup_with(vllm_sr_gateway::Limits {
+        idle_timeout: Some(Duration::from_millis(400)),
+        ..limits()
+    })
+    .await;
+    let mut c = Reader::connect(&s).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        c.send(chat_request("hello", "").as_bytes()).await;
+        assert_eq!(c.answer(false).await.status, 200);
+    }
+    let idle_from = std::time::Instant::now();
+    assert!(c.closed().await, "closed once idle for the whole timeout");
+    let waited = idle_from.elapsed();
+    assert!(
+        waited >= Duration::from_millis(350),
+        "closed after {waited:?}, before the timeout"
+    );
+    // A connection that never sends a request is closed too.
+    let mut silent = Reader::connect(&s).await;
+    assert!(silent.closed().await);
 }

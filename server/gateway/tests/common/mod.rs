@@ -139,6 +139,7 @@ pub fn limits() -> Limits {
         signal_budget: Duration::from_millis(500),
         default_timeout: Duration::from_secs(5),
         request_read_timeout: Duration::from_secs(10),
+        idle_timeout: Some(Duration::from_secs(60)),
     }
 }
 
