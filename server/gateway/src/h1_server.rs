@@ -461,7 +461,7 @@ impl Client {
             }
             sent += data.len() as u64;
             if chunked {
-                let _ = write!(self.out, "{:x}\r\n", data.len());
+                chunk_size_line(&mut self.out, data.len());
             }
             if data.len() <= COPY_FRAME {
                 self.out.extend_from_slice(&data);
@@ -589,6 +589,17 @@ async fn read_into(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
             r => return r,
         }
     }
+}
+
+/// Appends a chunk-size line (`{len:x}\r\n`) without the formatting machinery: one per
+/// streamed frame.
+fn chunk_size_line(out: &mut Vec<u8>, len: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (usize::BITS - len.max(1).leading_zeros()).div_ceil(4) as usize;
+    for i in (0..digits).rev() {
+        out.push(HEX[(len >> (4 * i)) & 0xf]);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The idle timeout of a keep-alive connection, with one timer per connection that is

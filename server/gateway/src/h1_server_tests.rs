@@ -191,3 +191,25 @@ async fn a_sized_answer_goes_out_before_the_body_end_runs() {
         "the whole answer was out when the body's end ran"
     );
 }
+
+#[test]
+fn chunk_size_lines_are_lowercase_hex() {
+    for len in [
+        0usize,
+        1,
+        9,
+        10,
+        15,
+        16,
+        255,
+        256,
+        4096,
+        65_535,
+        1 << 20,
+        usize::MAX,
+    ] {
+        let mut out = Vec::new();
+        chunk_size_line(&mut out, len);
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{len:x}\r\n"));
+    }
+}
