@@ -18,8 +18,19 @@ use serde_json::Value;
 
 use crate::request::{json_len, Message, RequestError, Role};
 
-/// Visitor methods for every scalar JSON value, each answering `$v`.
+/// Visitor methods for every scalar JSON value (`non_strings_are`: but strings), each
+/// answering `$v`.
 macro_rules! scalars_are {
+    ($v:expr) => {
+        non_strings_are!($v);
+
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+    };
+}
+
+macro_rules! non_strings_are {
     ($v:expr) => {
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
             Ok($v)
@@ -34,10 +45,6 @@ macro_rules! scalars_are {
         }
 
         fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($v)
-        }
-
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
             Ok($v)
         }
 
@@ -286,25 +293,7 @@ impl<'de> Visitor<'de> for StrOrNothing {
         Ok(None)
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    non_strings_are!(None);
 }
 
 /// One part of a list `content`: text (kept), an image (counted) or other JSON (its bytes).

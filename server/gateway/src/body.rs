@@ -9,9 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
-use serde::de::{
-    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use vllm_sr_engine::{Message, MessagesSeed, RequestError, RequestView};
 
@@ -43,9 +41,14 @@ impl ChatBody {
     /// The body is not JSON, or not an object.
     pub fn parse(bytes: &Bytes) -> Result<Self, BodyError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let parsed = TopLevel.deserialize(&mut de).map_err(BodyError::Json)?;
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            // Not an object; still told apart from text that is not JSON at all.
+            IgnoredAny::deserialize(&mut de).map_err(BodyError::Json)?;
+            de.end().map_err(BodyError::Json)?;
+            return Err(BodyError::NotAnObject);
+        }
+        let (members, messages) = de.deserialize_map(TopLevel).map_err(BodyError::Json)?;
         de.end().map_err(BodyError::Json)?;
-        let (members, messages) = parsed.ok_or(BodyError::NotAnObject)?;
         let Some(read) = messages else {
             return Ok(Self::from(members));
         };
@@ -182,27 +185,19 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// The top-level object: its members but `messages` parsed, `messages` as raw text; `None`
-/// for a JSON value of another kind.
+/// The top-level object: its members but `messages` parsed, `messages` read with
+/// [`MessagesSeed`].
 struct TopLevel;
 
 /// The members but `messages`, and what was read of `messages` when present (`Some(None)`:
 /// present but not a list).
-type Parts = Option<(Map<String, Value>, Option<Option<Vec<Message>>>)>;
-
-impl<'de> DeserializeSeed<'de> for TopLevel {
-    type Value = Parts;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+type Parts = (Map<String, Value>, Option<Option<Vec<Message>>>);
 
 impl<'de> Visitor<'de> for TopLevel {
     type Value = Parts;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
+        f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -216,36 +211,7 @@ impl<'de> Visitor<'de> for TopLevel {
                 members.insert(key.0.into_owned(), map.next_value::<Value>()?);
             }
         }
-        Ok(Some((members, messages)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
+        Ok((members, messages))
     }
 }
 
