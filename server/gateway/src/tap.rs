@@ -3,6 +3,8 @@
 //! replay. When the router asked the backend for a usage chunk the client did not request,
 //! that one frame is removed from the client's stream.
 
+use std::sync::LazyLock;
+
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use vllm_sr_store::Usage;
@@ -439,7 +441,10 @@ fn after_colon(b: &[u8]) -> Option<&[u8]> {
 /// mentions `"usage"` inside a JSON string has its quotes escaped and does not match.)
 fn may_have_usage(frame: &[u8]) -> bool {
     const KEY: &[u8] = b"\"usage\"";
-    memchr::memmem::find_iter(frame, KEY).any(|at| {
+    // Built once: building a finder costs more than searching a frame with it.
+    static FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(KEY));
+    FINDER.find_iter(frame).any(|at| {
         !after_colon(&frame[at + KEY.len()..])
             .is_some_and(|value| value.trim_ascii_start().starts_with(b"null"))
     })
