@@ -30,7 +30,7 @@ pub use outcome::{Outcome, RouteKind};
 pub use pass::{Selection, SignalPass};
 
 pub use error::EngineError;
-pub use messages::Messages as MessagesSeed;
+pub use messages::{KeySeed as JsonKeySeed, Messages as MessagesSeed};
 pub use request::{Headers, Message, RequestError, RequestView, SignalText};
 pub use route::{embed_plan, route, Embedded, MissingVectors};
 pub use state::{FamilyResult, SignalState};

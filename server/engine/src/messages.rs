@@ -422,8 +422,10 @@ impl<'de, const N: usize> Visitor<'de> for Fields<'_, N> {
     scalars_are!(None);
 }
 
-/// An object key, borrowed when it has no escapes.
-struct KeySeed;
+/// Reads an object key, borrowed from the text unless written with an escape (for visitors
+/// of JSON objects, here and in the proxy's body parser).
+#[derive(Debug, Clone, Copy)]
+pub struct KeySeed;
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
     type Value = Cow<'de, str>;

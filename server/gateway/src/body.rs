@@ -5,13 +5,12 @@
 //! messages parses them into a tree ([`ChatBody::messages_mut`]); they are then written again
 //! when forwarded.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
-use vllm_sr_engine::{Message, MessagesSeed, RequestError, RequestView};
+use vllm_sr_engine::{JsonKeySeed, Message, MessagesSeed, RequestError, RequestView};
 
 /// A chat body: its members, with `messages` kept as text until a rewrite needs it.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -34,8 +33,8 @@ pub enum BodyError {
 }
 
 impl ChatBody {
-    /// Parses a request body; `messages` is located, not parsed (its text is checked, as
-    /// every JSON text is).
+    /// Parses a request body: every member but `messages` into a tree, the routing view of
+    /// `messages` read in the same pass, and its bytes located in `bytes`.
     ///
     /// # Errors
     /// The body is not JSON, or not an object.
@@ -160,31 +159,6 @@ impl From<Map<String, Value>> for ChatBody {
     }
 }
 
-/// An object key, borrowed from the body unless written with an escape.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Cow<'de, str>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object key")
-            }
-
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Cow::Borrowed(v))
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(v.to_string()))
-            }
-        }
-        d.deserialize_str(V).map(Key)
-    }
-}
-
 /// The top-level object: its members but `messages` parsed, `messages` read with
 /// [`MessagesSeed`].
 struct TopLevel;
@@ -203,12 +177,12 @@ impl<'de> Visitor<'de> for TopLevel {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut members = Map::new();
         let mut messages = None;
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            if key.0 == "messages" {
+        while let Some(key) = map.next_key_seed(JsonKeySeed)? {
+            if key == "messages" {
                 // The last of duplicates wins, as in a parsed object.
                 messages = Some(map.next_value_seed(MessagesSeed)?);
             } else {
-                members.insert(key.0.into_owned(), map.next_value::<Value>()?);
+                members.insert(key.into_owned(), map.next_value::<Value>()?);
             }
         }
         Ok((members, messages))
