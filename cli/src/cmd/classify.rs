@@ -149,16 +149,16 @@ fn summary(o: &Outcome, trace: bool) -> Value {
         "use_reasoning": o.use_reasoning,
         "reasoning_effort": o.reasoning_effort,
         "plugins": o.plugins,
-        "signals": o.matched_signals,
-        "projection_scores": o.projection_scores,
+        "signals": o.signals().matched_signals,
+        "projection_scores": o.signals().projection_scores,
         "selection_status": o.selection_status,
         "latency_ms": o.timings.total_ms,
         "timings": o.timings,
     });
     if trace {
-        v["eval_trace"] = json!(o.eval_trace);
-        v["signal_confidences"] = json!(o.signal_confidences);
-        v["signal_values"] = json!(o.signal_values);
+        v["eval_trace"] = json!(o.signals().eval_trace);
+        v["signal_confidences"] = json!(o.signals().signal_confidences);
+        v["signal_values"] = json!(o.signals().signal_values);
     }
     if !o.skipped_signals.is_empty() {
         v["skipped_signals"] = json!(o.skipped_signals);
@@ -183,6 +183,7 @@ fn print_human(input: &Value, o: &Outcome) {
         o.timings.total_ms
     ));
     let sigs: Vec<String> = o
+        .signals()
         .matched_signals
         .iter()
         .map(|(k, v)| format!("{k}: {}", v.join(", ")))

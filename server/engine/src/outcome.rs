@@ -2,13 +2,15 @@
 //! (contract §11.2), response headers and replay.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::decide::TraceNode;
+use crate::report::ReportSource;
 
 /// How the request's `model` was interpreted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -118,16 +120,8 @@ pub struct Outcome {
     pub selection_reason: Cow<'static, str>,
     /// Normalised plugin types of the winner.
     pub plugins: Vec<String>,
-    /// Matched names per family (eval keys, complexity with level, `projection`).
-    pub matched_signals: NameMap<String, Vec<String>>,
     /// Families the decisions reference (the recipe's, shared: computed once per engine).
     pub used_signals: Arc<IndexMap<String, Vec<String>>>,
-    /// Declared but unmatched names per family.
-    pub unmatched_signals: NameMap<String, Vec<String>>,
-    /// `type:name` → confidence.
-    pub signal_confidences: NameMap<String, f64>,
-    /// `type:name[:sub]` → raw value.
-    pub signal_values: NameMap<String, f64>,
     /// Family → error.
     pub signal_errors: IndexMap<String, String>,
     /// Families left unfinished (signal budget or missing vectors).
@@ -135,10 +129,10 @@ pub struct Outcome {
     /// Why families were skipped (the signal budget ran out, the embedding failed, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
-    /// Score name → value.
-    pub projection_scores: NameMap<String, f64>,
-    /// Every decision in declaration order.
-    pub eval_trace: Vec<DecisionTrace>,
+    /// Matched and unmatched names, confidences, values and the eval trace: built on first
+    /// read ([`Outcome::signals`]); serialised as the outcome's own fields.
+    #[serde(flatten)]
+    pub(crate) signals: LazyReport,
     /// Per-family metrics.
     pub metrics: FamilyMetrics,
     /// Estimated request tokens (context family).
@@ -147,16 +141,94 @@ pub struct Outcome {
     pub timings: Timings,
 }
 
+/// What the signals said, by name: the eval API's maps and every decision's trace.
+///
+/// Naming every signal allocates a string per name, and tracing every decision a node per
+/// rule: most routed requests read none of it (only the eval API, debug headers and replay
+/// do), so an auto outcome keeps the request's signal state and builds this on first read.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct SignalReport {
+    /// Matched names per family (eval keys, complexity with level, `projection`).
+    pub matched_signals: NameMap<String, Vec<String>>,
+    /// Declared but unmatched names per family.
+    pub unmatched_signals: NameMap<String, Vec<String>>,
+    /// `type:name` → confidence.
+    pub signal_confidences: NameMap<String, f64>,
+    /// `type:name[:sub]` → raw value.
+    pub signal_values: NameMap<String, f64>,
+    /// Score name → value.
+    pub projection_scores: NameMap<String, f64>,
+    /// Every decision in declaration order.
+    pub eval_trace: Vec<DecisionTrace>,
+}
+
+/// A [`SignalReport`] built on first read from the state it is computed from.
+#[derive(Clone)]
+pub(crate) struct LazyReport {
+    report: OnceLock<SignalReport>,
+    /// `None` once nothing is left to build from (an outcome without signals).
+    source: Option<Box<ReportSource>>,
+}
+
+impl LazyReport {
+    /// A report built from `source` when first read.
+    pub(crate) fn deferred(source: ReportSource) -> Self {
+        Self {
+            report: OnceLock::new(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The empty report of an outcome that evaluated no signals (built, empty, when read).
+    pub(crate) fn empty() -> Self {
+        Self {
+            report: OnceLock::new(),
+            source: None,
+        }
+    }
+
+    fn get(&self) -> &SignalReport {
+        self.report.get_or_init(|| match &self.source {
+            Some(source) => source.build(),
+            None => SignalReport::default(),
+        })
+    }
+}
+
+impl PartialEq for LazyReport {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl fmt::Debug for LazyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl Serialize for LazyReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(serializer)
+    }
+}
+
 impl Outcome {
+    /// The signals by name and the decision traces, built on the first call.
+    pub fn signals(&self) -> &SignalReport {
+        self.signals.get()
+    }
+
     /// The eval API response body (contract §11.2).
     pub fn eval_response(&self, original_text: &str) -> Value {
+        let signals = self.signals();
         let mut decision_result = json!({
             "decision_name": self.decision.clone().unwrap_or_default(),
             "algorithm": self.algorithm,
             "plugins": self.plugins,
             "used_signals": self.used_signals,
-            "matched_signals": self.matched_signals,
-            "unmatched_signals": self.unmatched_signals,
+            "matched_signals": signals.matched_signals,
+            "unmatched_signals": signals.unmatched_signals,
         });
         if self.decision.is_none() {
             decision_result["decision_name"] = json!("");
@@ -166,15 +238,15 @@ impl Outcome {
             "requested_model": self.requested_model,
             "recipe": self.recipe,
             "decision_result": decision_result,
-            "eval_trace": self.eval_trace,
+            "eval_trace": signals.eval_trace,
             "selection_status": self.selection_status,
             "selection_method": self.selection_method,
             "selection_reason": self.selection_reason,
             "metrics": self.metrics,
-            "signal_confidences": self.signal_confidences,
-            "signal_values": self.signal_values,
+            "signal_confidences": signals.signal_confidences,
+            "signal_values": signals.signal_values,
             "signal_errors": self.signal_errors,
-            "projection_scores": self.projection_scores,
+            "projection_scores": signals.projection_scores,
         });
         if !self.recommended_models.is_empty() {
             v["recommended_models"] = json!(self.recommended_models);

@@ -3,8 +3,8 @@
 //! [`Outcome`] report.
 //!
 //! Selecting evaluates the rule trees without recording them (no allocation per node); the
-//! report then records every tree for the eval trace, which by construction reaches the same
-//! results. Split from signal evaluation so the decision half can be measured and reused on
+//! outcome's signal report records every tree for the eval trace when first read, which by
+//! construction reaches the same results. Split from signal evaluation so the decision half can be measured and reused on
 //! its own (`benches/decide.rs` times it with precomputed signals).
 
 use std::time::Instant;
@@ -107,7 +107,8 @@ impl Engine {
         }
     }
 
-    /// The outcome of a selection: model choice, reasoning settings, signal maps, traces.
+    /// The outcome of a selection: model choice, reasoning settings, and the signal state its
+    /// signal maps and traces are built from when read ([`Outcome::signals`]).
     pub fn report(&self, selection: Selection) -> Outcome {
         let Selection {
             pass,
@@ -116,19 +117,6 @@ impl Engine {
             started,
             decide_ms,
         } = selection;
-        let config = self.config();
-        let recipe = &config.recipes[pass.recipe];
-        let facts = Facts {
-            recipe,
-            state: &pass.state,
-            projections: &projections,
-        };
-        let traces = recipe
-            .decisions
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (i, decide::trace(facts, &d.rules)))
-            .collect();
         let timings = Timings {
             embed_ms: pass.embed_ms,
             signals_ms: pass.signals_ms,
@@ -136,14 +124,13 @@ impl Engine {
             total_ms: pass.embed_ms + pass.signals_ms + started.elapsed().as_secs_f64() * 1e3,
         };
         report::auto(report::AutoInput {
-            config,
-            recipe,
+            config: self.config(),
+            recipe: pass.recipe,
             request_model: &pass.request_model,
-            state: &pass.state,
-            projections: &projections,
+            state: pass.state,
+            projections,
             winner: ranked.first().copied(),
-            traces,
-            families: &pass.families,
+            families: pass.families,
             used_signals: self.used_signals(pass.recipe),
             skipped: pass.skipped,
             skip_reason: pass.skip_reason,

@@ -281,6 +281,7 @@ pub fn run(
                 model: outcome.model.clone(),
                 reasons,
                 matched_signals: outcome
+                    .signals()
                     .matched_signals
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
@@ -378,6 +379,7 @@ pub fn check(
         }
     }
     let names: Vec<&str> = o
+        .signals()
         .eval_trace
         .iter()
         .map(|t| t.decision_name.as_str())
@@ -392,6 +394,7 @@ pub fn check(
         }
     }
     if !o
+        .signals()
         .eval_trace
         .iter()
         .any(|t| t.decision_name == g.expected_decision && t.matched)
@@ -438,6 +441,7 @@ pub fn check(
     let exact = g.signal_match.as_deref() == Some("exact");
     for (key, want) in expected {
         let got: BTreeSet<&str> = o
+            .signals()
             .matched_signals
             .get(key)
             .map(|v| set(v))
@@ -457,6 +461,7 @@ pub fn check(
     }
     for (key, forbid) in &g.forbidden_signals {
         let got: BTreeSet<&str> = o
+            .signals()
             .matched_signals
             .get(key)
             .map(|v| set(v))

@@ -7,21 +7,21 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use vllm_sr_config::model::*;
 
-use crate::decide::{Candidate, ProjectionState, TraceNode};
+use crate::decide::{self, Candidate, Facts, ProjectionState};
 use crate::outcome::{
-    DecisionTrace, FamilyMetric, FamilyMetrics, NameMap, Outcome, RouteKind, Timings,
+    DecisionTrace, FamilyMetric, FamilyMetrics, LazyReport, Outcome, RouteKind, SignalReport,
+    Timings,
 };
 use crate::state::{family_index, SignalState};
 
 pub(crate) struct AutoInput<'a> {
-    pub(crate) config: &'a RouterConfig,
-    pub(crate) recipe: &'a Recipe,
+    pub(crate) config: &'a Arc<RouterConfig>,
+    pub(crate) recipe: usize,
     pub(crate) request_model: &'a str,
-    pub(crate) state: &'a SignalState,
-    pub(crate) projections: &'a ProjectionState,
+    pub(crate) state: SignalState,
+    pub(crate) projections: ProjectionState,
     pub(crate) winner: Option<Candidate>,
-    pub(crate) traces: Vec<(usize, TraceNode)>,
-    pub(crate) families: &'a [bool],
+    pub(crate) families: Vec<bool>,
     /// The recipe's [`used_signals`], computed when the engine was built.
     pub(crate) used_signals: Arc<IndexMap<String, Vec<String>>>,
     pub(crate) skipped: Vec<String>,
@@ -43,13 +43,8 @@ fn effort(config: &RouterConfig, r: Option<&ModelRef>) -> String {
 }
 
 pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
-    let AutoInput {
-        config,
-        recipe,
-        state,
-        projections,
-        ..
-    } = input;
+    let AutoInput { config, state, .. } = input;
+    let recipe = &config.recipes[input.recipe];
     let mut out = Outcome {
         recipe: recipe.name.clone(),
         model: config
@@ -64,6 +59,14 @@ pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
         ),
         used_signals: input.used_signals,
         signal_errors: state.errors.clone(),
+        metrics: metrics(recipe, &state),
+        signals: LazyReport::deferred(ReportSource {
+            config: Arc::clone(config),
+            recipe: input.recipe,
+            state,
+            projections: input.projections,
+            families: input.families,
+        }),
         skipped_signals: input.skipped,
         skip_reason: input.skip_reason,
         context_token_count: input.context_tokens,
@@ -124,32 +127,61 @@ pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
                 "fallback".into()
             };
     }
-    let kb_names: Vec<&str> = config
-        .global
-        .model_catalog
-        .kbs
-        .iter()
-        .map(|k| k.name.as_str())
-        .collect();
-    fill_signals(
-        &mut out,
-        recipe,
-        state,
-        projections,
-        input.families,
-        &kb_names,
-    );
-    out.eval_trace = input
-        .traces
-        .into_iter()
-        .map(|(i, node)| DecisionTrace {
-            decision_name: recipe.decisions[i].name.clone(),
-            matched: node.matched,
-            confidence: node.confidence,
-            root_trace: node,
-        })
-        .collect();
     out
+}
+
+/// What an auto outcome's [`SignalReport`] is built from: the request's signal state, kept
+/// until something reads the report (or the outcome is dropped).
+#[derive(Clone)]
+pub(crate) struct ReportSource {
+    config: Arc<RouterConfig>,
+    recipe: usize,
+    state: SignalState,
+    projections: ProjectionState,
+    families: Vec<bool>,
+}
+
+impl ReportSource {
+    /// Names every matched and unmatched signal and traces every decision.
+    pub(crate) fn build(&self) -> SignalReport {
+        let recipe = &self.config.recipes[self.recipe];
+        let kb_names: Vec<&str> = self
+            .config
+            .global
+            .model_catalog
+            .kbs
+            .iter()
+            .map(|k| k.name.as_str())
+            .collect();
+        let mut out = SignalReport::default();
+        fill_signals(
+            &mut out,
+            recipe,
+            &self.state,
+            &self.projections,
+            &self.families,
+            &kb_names,
+        );
+        let facts = Facts {
+            recipe,
+            state: &self.state,
+            projections: &self.projections,
+        };
+        out.eval_trace = recipe
+            .decisions
+            .iter()
+            .map(|d| {
+                let node = decide::trace(facts, &d.rules);
+                DecisionTrace {
+                    decision_name: d.name.clone(),
+                    matched: node.matched,
+                    confidence: node.confidence,
+                    root_trace: node,
+                }
+            })
+            .collect();
+        out
+    }
 }
 
 /// An explicit or unknown model: no routing, the model is kept.
@@ -195,16 +227,11 @@ fn empty(config: &RouterConfig, requested_model: &str, kind: RouteKind) -> Outco
         selection_method: Cow::Borrowed(""),
         selection_reason: Cow::Borrowed(""),
         plugins: Vec::new(),
-        matched_signals: NameMap::default(),
         used_signals: Arc::default(),
-        unmatched_signals: NameMap::default(),
-        signal_confidences: NameMap::default(),
-        signal_values: NameMap::default(),
         signal_errors: IndexMap::new(),
         skipped_signals: Vec::new(),
         skip_reason: None,
-        projection_scores: NameMap::default(),
-        eval_trace: Vec::new(),
+        signals: LazyReport::empty(),
         metrics: FamilyMetrics::default(),
         context_token_count: 0,
         timings: Timings::default(),
@@ -254,8 +281,44 @@ pub(crate) fn used_signals(recipe: &Recipe) -> IndexMap<String, Vec<String>> {
     used
 }
 
+/// Each family's time, whether it ran, and its best matched confidence (the eval API's
+/// `metrics`; the gateway's per-family histograms read it for every request).
+fn metrics(recipe: &Recipe, state: &SignalState) -> FamilyMetrics {
+    let s = &recipe.signals;
+    let mut metrics = Vec::with_capacity(SignalFamily::ALL.len());
+    for f in SignalFamily::ALL {
+        let fi = family_index(f);
+        let best = match f {
+            // Roles carry no confidence.
+            SignalFamily::Authz => 0.0,
+            _ if s.count(f) == 0 => 0.0,
+            SignalFamily::Complexity => state
+                .complexity
+                .iter()
+                .flatten()
+                .fold(0.0, |best: f64, c| best.max(c.confidence)),
+            _ => {
+                let fam = &state.families[fi];
+                fam.matched.iter().fold(0.0, |best: f64, &m| {
+                    let c = fam.confidence.get(m as usize).copied().flatten();
+                    best.max(c.unwrap_or(1.0))
+                })
+            }
+        };
+        metrics.push((
+            f.leaf_type(),
+            FamilyMetric {
+                execution_time_ms: state.timings_ms[fi],
+                confidence: best,
+                evaluated: state.evaluated[fi],
+            },
+        ));
+    }
+    FamilyMetrics(metrics)
+}
+
 fn fill_signals(
-    out: &mut Outcome,
+    out: &mut SignalReport,
     recipe: &Recipe,
     state: &SignalState,
     projections: &ProjectionState,
@@ -263,23 +326,15 @@ fn fill_signals(
     kb_names: &[&str],
 ) {
     let s = &recipe.signals;
-    out.metrics.0.reserve(SignalFamily::ALL.len());
     for f in SignalFamily::ALL {
-        let fi = family_index(f);
-        let metric = |confidence| FamilyMetric {
-            execution_time_ms: state.timings_ms[fi],
-            confidence,
-            evaluated: state.evaluated[fi],
-        };
-        // Most recipes use a few families: the others only get their (empty) metric.
+        // Most recipes use a few families: the others have nothing to name.
         if s.count(f) == 0 && f != SignalFamily::Authz {
-            out.metrics.0.push((f.leaf_type(), metric(0.0)));
             continue;
         }
+        let fi = family_index(f);
         let fam = &state.families[fi];
         let names = s.names(f);
         let mut matched: Vec<String> = Vec::new();
-        let mut best = 0.0f64;
         match f {
             SignalFamily::Complexity => {
                 for (i, c) in state.complexity.iter().enumerate() {
@@ -287,7 +342,6 @@ fn fill_signals(
                         let n = format!("{}:{}", names[i], c.level.as_str());
                         out.signal_confidences
                             .insert(format!("complexity:{n}"), c.confidence);
-                        best = best.max(c.confidence);
                         matched.push(n);
                     }
                 }
@@ -307,7 +361,6 @@ fn fill_signals(
                         out.signal_confidences
                             .insert(format!("{}:{name}", f.leaf_type()), c);
                     }
-                    best = best.max(c.unwrap_or(1.0));
                     matched.push(name.to_string());
                 }
             }
@@ -340,7 +393,6 @@ fn fill_signals(
             out.matched_signals
                 .insert(f.eval_key().to_string(), matched);
         }
-        out.metrics.0.push((f.leaf_type(), metric(best)));
     }
     for (k, v) in &state.extra_values {
         out.signal_values.insert(k.clone(), *v);

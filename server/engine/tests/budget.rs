@@ -30,8 +30,13 @@ fn assert_skipped(o: &Outcome) {
     common::assert_embedding_families_skipped(o);
     let why = o.skip_reason.as_deref().unwrap_or_default();
     assert!(why.contains("signal budget"), "{why}");
-    assert_eq!(o.matched_signals["language"], vec!["en".to_string()]);
-    assert!(o.matched_signals["keywords"].contains(&"reasoning_request_markers".to_string()));
+    assert_eq!(
+        o.signals().matched_signals["language"],
+        vec!["en".to_string()]
+    );
+    assert!(
+        o.signals().matched_signals["keywords"].contains(&"reasoning_request_markers".to_string())
+    );
 }
 
 const PROOF: &str = "Prove by contradiction that there are infinitely many primes, step by step.";
@@ -69,7 +74,10 @@ fn tiny_budget_skips_embedding_families_on_the_blocking_path() {
         "{:?}",
         in_time.skipped_signals
     );
-    assert_eq!(in_time.matched_signals["domains"], vec!["math".to_string()]);
+    assert_eq!(
+        in_time.signals().matched_signals["domains"],
+        vec!["math".to_string()]
+    );
 }
 
 #[test]
@@ -97,7 +105,10 @@ fn tiny_budget_skips_embedding_families_on_the_async_path() {
         in_time.skipped_signals
     );
     let blocking = engine.route_blocking(request(), opts(Duration::from_secs(30)), &e);
-    assert_eq!(in_time.matched_signals, blocking.matched_signals);
+    assert_eq!(
+        in_time.signals().matched_signals,
+        blocking.signals().matched_signals
+    );
     assert_eq!(in_time.decision, blocking.decision);
 
     // The two halves, as a gateway that evaluates off its async workers would call them. (A
@@ -114,7 +125,10 @@ fn tiny_budget_skips_embedding_families_on_the_async_path() {
     let plan = engine.plan(request(), opts(Duration::from_secs(30)));
     let embedded = rt.block_on(embed_plan(&e, &plan, Some(Duration::from_secs(30))));
     let split = engine.evaluate_embedded(plan, embedded);
-    assert_eq!(split.matched_signals, in_time.matched_signals);
+    assert_eq!(
+        split.signals().matched_signals,
+        in_time.signals().matched_signals
+    );
 }
 
 /// Compile-time check: the gateway can `tokio::spawn` the routing future.

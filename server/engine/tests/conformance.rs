@@ -146,12 +146,17 @@ fn cpu_kernels_route_every_probe_alike() {
             assert_eq!(want.len(), got.len());
             for (i, (a, b)) in want.iter().zip(&got).enumerate() {
                 assert_eq!(
-                    (&a.decision, &a.model, &a.matched_signals),
-                    (&b.decision, &b.model, &b.matched_signals),
+                    (&a.decision, &a.model, &a.signals().matched_signals),
+                    (&b.decision, &b.model, &b.signals().matched_signals),
                     "{recipe}: {kernel:?} routes probe #{i} unlike {base_kernel:?}"
                 );
-                for (name, x) in &a.projection_scores {
-                    let y = b.projection_scores.get(name).copied().unwrap_or(f64::NAN);
+                for (name, x) in &a.signals().projection_scores {
+                    let y = b
+                        .signals()
+                        .projection_scores
+                        .get(name)
+                        .copied()
+                        .unwrap_or(f64::NAN);
                     assert!(
                         (x - y).abs() < 1e-4,
                         "{recipe}: probe #{i}: {name} {x} vs {y} ({kernel:?} vs {base_kernel:?})"

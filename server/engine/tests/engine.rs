@@ -50,7 +50,7 @@ fn routes_every_request_shape_without_panicking() {
             );
             assert_eq!(o.kind, RouteKind::Auto);
             assert_eq!(
-                o.eval_trace.len(),
+                o.signals().eval_trace.len(),
                 decisions,
                 "{name}: one trace entry per decision"
             );
@@ -58,6 +58,36 @@ fn routes_every_request_shape_without_panicking() {
             assert!(o.signal_errors.is_empty(), "{name}: {:?}", o.signal_errors);
         }
     }
+}
+
+#[test]
+fn the_signal_report_is_the_same_however_it_is_first_read() {
+    let e = engine("balance");
+    let body = json!({"model": "vllm-sr/auto", "messages": [{"role": "user", "content": "Prove step by step that the square root of 2 is irrational"}]});
+    let req = RequestView::from_json(&body).expect("valid shape");
+    let direct = e.route_blocking(req, RouteOptions::default(), &LexicalEmbedder::new(384));
+    // Clones made before any read each build their own report: first through serialisation,
+    // then after the original was read, then directly.
+    let (unread, for_json) = (direct.clone(), direct.clone());
+    let serialised = serde_json::to_value(&for_json).expect("serialises");
+    let report = direct.signals();
+    assert!(!report.matched_signals.is_empty(), "{report:?}");
+    assert!(!report.eval_trace.is_empty());
+    assert_eq!(unread.signals(), report);
+    assert_eq!(direct.clone().signals(), report, "a clone after a read");
+    // The report's fields are the outcome's own in its serialised form (the eval API shape).
+    for (key, value) in [
+        ("matched_signals", json!(report.matched_signals)),
+        ("unmatched_signals", json!(report.unmatched_signals)),
+        ("signal_confidences", json!(report.signal_confidences)),
+        ("signal_values", json!(report.signal_values)),
+        ("projection_scores", json!(report.projection_scores)),
+        ("eval_trace", json!(report.eval_trace)),
+    ] {
+        assert_eq!(serialised[key], value, "{key}");
+    }
+    assert_eq!(serialised["decision"], json!(direct.decision));
+    assert_eq!(unread, for_json, "outcomes compare with their reports");
 }
 
 #[test]
@@ -130,9 +160,13 @@ fn a_missed_signal_budget_skips_embedding_families_and_keeps_deterministic_ones(
     assert!(why.contains("signal budget of 1 ms"), "{why}");
     assert!(late.model.is_some(), "the request still routes");
     // Deterministic families are decided as usual.
-    assert_eq!(late.matched_signals["language"], vec!["en".to_string()]);
-    assert!(late.matched_signals["keywords"].contains(&"reasoning_request_markers".to_string()));
-    assert!(late.matched_signals["context"].contains(&"short_context".to_string()));
+    assert_eq!(
+        late.signals().matched_signals["language"],
+        vec!["en".to_string()]
+    );
+    assert!(late.signals().matched_signals["keywords"]
+        .contains(&"reasoning_request_markers".to_string()));
+    assert!(late.signals().matched_signals["context"].contains(&"short_context".to_string()));
 
     let in_time = route(Some(Duration::from_secs(30)));
     assert!(
@@ -142,7 +176,8 @@ fn a_missed_signal_budget_skips_embedding_families_and_keeps_deterministic_ones(
     );
     assert!(in_time.skip_reason.is_none());
     let embedding_values = |o: &vllm_sr_engine::Outcome| {
-        o.signal_values
+        o.signals()
+            .signal_values
             .keys()
             .filter(|k| k.starts_with("embedding:"))
             .count()
@@ -154,7 +189,10 @@ fn a_missed_signal_budget_skips_embedding_families_and_keeps_deterministic_ones(
         "the embedding family did not run"
     );
     let unbounded = route(None);
-    assert_eq!(unbounded.matched_signals, in_time.matched_signals);
+    assert_eq!(
+        unbounded.signals().matched_signals,
+        in_time.signals().matched_signals
+    );
 }
 
 mod arbitrary_requests {
@@ -232,7 +270,7 @@ mod arbitrary_requests {
             prop_assert!(o.model.is_some() || o.kind == RouteKind::Unknown);
             // The selection (untraced evaluation) and the recorded trace agree.
             if let Some(d) = &o.decision {
-                prop_assert!(o.eval_trace.iter().any(|t| &t.decision_name == d && t.matched));
+                prop_assert!(o.signals().eval_trace.iter().any(|t| &t.decision_name == d && t.matched));
             }
         }
     }

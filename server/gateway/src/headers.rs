@@ -263,7 +263,7 @@ pub(crate) fn add_headers(h: &mut RouterHeaders, r: &Routed, cx: HeaderContext<'
     if !cx.debug {
         return;
     }
-    for (family, names) in &o.matched_signals {
+    for (family, names) in &o.signals().matched_signals {
         if !names.is_empty() {
             let name = format!("x-vsr-matched-{}", matched_header(family));
             if let Ok(name) = HeaderName::try_from(name) {
@@ -271,7 +271,12 @@ pub(crate) fn add_headers(h: &mut RouterHeaders, r: &Routed, cx: HeaderContext<'
             }
         }
     }
-    if let Some(domains) = o.matched_signals.get("domains").and_then(|d| d.first()) {
+    if let Some(domains) = o
+        .signals()
+        .matched_signals
+        .get("domains")
+        .and_then(|d| d.first())
+    {
         put(names::SELECTED_CATEGORY, header_value(domains));
     }
     put(

@@ -149,22 +149,25 @@ impl Routing {
         ));
         r.final_model = o.model.clone();
         r.signals = o
+            .signals()
             .matched_signals
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         r.signal_confidences = o
+            .signals()
             .signal_confidences
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         r.projection_scores = o
+            .signals()
             .projection_scores
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         // Packed (the same text as serde_json's when read, at a fraction of the cost).
-        r.eval_trace = Some(crate::trace_pack::packed_trace(&o.eval_trace));
+        r.eval_trace = Some(crate::trace_pack::packed_trace(&o.signals().eval_trace));
         r.learning = self.learning.map(|l| StoredLearning {
             action: Some(l.action.as_str().to_string()),
             reason: Some(l.reason.clone()),

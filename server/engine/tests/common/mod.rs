@@ -95,7 +95,12 @@ pub fn assert_embedding_families_skipped(o: &Outcome) {
             "{family} not skipped: {:?}",
             o.skipped_signals
         );
-        let matched = o.matched_signals.get(key).cloned().unwrap_or_default();
+        let matched = o
+            .signals()
+            .matched_signals
+            .get(key)
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(matched, defaults, "{family} matched without vectors");
     }
     assert!(o.model.is_some(), "the request still routes");
