@@ -168,10 +168,8 @@ pub async fn forward(
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
                 observe(pool, i, Some(status), ctx.metrics);
-                ctx.metrics
-                    .upstream_seconds
-                    .with_label_values(&[model_name.as_str()])
-                    .observe(t.elapsed().as_secs_f64());
+                let series = live.series.model(ctx.metrics, routed.model, &model_name);
+                series.upstream_seconds.observe(t.elapsed().as_secs_f64());
                 if status >= 500 {
                     if !last && retriable(&pool.reliability.retry_on, Some(status)) {
                         tracing::info!(backend = %backend.name, status, attempt, "retrying after a backend error");
@@ -203,8 +201,7 @@ pub async fn forward(
                     Done {
                         _guard: guard,
                         _permit: ctx.permit,
-                        metrics: ctx.metrics.clone(),
-                        model: model_name.clone(),
+                        total_seconds: series.total_seconds.clone(),
                         started: ctx.started,
                     },
                     Watch {
@@ -382,16 +379,14 @@ fn stripping(tap: &Option<Tap>) -> bool {
 struct Done {
     _guard: InflightGuard,
     _permit: Option<OwnedSemaphorePermit>,
-    metrics: Arc<Metrics>,
-    model: String,
+    /// The model's `vsr_request_duration_seconds`.
+    total_seconds: prometheus::Histogram,
     started: Instant,
 }
 
 impl Drop for Done {
     fn drop(&mut self) {
-        self.metrics
-            .total_seconds
-            .with_label_values(&[self.model.as_str()])
+        self.total_seconds
             .observe(self.started.elapsed().as_secs_f64());
     }
 }

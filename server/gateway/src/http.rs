@@ -26,7 +26,7 @@ use crate::forward::{forward, ForwardCtx};
 use crate::headers::{add_headers, names, HeaderContext, RouterHeaders};
 use crate::learning::UsageFeedback;
 use crate::live::LiveState;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SeriesCache};
 use crate::replay::{End, Pending, Replay, RequestInfo};
 use crate::service::{parse_body, route, RouteParams, Routed};
 
@@ -418,7 +418,7 @@ async fn chat_inner(
     let routed = route(&live, &app.sessions, body, &header_list, params)
         .await
         .map_err(fail)?;
-    observe_routing(&app.metrics, &routed);
+    observe_routing(&app.metrics, &live.series, &routed);
     // Borrowed: `routed` outlives every use (metric labels, the log line).
     let model = routed.outcome.model.as_deref().unwrap_or_default();
     let decision = routed.outcome.decision.as_deref().unwrap_or_default();
@@ -515,7 +515,10 @@ async fn chat_inner(
         .requests
         .with_label_values(&[decision, model, status.as_str()])
         .inc();
-    app.metrics.model_requests.with_label_values(&[model]).inc();
+    live.series
+        .model(&app.metrics, routed.model, model)
+        .requests
+        .inc();
     // Per request at debug: a synchronous log line per request costs more than routing.
     tracing::debug!(
         request_id = rid,
@@ -533,18 +536,19 @@ async fn chat_inner(
     })
 }
 
-fn observe_routing(m: &Metrics, r: &Routed) {
+fn observe_routing(m: &Metrics, series: &SeriesCache, r: &Routed) {
     m.routing_seconds.observe(r.routing.as_secs_f64());
     let t = &r.outcome.timings;
     m.signals_seconds.observe((t.embed_ms + t.signals_ms) / 1e3);
-    // Only the families that ran: the others would pile zeros into the histograms.
-    for (family, metric) in r.outcome.metrics.iter().filter(|(_, m)| m.evaluated) {
-        m.family_seconds
-            .with_label_values(&[family])
-            .observe(metric.execution_time_ms / 1e3);
+    // Only the families that ran: the others would pile zeros into the histograms. The
+    // metrics are in `SignalFamily::ALL` order.
+    for (i, (_, metric)) in r.outcome.metrics.iter().enumerate() {
+        if metric.evaluated {
+            series.observe_family(m, i, metric.execution_time_ms / 1e3);
+        }
     }
     if let Some(d) = &r.outcome.decision {
-        m.decisions.with_label_values(&[d.as_str()]).inc();
+        series.count_decision(m, d);
     }
 }
 

@@ -118,6 +118,8 @@ pub struct LiveState {
     dialects: Vec<Dialect>,
     /// Response header values of the recipe's names.
     pub headers: HeaderCache,
+    /// Handles of the metric series the recipe's names use.
+    pub series: crate::metrics::SeriesCache,
     /// Model prices, for replay costs.
     pub prices: Arc<vllm_sr_store::PriceTable>,
     /// The effective config as YAML, secrets redacted (`GET /config`).
@@ -206,6 +208,7 @@ impl LiveState {
             .collect();
         Ok(Self {
             headers: HeaderCache::new(&config),
+            series: crate::metrics::SeriesCache::new(&config),
             prices: Arc::new(crate::replay::price_table(&config)),
             effective_yaml: String::new(),
             config,

@@ -3,11 +3,19 @@
 //! Names follow upstream where it has one (`llm_model_requests_total`,
 //! `llm_signal_extraction_latency_seconds`, …); the rest are `vsr_*`. Backend gauges are
 //! refreshed from the live upstream state at scrape time.
+//!
+//! [`SeriesCache`] keeps the handles of the series a live state's names use, so a request
+//! does not look each one up by its labels.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use prometheus::{
-    CounterVec, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec,
-    IntGauge, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
+use vllm_sr_config::model::{ModelId, RouterConfig, SignalFamily};
 
 use crate::upstream::{Health, Upstreams};
 
@@ -212,5 +220,149 @@ impl Metrics {
             tracing::warn!("encoding metrics: {e}");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// A model's per-request series.
+#[derive(Debug, Clone)]
+pub struct ModelSeries {
+    /// `llm_model_requests_total{model}`.
+    pub requests: IntCounter,
+    /// `vsr_upstream_response_seconds{model}`.
+    pub upstream_seconds: Histogram,
+    /// `vsr_request_duration_seconds{model}`.
+    pub total_seconds: Histogram,
+}
+
+/// Handles of the labelled series that every routed request updates, per live state.
+///
+/// A labelled lookup hashes each label and takes the vector's lock, several times per request;
+/// a handle is looked up once, on first use (a series appears when first used, as before), and
+/// kept until the next reload replaces the live state.
+#[derive(Debug, Default)]
+pub struct SeriesCache {
+    models: Vec<OnceLock<ModelSeries>>,
+    families: [OnceLock<Histogram>; SignalFamily::ALL.len()],
+    decisions: HashMap<Box<str>, OnceLock<IntCounter>, foldhash::fast::RandomState>,
+}
+
+impl SeriesCache {
+    /// Empty slots for `config`'s models and decisions.
+    pub fn new(config: &RouterConfig) -> Self {
+        Self {
+            models: config.models.iter().map(|_| OnceLock::new()).collect(),
+            families: Default::default(),
+            decisions: config
+                .recipes
+                .iter()
+                .flat_map(|r| &r.decisions)
+                .map(|d| (Box::from(d.name.as_str()), OnceLock::new()))
+                .collect(),
+        }
+    }
+
+    /// The series of `model`, named `name` (looked up by label if `model` is not one of this
+    /// config's).
+    pub fn model(&self, m: &Metrics, model: ModelId, name: &str) -> Cow<'_, ModelSeries> {
+        let lookup = || ModelSeries {
+            requests: m.model_requests.with_label_values(&[name]),
+            upstream_seconds: m.upstream_seconds.with_label_values(&[name]),
+            total_seconds: m.total_seconds.with_label_values(&[name]),
+        };
+        match self.models.get(model.0 as usize) {
+            Some(slot) => Cow::Borrowed(slot.get_or_init(lookup)),
+            None => Cow::Owned(lookup()),
+        }
+    }
+
+    /// Observes the extraction time of the `index`th family of [`SignalFamily::ALL`].
+    pub fn observe_family(&self, m: &Metrics, index: usize, seconds: f64) {
+        match (self.families.get(index), SignalFamily::ALL.get(index)) {
+            (Some(slot), Some(f)) => slot
+                .get_or_init(|| m.family_seconds.with_label_values(&[f.leaf_type()]))
+                .observe(seconds),
+            _ => tracing::warn!(index, "no signal family at this index"),
+        }
+    }
+
+    /// Counts a match of the decision `name`.
+    pub fn count_decision(&self, m: &Metrics, name: &str) {
+        match self.decisions.get(name) {
+            Some(slot) => slot
+                .get_or_init(|| m.decisions.with_label_values(&[name]))
+                .inc(),
+            None => m.decisions.with_label_values(&[name]).inc(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic, reason = "tests")]
+
+    use super::*;
+
+    fn config() -> RouterConfig {
+        let yaml = r#"
+version: v0.3
+listeners: [{name: l, address: 127.0.0.1, port: 8899}]
+providers:
+  defaults: {default_model: m}
+  models:
+    - name: m
+      backend_refs: [{name: b, endpoint: "127.0.0.1:1", protocol: http}]
+routing:
+  modelCards: [{name: m}]
+  decisions:
+    - name: d
+      priority: 1
+      rules: {operator: AND, conditions: []}
+      modelRefs: [{model: m}]
+"#;
+        let env = HashMap::<String, String>::new();
+        let opts = vllm_sr_config::LoadOptions {
+            strict: false,
+            env: &env,
+            base_dir: None,
+        };
+        match vllm_sr_config::load_bytes(yaml.as_bytes(), &opts) {
+            Ok(l) => l.config,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn cached_series_are_the_labelled_ones_and_unknown_names_still_count() {
+        let m = match Metrics::new() {
+            Ok(m) => m,
+            Err(e) => panic!("{e}"),
+        };
+        let cache = SeriesCache::new(&config());
+        // No series exists before its first use.
+        assert_eq!(m.decisions.with_label_values(&["d"]).get(), 0);
+        assert!(!m
+            .render(&Upstreams::default())
+            .contains("llm_model_requests_total{"));
+        for _ in 0..3 {
+            cache.count_decision(&m, "d");
+            cache.model(&m, ModelId(0), "m").requests.inc();
+            cache.model(&m, ModelId(0), "m").total_seconds.observe(0.5);
+            cache.observe_family(&m, 0, 0.25);
+        }
+        // Names the config does not have go through a labelled lookup.
+        cache.count_decision(&m, "other");
+        cache.model(&m, ModelId(7), "elsewhere").requests.inc();
+        cache.observe_family(&m, SignalFamily::ALL.len(), 1.0);
+
+        assert_eq!(m.decisions.with_label_values(&["d"]).get(), 3);
+        assert_eq!(m.decisions.with_label_values(&["other"]).get(), 1);
+        assert_eq!(m.model_requests.with_label_values(&["m"]).get(), 3);
+        assert_eq!(m.model_requests.with_label_values(&["elsewhere"]).get(), 1);
+        let total = m.total_seconds.with_label_values(&["m"]);
+        assert_eq!((total.get_sample_count(), total.get_sample_sum()), (3, 1.5));
+        let family = m
+            .family_seconds
+            .with_label_values(&[SignalFamily::ALL[0].leaf_type()]);
+        assert_eq!(family.get_sample_count(), 3);
     }
 }
