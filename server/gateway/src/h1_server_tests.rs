@@ -213,3 +213,23 @@ fn chunk_size_lines_are_lowercase_hex() {
         assert_eq!(String::from_utf8(out).unwrap(), format!("{len:x}\r\n"));
     }
 }
+
+#[test]
+fn decimals_are_written_as_to_string_writes_them() {
+    for n in [
+        0u64,
+        1,
+        9,
+        10,
+        99,
+        100,
+        12_345,
+        1 << 32,
+        u64::MAX - 1,
+        u64::MAX,
+    ] {
+        let mut out = b"x".to_vec();
+        push_decimal(&mut out, n);
+        assert_eq!(String::from_utf8(out).unwrap(), format!("x{n}"));
+    }
+}

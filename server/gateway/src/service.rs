@@ -304,7 +304,9 @@ async fn evaluate(
         let why = MissingVectors::Failed("no embedding model is loaded".into());
         return Ok(live.engine.evaluate_missing(plan, why, 0.0));
     };
-    let embedded = embed_plan(embedder, &plan, Some(budget)).await;
+    // Boxed: only recipes with embedding signals come here, and the embedding future would
+    // otherwise enlarge every request's routing future.
+    let embedded = Box::pin(embed_plan(embedder, &plan, Some(budget))).await;
     if let Err(e) = &embedded.vectors {
         tracing::warn!(error = %e, "embedding-backed signals count as unmatched for this request");
     }

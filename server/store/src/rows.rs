@@ -44,7 +44,20 @@ pub fn record_id_at(timestamp_ms: i64) -> String {
     let high = (ms << 16) | 0x7000 | counter;
     let random = uuid::Uuid::new_v4().as_u64_pair().1;
     let low = (random & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
-    uuid::Uuid::from_u64_pair(high, low).simple().to_string()
+    hex_id(high, low)
+}
+
+/// `high` then `low` as 32 lowercase hex digits (a UUID's simple form, written per request
+/// without the formatting machinery).
+fn hex_id(high: u64, low: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 32];
+    let value = u128::from(high) << 64 | u128::from(low);
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((value >> (4 * (31 - i))) & 0xf) as usize];
+    }
+    // Never fails: every byte is an ASCII digit.
+    String::from_utf8(digits.to_vec()).unwrap_or_default()
 }
 
 /// The store key of a record id: its first 64 bits as an integer (see [`record_id_at`]);
@@ -637,6 +650,25 @@ mod tests {
             assert_eq!(record_key(bad), None, "{bad}");
         }
         assert_eq!(first_key_of_ms(-5), 0);
+    }
+
+    #[test]
+    fn ids_are_a_uuids_simple_form() {
+        for (high, low) in [
+            (0, 0),
+            (u64::MAX, u64::MAX),
+            (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
+            (1, 1 << 63),
+        ] {
+            assert_eq!(
+                hex_id(high, low),
+                uuid::Uuid::from_u64_pair(high, low).simple().to_string()
+            );
+        }
+        let id = new_record_id();
+        let parsed = uuid::Uuid::parse_str(&id).unwrap_or_default();
+        assert_eq!(parsed.get_version_num(), 7, "{id}");
+        assert_eq!(parsed.simple().to_string(), id);
     }
 
     #[test]

@@ -361,7 +361,12 @@ async fn sweeper(pool: Weak<PlainPool>, every: Duration) {
 /// browsers and hyper-util do.
 fn host_header(authority: &Authority) -> &str {
     let all = authority.as_str();
-    let host = all.rfind('@').map_or(all, |at| &all[at + 1..]);
+    // A byte loop: on an authority's few bytes, `rfind` on a `char` and `memrchr` both cost
+    // several times more.
+    let host = all
+        .bytes()
+        .rposition(|b| b == b'@')
+        .map_or(all, |at| &all[at + 1..]);
     host.strip_suffix(":80").unwrap_or(host)
 }
 
