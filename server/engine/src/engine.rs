@@ -460,6 +460,28 @@ impl Engine {
         &self.config
     }
 
+    /// The request headers evaluation reads (lowercased): the `authz` identity headers when a
+    /// recipe binds roles. A caller may give the engine only these headers
+    /// ([`RequestView::with_headers`]) and route the same; every header-reading signal must
+    /// list its headers here.
+    pub fn read_headers(&self) -> Vec<String> {
+        let binds = self
+            .config
+            .recipes
+            .iter()
+            .any(|r| !r.signals.role_bindings.is_empty());
+        if !binds {
+            return Vec::new();
+        }
+        let identity = &self.config.global.services.authz.identity;
+        let mut names = vec![identity.user_id_header.to_ascii_lowercase()];
+        let groups = identity.user_groups_header.to_ascii_lowercase();
+        if !names.contains(&groups) {
+            names.push(groups);
+        }
+        names
+    }
+
     /// The signal names a recipe's decisions reference (the outcome's `used_signals`).
     pub(crate) fn used_signals(&self, recipe: usize) -> Arc<IndexMap<String, Vec<String>>> {
         self.recipes[recipe].used_signals.clone()

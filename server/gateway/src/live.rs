@@ -120,6 +120,9 @@ pub struct LiveState {
     pub headers: HeaderCache,
     /// Handles of the metric series the recipe's names use.
     pub series: crate::metrics::SeriesCache,
+    /// The request headers routing reads (lowercased): the engine's and Router Learning's
+    /// identity headers. Only these are copied into the engine's request view.
+    pub(crate) routing_headers: Vec<String>,
     /// Model prices, for replay costs.
     pub prices: Arc<vllm_sr_store::PriceTable>,
     /// The effective config as YAML, secrets redacted (`GET /config`).
@@ -206,7 +209,9 @@ impl LiveState {
                     .map_or(Dialect::Vllm, Dialect::of)
             })
             .collect();
+        let routing_headers = routing_headers(&engine, &config);
         Ok(Self {
+            routing_headers,
             headers: HeaderCache::new(&config),
             series: crate::metrics::SeriesCache::new(&config),
             prices: Arc::new(crate::replay::price_table(&config)),
@@ -219,6 +224,13 @@ impl LiveState {
             dialects,
             cancel: CancellationToken::new(),
         })
+    }
+
+    /// Whether routing reads the request header `name`.
+    pub(crate) fn reads_header(&self, name: &str) -> bool {
+        self.routing_headers
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
     }
 
     /// A decision of a recipe by name.
@@ -256,4 +268,21 @@ fn invalid(path: &Path, e: &LoadError) -> BuildError {
         path: path.to_path_buf(),
         errors,
     }
+}
+
+/// The headers routing reads: the engine's ([`Engine::read_headers`]) and, with Router
+/// Learning's protection on, its session and conversation identity headers.
+fn routing_headers(engine: &Engine, config: &RouterConfig) -> Vec<String> {
+    let mut names = engine.read_headers();
+    let learning = &config.global.router.learning;
+    if learning.enabled && learning.protection.enabled {
+        let identity = &learning.protection.identity.headers;
+        for name in [&identity.session, &identity.conversation] {
+            let name = name.to_ascii_lowercase();
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
 }

@@ -89,7 +89,13 @@ pub async fn route(
 ) -> Result<Routed, ApiError> {
     let started = Instant::now();
     let view = body.view().map_err(request_error)?;
-    let view = view.with_headers(headers.iter().copied());
+    // Only the headers routing reads: copying every header cost more than reading them.
+    let view = view.with_headers(
+        headers
+            .iter()
+            .copied()
+            .filter(|(name, _)| live.reads_header(name)),
+    );
     let stream = body.members().get("stream").and_then(Value::as_bool) == Some(true);
     let facts = Facts::of(&live.config, &view);
     let plan = plan_known(live, view, RouteOptions::default())?;

@@ -575,3 +575,77 @@ async fn an_h2_prior_knowledge_client_is_served() {
     let r = h2.get(s.url("/v1/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn roles_from_identity_headers_route_and_other_headers_do_not() {
+    let m = mocks(2).await;
+    let yaml = format!(
+        r#"
+version: v0.3
+providers:
+  defaults: {{default_model: general}}
+  models:
+    - name: general
+      backend_refs: [{{name: a, endpoint: "{}"}}]
+    - name: premium
+      backend_refs: [{{name: b, endpoint: "{}"}}]
+routing:
+  modelCards: [{{name: general}}, {{name: premium}}]
+  signals:
+    role_bindings:
+      - name: staff
+        role: premium_user
+        subjects: [{{kind: User, name: alice}}, {{kind: Group, name: research}}]
+  decisions:
+    - name: premium_lane
+      priority: 200
+      rules: {{operator: OR, conditions: [{{type: authz, name: premium_user}}]}}
+      modelRefs: [{{model: premium}}]
+    - name: everyone
+      priority: 100
+      rules: {{operator: AND, conditions: []}}
+      modelRefs: [{{model: general}}]
+"#,
+        m[0].endpoint(),
+        m[1].endpoint()
+    );
+    let (gw, _dir) = start_yaml(&yaml).await;
+    let client = reqwest::Client::new();
+    let addr = gw.listeners()[0].addr;
+    let send = |headers: &'static [(&'static str, &'static str)]| {
+        let mut req = client
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .json(&ask("auto", "hello"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    for (headers, decision) in [
+        (&[("x-authz-user-id", "alice")][..], "premium_lane"),
+        (
+            &[
+                ("X-Authz-User-Id", "bob"),
+                ("x-authz-user-groups", "ops, research"),
+            ][..],
+            "premium_lane",
+        ),
+        (&[("x-authz-user-id", "bob")][..], "everyone"),
+        // A header of the same value under another name grants nothing.
+        (
+            &[("x-authz-user-id", "bob"), ("x-user-id", "alice")][..],
+            "everyone",
+        ),
+    ] {
+        let r = send(headers).await.unwrap();
+        assert_eq!(r.status(), 200, "{headers:?}");
+        assert_eq!(
+            header(&r, "x-vsr-selected-decision"),
+            decision,
+            "{headers:?}"
+        );
+    }
+    // Bindings are declared and the user id is missing: the family fails closed.
+    let r = send(&[]).await.unwrap();
+    assert_eq!(header(&r, "x-vsr-selected-decision"), "everyone");
+}

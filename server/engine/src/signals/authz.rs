@@ -7,6 +7,7 @@
 //! (decision leaves reference roles). With bindings declared and no user id, evaluation
 //! fails unless `fail_open`; headers are trusted only because the proxy strips them from
 //! untrusted clients.
+//! `Engine::read_headers` lists the two headers: callers may pass the engine only those.
 
 use vllm_sr_config::model::global::Authz;
 use vllm_sr_config::model::RoleBinding;
