@@ -49,9 +49,52 @@ const HOP_BY_HOP: &[&str] = &[
     "accept-encoding",
 ];
 
+/// Work the caller defers until the first attempt's request is written to the backend, so
+/// that it runs while the backend computes rather than before the request leaves (the
+/// replay record, the response's router headers, routing metrics). It runs once: in the
+/// first attempt, or when [`WhileSent::pending`] is first read (a request that failed before
+/// any attempt). It returns the request's replay record.
+pub struct WhileSent<'w> {
+    work: Option<Box<dyn FnOnce() -> Option<Pending> + Send + 'w>>,
+    pending: Option<Pending>,
+}
+
+impl<'w> WhileSent<'w> {
+    /// Defers `work`.
+    pub fn new(work: impl FnOnce() -> Option<Pending> + Send + 'w) -> Self {
+        Self {
+            work: Some(Box::new(work)),
+            pending: None,
+        }
+    }
+
+    /// Runs the work unless it has run.
+    pub fn run(&mut self) {
+        if let Some(work) = self.work.take() {
+            self.pending = work();
+        }
+    }
+
+    /// The replay record (running the work first if it has not run); taken when the
+    /// response is relayed, left for the caller to finish as failed otherwise.
+    pub fn pending(&mut self) -> &mut Option<Pending> {
+        self.run();
+        &mut self.pending
+    }
+}
+
+impl std::fmt::Debug for WhileSent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhileSent")
+            .field("ran", &self.work.is_none())
+            .field("pending", &self.pending.is_some())
+            .finish()
+    }
+}
+
 /// What a forward needs besides the routed request.
 #[derive(Debug)]
-pub struct ForwardCtx<'a> {
+pub struct ForwardCtx<'a, 'w> {
     /// This I/O thread's HTTP client (pooled keep-alive connections).
     pub client: &'a UpstreamClient,
     /// Metrics.
@@ -66,9 +109,8 @@ pub struct ForwardCtx<'a> {
     pub started: Instant,
     /// The concurrency permit, held until the response body ends.
     pub permit: Option<OwnedSemaphorePermit>,
-    /// The request's replay record; taken when the response is relayed, left for the caller
-    /// to finish as failed otherwise.
-    pub pending: &'a mut Option<Pending>,
+    /// Work deferred until the first request is written, and the replay record it makes.
+    pub while_sent: &'a mut WhileSent<'w>,
     /// Router Learning's key, to credit the response's usage to.
     pub usage_feedback: Option<UsageFeedback>,
 }
@@ -109,7 +151,7 @@ fn retriable(policy: &[String], status: Option<u16>) -> bool {
 pub async fn forward(
     live: &LiveState,
     routed: &Routed,
-    ctx: ForwardCtx<'_>,
+    ctx: ForwardCtx<'_, '_>,
 ) -> Result<Relayed, ApiError> {
     let model_name = live.config.model(routed.model).card.name.clone();
     let Some(pool) = live.upstreams.pool(routed.model) else {
@@ -132,14 +174,21 @@ pub async fn forward(
         };
         tried.push(i);
         let backend = &pool.backends[i];
-        if let Some(p) = ctx.pending.as_mut() {
-            p.record.backend = Some(backend.name.clone());
-        }
         let request = upstream_request(live, routed, backend, &ctx)?;
         let guard = backend.start();
         let t = Instant::now();
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let sent = tokio::time::timeout(remaining, ctx.client.send(request)).await;
+        let send = ctx.client.send(request);
+        // The deferred work is polled after the send, which writes the request before it
+        // waits for the answer: the work overlaps the backend's.
+        let while_sent = &mut *ctx.while_sent;
+        let both = futures_util::future::join(send, async { while_sent.run() });
+        let sent = tokio::time::timeout(remaining, both)
+            .await
+            .map(|(sent, ())| sent);
+        if let Some(p) = ctx.while_sent.pending().as_mut() {
+            p.record.backend = Some(backend.name.clone());
+        }
         let last = attempt >= max_attempts;
         match sent {
             Err(_) => {
@@ -186,7 +235,7 @@ pub async fn forward(
                         cause: format!("HTTP {status}: {message}"),
                     });
                 }
-                let mut pending = ctx.pending.take();
+                let mut pending = ctx.while_sent.pending().take();
                 if let Some(p) = pending.as_mut() {
                     p.upstream(&backend.name, status, t.elapsed().as_secs_f64() * 1e3);
                 }
@@ -248,7 +297,7 @@ fn upstream_request(
     live: &LiveState,
     routed: &Routed,
     backend: &BackendState,
-    ctx: &ForwardCtx<'_>,
+    ctx: &ForwardCtx<'_, '_>,
 ) -> Result<Request<UpstreamBody>, ApiError> {
     let card = routed.outcome.model.as_deref().unwrap_or_default();
     let model_id = model_id_for(
@@ -517,5 +566,33 @@ impl HttpBody for RelayBody {
             Some(n) if !stripping(&self.tap) => SizeHint::with_exact(n),
             _ => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn deferred_work_runs_once_whichever_way_it_is_reached() {
+        let runs = AtomicU32::new(0);
+        let work = || {
+            runs.fetch_add(1, Ordering::Relaxed);
+            None
+        };
+        let mut first_run = WhileSent::new(work);
+        assert_eq!(runs.load(Ordering::Relaxed), 0, "deferred, not run at creation");
+        first_run.run();
+        first_run.run();
+        assert!(first_run.pending().is_none());
+        assert_eq!(runs.load(Ordering::Relaxed), 1);
+
+        // Read first (a request that failed before any attempt): the work runs then.
+        let mut first_read = WhileSent::new(work);
+        assert!(first_read.pending().is_none());
+        first_read.run();
+        assert_eq!(runs.load(Ordering::Relaxed), 2);
     }
 }

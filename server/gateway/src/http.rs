@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use vllm_sr_store::Lifecycle;
 
 use crate::error::ApiError;
-use crate::forward::{forward, ForwardCtx};
+use crate::forward::{forward, ForwardCtx, WhileSent};
 use crate::headers::{add_headers, names, HeaderContext, RouterHeaders};
 use crate::learning::UsageFeedback;
 use crate::live::LiveState;
@@ -418,7 +418,6 @@ async fn chat_inner(
     let routed = route(&live, &app.sessions, body, &header_list, params)
         .await
         .map_err(fail)?;
-    observe_routing(&app.metrics, &live.series, &routed);
     // Borrowed: `routed` outlives every use (metric labels, the log line).
     let model = routed.outcome.model.as_deref().unwrap_or_default();
     let decision = routed.outcome.decision.as_deref().unwrap_or_default();
@@ -426,21 +425,30 @@ async fn chat_inner(
         .get(names::DEBUG)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let mut pending = app.replay.as_ref().map(|r| {
-        Pending::start(
-            r,
-            &live,
-            &routed,
-            RequestInfo {
-                request_id: rid,
-                headers: &header_list,
-                body: &bytes,
-                started,
-            },
-        )
-    });
+    let start_record = || {
+        app.replay.as_ref().map(|r| {
+            Pending::start(
+                r,
+                &live,
+                &routed,
+                RequestInfo {
+                    request_id: rid,
+                    headers: &header_list,
+                    body: &bytes,
+                    started,
+                },
+            )
+        })
+    };
+    let header_cx = |path| HeaderContext {
+        debug,
+        path,
+        replay: app.replay.is_some(),
+        cache: &live.headers,
+    };
     if let Some(message) = &routed.fast_response {
-        if let Some(p) = pending.take() {
+        observe_routing(&app.metrics, &live.series, &routed);
+        if let Some(p) = start_record() {
             p.finish(End {
                 lifecycle: Lifecycle::Completed,
                 status: Some(200),
@@ -449,14 +457,8 @@ async fn chat_inner(
             });
         }
         let resp = fast_response(message, routed.stream);
-        let cx = HeaderContext {
-            debug,
-            path: "fast_response",
-            replay: app.replay.is_some(),
-            cache: &live.headers,
-        };
         let mut router = RouterHeaders::new();
-        add_headers(&mut router, &routed, cx);
+        add_headers(&mut router, &routed, header_cx("fast_response"));
         router.set(names::FAST_RESPONSE, HeaderValue::from_static("true"));
         app.metrics
             .requests
@@ -467,6 +469,14 @@ async fn chat_inner(
             router,
         });
     }
+    // What the answer needs but the upstream request does not waits until that request is
+    // written: it then runs while the backend computes.
+    let mut router = RouterHeaders::new();
+    let mut while_sent = WhileSent::new(|| {
+        observe_routing(&app.metrics, &live.series, &routed);
+        add_headers(&mut router, &routed, header_cx("upstream"));
+        start_record()
+    });
     let ctx = ForwardCtx {
         client: &s.client,
         metrics: &app.metrics,
@@ -475,7 +485,7 @@ async fn chat_inner(
         timeout: s.timeout,
         started,
         permit,
-        pending: &mut pending,
+        while_sent: &mut while_sent,
         usage_feedback: routed
             .learning
             .as_ref()
@@ -484,7 +494,7 @@ async fn chat_inner(
     let relayed = match forward(&live, &routed, ctx).await {
         Ok(r) => r,
         Err(error) => {
-            let replay_id = pending.take().map(|p| {
+            let replay_id = while_sent.pending().take().map(|p| {
                 let id = p.record.id.clone();
                 p.finish(End {
                     lifecycle: Lifecycle::Failed,
@@ -501,15 +511,10 @@ async fn chat_inner(
             });
         }
     };
+    // The work has run (in the first attempt); its borrow of `router` ends here.
+    while_sent.run();
+    drop(while_sent);
     let resp = relayed.response;
-    let cx = HeaderContext {
-        debug,
-        path: "upstream",
-        replay: app.replay.is_some(),
-        cache: &live.headers,
-    };
-    let mut router = RouterHeaders::new();
-    add_headers(&mut router, &routed, cx);
     let status = resp.status();
     app.metrics
         .requests

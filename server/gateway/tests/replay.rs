@@ -17,7 +17,11 @@ use futures_util::StreamExt;
 use vllm_sr_store::{Lifecycle, ReplayRecord};
 
 async fn record(s: &Setup, id: &str) -> ReplayRecord {
-    let replay = s.gw.replay().expect("replay is on");
+    record_of(&s.gw, id).await
+}
+
+async fn record_of(gw: &vllm_sr_gateway::Gateway, id: &str) -> ReplayRecord {
+    let replay = gw.replay().expect("replay is on");
     for _ in 0..100 {
         let reader = replay.reader.clone();
         let key = id.to_string();
@@ -112,6 +116,8 @@ async fn failed_and_aborted_requests_are_recorded_too() {
     assert_eq!(rec.lifecycle, Lifecycle::Failed);
     assert_eq!(rec.status, Some(502));
     assert!(rec.terminal_reason.unwrap().contains("fast_primary"));
+    assert_eq!(rec.backend.as_deref(), Some("fast_primary"));
+    assert_eq!(rec.final_model.as_deref(), Some("fast"));
 
     s.fast.set(|b| {
         b.fail_count = 0;
@@ -126,6 +132,34 @@ async fn failed_and_aborted_requests_are_recorded_too() {
     let rec = record(&s, &id).await;
     assert_eq!(rec.lifecycle, Lifecycle::Aborted);
     assert_eq!(rec.terminal_reason.as_deref(), Some("client_disconnect"));
+}
+
+#[tokio::test]
+async fn a_request_that_fails_before_any_attempt_is_recorded() {
+    // The model has no backend: the request fails before anything is sent.
+    let yaml = r#"
+version: v0.3
+providers:
+  defaults: {default_model: m}
+  models:
+    - name: m
+      provider_model_id: org/m
+routing:
+  modelCards: [{name: m}]
+  decisions:
+    - name: all
+      rules: {operator: AND, conditions: []}
+      modelRefs: [{model: m}]
+"#;
+    let (gw, _dir) = start_yaml(yaml).await;
+    let r = post(&reqwest::Client::new(), gw.listeners()[0].addr, &hello()).await;
+    assert_eq!(r.status(), 503);
+    let id = header(&r, "x-vsr-replay-id").to_string();
+    let rec = record_of(&gw, &id).await;
+    assert_eq!(rec.lifecycle, Lifecycle::Failed);
+    assert_eq!(rec.status, Some(503));
+    assert_eq!(rec.backend, None);
+    assert_eq!(rec.decision.as_deref(), Some("all"));
 }
 
 #[tokio::test]
