@@ -329,14 +329,11 @@ fn upstream_request(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    for (name, value) in [
-        (names::REQUEST_ID, ctx.request_id),
-        (names::UPSTREAM_SELECTED_MODEL, card),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name, value);
-        }
+    if let Ok(value) = HeaderValue::from_str(ctx.request_id) {
+        headers.insert(names::REQUEST_ID, value);
     }
+    // The card name's value is cached (as for the response's `x-vsr-selected-model`).
+    headers.insert(names::UPSTREAM_SELECTED_MODEL, live.headers.value(card));
     let b = &backend.config;
     if let Some(key) = &b.api_key {
         headers.remove(http::header::AUTHORIZATION);
@@ -583,7 +580,11 @@ mod tests {
             None
         };
         let mut first_run = WhileSent::new(work);
-        assert_eq!(runs.load(Ordering::Relaxed), 0, "deferred, not run at creation");
+        assert_eq!(
+            runs.load(Ordering::Relaxed),
+            0,
+            "deferred, not run at creation"
+        );
         first_run.run();
         first_run.run();
         assert!(first_run.pending().is_none());

@@ -34,7 +34,8 @@ use crate::error::ApiError;
 use crate::headers::RouterHeaders;
 use crate::http::{Answer, DataPlane};
 use crate::upstream::h1::{
-    content_length, has_token, header_lines, header_map, span_in, Decoder, Framing, Step,
+    content_length, has_token, header_lines, header_map, push_decimal, span_in, Decoder, Framing,
+    Step,
 };
 
 /// The longest request head (request line and headers) accepted.
@@ -595,21 +596,6 @@ async fn read_into(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
 
 /// Appends a chunk-size line (`{len:x}\r\n`) without the formatting machinery: one per
 /// streamed frame.
-/// `n` in decimal (per answer: `write!` costs several times more).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
 fn chunk_size_line(out: &mut Vec<u8>, len: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digits = (usize::BITS - len.max(1).leading_zeros()).div_ceil(4) as usize;
