@@ -310,32 +310,7 @@ mod tests {
 
     #[test]
     fn cached_values_equal_built_ones_and_other_text_is_encoded() {
-        let yaml = r#"
-version: v0.3
-listeners: [{name: l, address: 127.0.0.1, port: 8899}]
-providers:
-  defaults: {default_model: m}
-  models:
-    - name: m
-      backend_refs: [{name: b, endpoint: "127.0.0.1:1", protocol: http}]
-routing:
-  modelCards: [{name: m}]
-  decisions:
-    - name: "café"
-      priority: 1
-      rules: {operator: AND, conditions: []}
-      modelRefs: [{model: m}]
-"#;
-        let env = HashMap::<String, String>::new();
-        let opts = vllm_sr_config::LoadOptions {
-            strict: false,
-            env: &env,
-            base_dir: None,
-        };
-        let config = match vllm_sr_config::load_bytes(yaml.as_bytes(), &opts) {
-            Ok(l) => l.config,
-            Err(e) => panic!("{e}"),
-        };
+        let config = crate::test_support::one_decision_config("café");
         let cache = HeaderCache::new(&config);
         for name in [
             "m",

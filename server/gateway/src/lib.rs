@@ -35,6 +35,8 @@ pub mod service;
 mod shards;
 pub mod span;
 pub mod tap;
+#[cfg(test)]
+mod test_support;
 pub mod trace_pack;
 pub mod upstream;
 

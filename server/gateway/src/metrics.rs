@@ -302,42 +302,13 @@ mod tests {
 
     use super::*;
 
-    fn config() -> RouterConfig {
-        let yaml = r#"
-version: v0.3
-listeners: [{name: l, address: 127.0.0.1, port: 8899}]
-providers:
-  defaults: {default_model: m}
-  models:
-    - name: m
-      backend_refs: [{name: b, endpoint: "127.0.0.1:1", protocol: http}]
-routing:
-  modelCards: [{name: m}]
-  decisions:
-    - name: d
-      priority: 1
-      rules: {operator: AND, conditions: []}
-      modelRefs: [{model: m}]
-"#;
-        let env = HashMap::<String, String>::new();
-        let opts = vllm_sr_config::LoadOptions {
-            strict: false,
-            env: &env,
-            base_dir: None,
-        };
-        match vllm_sr_config::load_bytes(yaml.as_bytes(), &opts) {
-            Ok(l) => l.config,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
     #[test]
     fn cached_series_are_the_labelled_ones_and_unknown_names_still_count() {
         let m = match Metrics::new() {
             Ok(m) => m,
             Err(e) => panic!("{e}"),
         };
-        let cache = SeriesCache::new(&config());
+        let cache = SeriesCache::new(&crate::test_support::one_decision_config("d"));
         // No series exists before its first use.
         assert_eq!(m.decisions.with_label_values(&["d"]).get(), 0);
         assert!(!m
