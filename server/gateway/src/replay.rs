@@ -148,26 +148,25 @@ impl Routing {
             |l| l.base_model.clone(),
         ));
         r.final_model = o.model.clone();
-        r.signals = o
-            .signals()
+        // Built here, after the response, on first read.
+        let signals = o.signals();
+        r.signals = signals
             .matched_signals
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        r.signal_confidences = o
-            .signals()
+        r.signal_confidences = signals
             .signal_confidences
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect();
-        r.projection_scores = o
-            .signals()
+        r.projection_scores = signals
             .projection_scores
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         // Packed (the same text as serde_json's when read, at a fraction of the cost).
-        r.eval_trace = Some(crate::trace_pack::packed_trace(&o.signals().eval_trace));
+        r.eval_trace = Some(crate::trace_pack::packed_trace(&signals.eval_trace));
         r.learning = self.learning.map(|l| StoredLearning {
             action: Some(l.action.as_str().to_string()),
             reason: Some(l.reason.clone()),
