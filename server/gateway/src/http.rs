@@ -154,7 +154,13 @@ async fn models(State(s): State<ListenerState>) -> Json<Value> {
 /// Request headers as `(name, value)` pairs for the routing service, borrowed from the map
 /// (names are lowercase; values that are not visible ASCII are skipped).
 pub(crate) fn header_pairs(h: &HeaderMap) -> Vec<(&str, &str)> {
+    header_pairs_if(h, |_| true)
+}
+
+/// [`header_pairs`] of the headers whose name `keep` accepts.
+fn header_pairs_if(h: &HeaderMap, keep: impl Fn(&str) -> bool) -> Vec<(&str, &str)> {
     h.iter()
+        .filter(|(k, _)| keep(k.as_str()))
         .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
         .collect()
 }
@@ -408,14 +414,16 @@ async fn chat_inner(
     };
     let bytes = body.map_err(fail)?;
     let body = parse_body(&bytes).map_err(fail)?;
-    let header_list = header_pairs(headers);
     let live = app.live.load_full();
+    // Routing reads a few headers at most (`LiveState::routing_headers`); the replay record's
+    // full list is made with the record, while the backend computes.
+    let routing_headers = header_pairs_if(headers, |name| live.reads_header(name));
     let params = RouteParams {
         signal_budget: app.limits.signal_budget,
         want_usage: app.replay.is_some(),
         record: app.replay.is_some(),
     };
-    let routed = route(&live, &app.sessions, body, &header_list, params)
+    let routed = route(&live, &app.sessions, body, &routing_headers, params)
         .await
         .map_err(fail)?;
     // Borrowed: `routed` outlives every use (metric labels, the log line).
@@ -433,7 +441,7 @@ async fn chat_inner(
                 &routed,
                 RequestInfo {
                     request_id: rid,
-                    headers: &header_list,
+                    headers: &header_pairs(headers),
                     body: &bytes,
                     started,
                 },
