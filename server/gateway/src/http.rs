@@ -417,7 +417,11 @@ async fn chat_inner(
     let live = app.live.load_full();
     // Routing reads a few headers at most (`LiveState::routing_headers`); the replay record's
     // full list is made with the record, while the backend computes.
-    let routing_headers = header_pairs_if(headers, |name| live.reads_header(name));
+    let routing_headers = if live.routing_headers.is_empty() {
+        Vec::new()
+    } else {
+        header_pairs_if(headers, |name| live.reads_header(name))
+    };
     let params = RouteParams {
         signal_budget: app.limits.signal_budget,
         want_usage: app.replay.is_some(),
