@@ -153,10 +153,11 @@ pub async fn forward(
     routed: &Routed,
     ctx: ForwardCtx<'_, '_>,
 ) -> Result<Relayed, ApiError> {
-    let model_name = live.config.model(routed.model).card.name.clone();
+    // Borrowed: only an error needs it owned.
+    let model_name = live.config.model(routed.model).card.name.as_str();
     let Some(pool) = live.upstreams.pool(routed.model) else {
         return Err(ApiError::NoBackend {
-            model: model_name,
+            model: model_name.to_string(),
             reason: "it has no backend_refs in providers.models".into(),
         });
     };
@@ -168,7 +169,7 @@ pub async fn forward(
         attempt += 1;
         let Some(i) = pool.pick(&tried).or_else(|| pool.pick(&[])) else {
             return Err(ApiError::NoBackend {
-                model: model_name,
+                model: model_name.to_string(),
                 reason: "every backend was tried".into(),
             });
         };
@@ -217,7 +218,7 @@ pub async fn forward(
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
                 observe(pool, i, Some(status), ctx.metrics);
-                let series = live.series.model(ctx.metrics, routed.model, &model_name);
+                let series = live.series.model(ctx.metrics, routed.model, model_name);
                 series.upstream_seconds.observe(t.elapsed().as_secs_f64());
                 if status >= 500 {
                     if !last && retriable(&pool.reliability.retry_on, Some(status)) {

@@ -310,10 +310,10 @@ mod tests {
         };
         let cache = SeriesCache::new(&crate::test_support::one_decision_config("d"));
         // No series exists before its first use.
-        assert_eq!(m.decisions.with_label_values(&["d"]).get(), 0);
         assert!(!m
             .render(&Upstreams::default())
             .contains("llm_model_requests_total{"));
+        assert_eq!(m.decisions.with_label_values(&["d"]).get(), 0);
         for _ in 0..3 {
             cache.count_decision(&m, "d");
             cache.model(&m, ModelId(0), "m").requests.inc();
