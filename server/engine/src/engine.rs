@@ -17,7 +17,7 @@ use crate::pass::SignalPass;
 use crate::request::{RequestView, SignalText};
 use crate::route::MissingVectors;
 use crate::semantic::{self, JailbreakScorer, LabelModel, Thresholds, Vectors};
-use crate::state::{family_index, SignalState};
+use crate::state::{family_index, SignalState, FAMILIES};
 use crate::{builtin, report, EngineError};
 
 /// Characters per jailbreak scanning chunk (~384 tokens).
@@ -69,7 +69,7 @@ pub struct Plan {
     query: Option<usize>,
     prior: Vec<usize>,
     chunks: Vec<usize>,
-    families: Vec<bool>,
+    families: [bool; FAMILIES],
 }
 
 struct RecipeEngine {
@@ -507,17 +507,16 @@ impl Engine {
             query: None,
             prior: Vec::new(),
             chunks: Vec::new(),
-            families: Vec::new(),
+            families: [false; FAMILIES],
         };
         if kind != RouteKind::Auto {
             return plan;
         }
         let r = &self.config.recipes[recipe];
         let re = &self.recipes[recipe];
-        plan.families = SignalFamily::ALL
-            .iter()
-            .map(|f| r.signals.count(*f) > 0 && (opts.evaluate_all || re.used[family_index(*f)]))
-            .collect();
+        for (on, f) in plan.families.iter_mut().zip(SignalFamily::ALL) {
+            *on = r.signals.count(f) > 0 && (opts.evaluate_all || re.used[family_index(f)]);
+        }
         let on = |f: SignalFamily| plan.families[family_index(f)];
         let mut texts: Vec<String> = Vec::new();
         let mut add = |t: &str| match texts.iter().position(|x| x == t) {

@@ -163,35 +163,39 @@ pub struct SignalReport {
 }
 
 /// A [`SignalReport`] built on first read from the state it is computed from.
+///
+/// One pointer in the outcome: the report (a few hundred bytes of maps) and what it is built
+/// from live behind it, so moving an outcome does not copy them.
 #[derive(Clone)]
-pub(crate) struct LazyReport {
+pub(crate) struct LazyReport(Option<Box<Deferred>>);
+
+/// The report once built, and what it is built from.
+#[derive(Clone)]
+struct Deferred {
     report: OnceLock<SignalReport>,
-    /// `None` once nothing is left to build from (an outcome without signals).
-    source: Option<Box<ReportSource>>,
+    source: ReportSource,
 }
 
 impl LazyReport {
     /// A report built from `source` when first read.
     pub(crate) fn deferred(source: ReportSource) -> Self {
-        Self {
+        Self(Some(Box::new(Deferred {
             report: OnceLock::new(),
-            source: Some(Box::new(source)),
-        }
+            source,
+        })))
     }
 
-    /// The empty report of an outcome that evaluated no signals (built, empty, when read).
+    /// The empty report of an outcome that evaluated no signals.
     pub(crate) fn empty() -> Self {
-        Self {
-            report: OnceLock::new(),
-            source: None,
-        }
+        Self(None)
     }
 
     fn get(&self) -> &SignalReport {
-        self.report.get_or_init(|| match &self.source {
-            Some(source) => source.build(),
-            None => SignalReport::default(),
-        })
+        static EMPTY: OnceLock<SignalReport> = OnceLock::new();
+        match &self.0 {
+            Some(d) => d.report.get_or_init(|| d.source.build()),
+            None => EMPTY.get_or_init(SignalReport::default),
+        }
     }
 }
 

@@ -13,14 +13,14 @@ use crate::decide::{self, Candidate, Facts, ProjectionState};
 use crate::engine::{checked, Engine, Plan};
 use crate::outcome::{Outcome, RouteKind, Timings};
 use crate::report;
-use crate::state::SignalState;
+use crate::state::{SignalState, FAMILIES};
 
 /// One auto request's signal results, before projections and decisions.
 #[derive(Debug, Clone)]
 pub struct SignalPass {
     pub(crate) recipe: usize,
     pub(crate) request_model: String,
-    pub(crate) families: Vec<bool>,
+    pub(crate) families: [bool; FAMILIES],
     pub(crate) state: SignalState,
     pub(crate) skipped: Vec<String>,
     pub(crate) skip_reason: Option<String>,

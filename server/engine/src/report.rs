@@ -12,7 +12,7 @@ use crate::outcome::{
     DecisionTrace, FamilyMetric, FamilyMetrics, LazyReport, Outcome, RouteKind, SignalReport,
     Timings,
 };
-use crate::state::{family_index, SignalState};
+use crate::state::{family_index, SignalState, FAMILIES};
 
 pub(crate) struct AutoInput<'a> {
     pub(crate) config: &'a Arc<RouterConfig>,
@@ -21,7 +21,7 @@ pub(crate) struct AutoInput<'a> {
     pub(crate) state: SignalState,
     pub(crate) projections: ProjectionState,
     pub(crate) winner: Option<Candidate>,
-    pub(crate) families: Vec<bool>,
+    pub(crate) families: [bool; FAMILIES],
     /// The recipe's [`used_signals`], computed when the engine was built.
     pub(crate) used_signals: Arc<IndexMap<String, Vec<String>>>,
     pub(crate) skipped: Vec<String>,
@@ -45,12 +45,20 @@ fn effort(config: &RouterConfig, r: Option<&ModelRef>) -> String {
 pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
     let AutoInput { config, state, .. } = input;
     let recipe = &config.recipes[input.recipe];
+    let winner = input.winner.map(|w| (w, &recipe.decisions[w.index]));
+    // The winner's first modelRef, when it has one: the model and effort are then its own,
+    // and the defaults are never named (each name is an allocation).
+    let chosen = winner.and_then(|(_, d)| d.model_refs.first());
     let mut out = Outcome {
         recipe: recipe.name.clone(),
-        model: config
-            .defaults
-            .default_model
-            .map(|m| config.model(m).card.name.clone()),
+        model: match chosen {
+            Some(r) => Some(config.model(r.model).card.name.clone()),
+            None => config
+                .defaults
+                .default_model
+                .map(|m| config.model(m).card.name.clone()),
+        },
+        reasoning_effort: effort(config, chosen),
         algorithm: Cow::Borrowed("static"),
         selection_status: Cow::Borrowed("fallback"),
         selection_method: Cow::Borrowed("default"),
@@ -71,10 +79,9 @@ pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
         skip_reason: input.skip_reason,
         context_token_count: input.context_tokens,
         timings: input.timings,
-        ..empty(config, input.request_model, RouteKind::Auto)
+        ..empty(input.request_model, RouteKind::Auto)
     };
-    if let Some(w) = input.winner {
-        let d = &recipe.decisions[w.index];
+    if let Some((w, d)) = winner {
         out.decision = Some(d.name.clone());
         out.confidence = w.confidence;
         out.algorithm = Cow::Borrowed(d.algorithm.kind.as_str());
@@ -84,15 +91,12 @@ pub(crate) fn auto(input: AutoInput<'_>) -> Outcome {
             .map(|p| p.kind().as_str().to_string())
             .collect();
         out.recommended_models = d.model_refs.iter().map(|r| r.model_name.clone()).collect();
-        let chosen = d.model_refs.first();
         match chosen {
             Some(r) => {
-                out.model = Some(config.model(r.model).card.name.clone());
                 out.lora = r.lora_name.clone().or_else(|| {
                     (r.model_name != config.model(r.model).card.name).then(|| r.model_name.clone())
                 });
                 out.use_reasoning = r.use_reasoning;
-                out.reasoning_effort = effort(config, Some(r));
                 out.selection_method = if d.model_refs.len() == 1 {
                     Cow::Borrowed("single")
                 } else {
@@ -138,7 +142,7 @@ pub(crate) struct ReportSource {
     recipe: usize,
     state: SignalState,
     projections: ProjectionState,
-    families: Vec<bool>,
+    families: [bool; FAMILIES],
 }
 
 impl ReportSource {
@@ -205,12 +209,13 @@ pub(crate) fn direct(
             format!("model \"{model}\" is neither an auto name, an entrypoint nor a logical model")
                 .into()
         },
-        ..empty(config, model, kind)
+        reasoning_effort: effort(config, None),
+        ..empty(model, kind)
     }
 }
 
 /// An outcome with nothing decided and nothing measured; callers fill in what they know.
-fn empty(config: &RouterConfig, requested_model: &str, kind: RouteKind) -> Outcome {
+fn empty(requested_model: &str, kind: RouteKind) -> Outcome {
     Outcome {
         requested_model: requested_model.to_string(),
         kind,
@@ -220,7 +225,7 @@ fn empty(config: &RouterConfig, requested_model: &str, kind: RouteKind) -> Outco
         model: None,
         lora: None,
         use_reasoning: false,
-        reasoning_effort: effort(config, None),
+        reasoning_effort: String::new(),
         recommended_models: Vec::new(),
         algorithm: Cow::Borrowed(""),
         selection_status: Cow::Borrowed(""),

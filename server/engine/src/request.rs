@@ -272,11 +272,53 @@ pub struct SignalText {
     pub facts: ConversationFacts,
 }
 
+/// Messages per role: the API's roles counted in place, other roles by name (counting a
+/// request's messages allocates nothing unless a role is unknown).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RoleCounts {
+    /// `system`, `developer`, `user`, `assistant`, `tool`.
+    known: [usize; 5],
+    /// Other roles as written, in order of appearance.
+    other: Vec<(String, usize)>,
+}
+
+impl RoleCounts {
+    fn slot(role: &str) -> Option<usize> {
+        ["system", "developer", "user", "assistant", "tool"]
+            .iter()
+            .position(|r| *r == role)
+    }
+
+    /// Counts one message of `role`.
+    pub fn add(&mut self, role: &Role) {
+        let name = role.as_str();
+        match Self::slot(name) {
+            Some(i) => self.known[i] += 1,
+            None => match self.other.iter_mut().find(|(r, _)| r == name) {
+                Some((_, n)) => *n += 1,
+                None => self.other.push((name.to_string(), 1)),
+            },
+        }
+    }
+
+    /// Messages of the role named `role` (`tool` counts legacy `function` messages too).
+    pub fn get(&self, role: &str) -> usize {
+        match Self::slot(role) {
+            Some(i) => self.known[i],
+            None => self
+                .other
+                .iter()
+                .find(|(r, _)| r == role)
+                .map_or(0, |(_, n)| *n),
+        }
+    }
+}
+
 /// Counts over roles, tools and images.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConversationFacts {
     /// Messages per role name (`user`, `assistant`, ..., unknown roles as written).
-    pub by_role: IndexMap<String, usize>,
+    pub by_role: RoleCounts,
     /// All messages.
     pub messages: usize,
     /// Tool definitions.
@@ -368,7 +410,7 @@ fn facts(req: &RequestView) -> ConversationFacts {
     let mut json_bytes = req.tool_json_bytes;
     let mut framing = 8 * req.tool_definitions as u64;
     for m in &req.messages {
-        *f.by_role.entry(m.role.as_str().to_string()).or_default() += 1;
+        f.by_role.add(&m.role);
         if m.role == Role::Assistant {
             f.assistant_tool_calls += m.tool_calls;
         }
@@ -399,6 +441,28 @@ fn facts(req: &RequestView) -> ConversationFacts {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn roles_are_counted_by_name_and_function_counts_as_tool() {
+        let mut counts = RoleCounts::default();
+        for role in [
+            "user",
+            "assistant",
+            "user",
+            "function",
+            "tool",
+            "critic",
+            "critic",
+        ] {
+            counts.add(&Role::parse(role));
+        }
+        assert_eq!(counts.get("user"), 2);
+        assert_eq!(counts.get("assistant"), 1);
+        assert_eq!(counts.get("tool"), 2);
+        assert_eq!(counts.get("critic"), 2);
+        assert_eq!(counts.get("system"), 0);
+        assert_eq!(counts.get("nobody"), 0);
+    }
 
     #[test]
     fn json_len_is_the_length_of_the_compact_text() {

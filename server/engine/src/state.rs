@@ -101,10 +101,13 @@ pub struct SignalState {
     /// Errors per family leaf type.
     pub errors: IndexMap<String, String>,
     /// Wall time per family in milliseconds (0 when not evaluated).
-    pub timings_ms: Vec<f64>,
+    pub timings_ms: [f64; FAMILIES],
     /// Families that were evaluated.
-    pub evaluated: Vec<bool>,
+    pub evaluated: [bool; FAMILIES],
 }
+
+/// The number of signal families (the length of the per-family arrays).
+pub const FAMILIES: usize = SignalFamily::ALL.len();
 
 /// Position of a family in `SignalFamily::ALL` (and in the per-family vectors).
 pub fn family_index(f: SignalFamily) -> usize {
@@ -143,8 +146,8 @@ impl SignalState {
             kb_metrics: vec![IndexMap::new(); kb_count],
             extra_values: IndexMap::new(),
             errors: IndexMap::new(),
-            timings_ms: vec![0.0; SignalFamily::ALL.len()],
-            evaluated: vec![false; SignalFamily::ALL.len()],
+            timings_ms: [0.0; FAMILIES],
+            evaluated: [false; FAMILIES],
         }
     }
 

@@ -216,7 +216,8 @@ pub async fn forward(
                 });
             }
             Ok(Ok(resp)) => {
-                let status = resp.status().as_u16();
+                let code = resp.status();
+                let status = code.as_u16();
                 observe(pool, i, Some(status), ctx.metrics);
                 let series = live.series.model(ctx.metrics, routed.model, model_name);
                 series.upstream_seconds.observe(t.elapsed().as_secs_f64());
@@ -252,6 +253,12 @@ pub async fn forward(
                         _guard: guard,
                         _permit: ctx.permit,
                         total_seconds: series.total_seconds.clone(),
+                        counted: Counted {
+                            metrics: Arc::clone(ctx.metrics),
+                            outcome: Arc::clone(&routed.outcome),
+                            model_requests: series.requests.clone(),
+                            status: code,
+                        },
                         started: ctx.started,
                     },
                     Watch {
@@ -428,13 +435,33 @@ struct Done {
     _permit: Option<OwnedSemaphorePermit>,
     /// The model's `vsr_request_duration_seconds`.
     total_seconds: prometheus::Histogram,
+    counted: Counted,
     started: Instant,
+}
+
+/// What counts a relayed answer in `vsr_requests_total` and `llm_model_requests_total`:
+/// done when the answer ends, so the labelled lookup runs after the client has the answer
+/// rather than before its first byte.
+struct Counted {
+    metrics: Arc<Metrics>,
+    /// The decision and model labels.
+    outcome: Arc<vllm_sr_engine::Outcome>,
+    model_requests: prometheus::IntCounter,
+    status: http::StatusCode,
 }
 
 impl Drop for Done {
     fn drop(&mut self) {
         self.total_seconds
             .observe(self.started.elapsed().as_secs_f64());
+        let c = &self.counted;
+        let labels = [
+            c.outcome.decision.as_deref().unwrap_or_default(),
+            c.outcome.model.as_deref().unwrap_or_default(),
+            c.status.as_str(),
+        ];
+        c.metrics.requests.with_label_values(&labels).inc();
+        c.model_requests.inc();
     }
 }
 

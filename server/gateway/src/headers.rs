@@ -151,8 +151,8 @@ pub(crate) struct HeaderContext<'a> {
     pub debug: bool,
     /// `x-vsr-response-path`.
     pub path: &'static str,
-    /// Replay is on (the response names its record).
-    pub replay: bool,
+    /// The replay record's id, when replay is on (the response names its record).
+    pub replay_id: Option<&'a str>,
     /// The live state's cached values.
     pub cache: &'a HeaderCache,
 }
@@ -206,8 +206,8 @@ pub(crate) fn add_headers(h: &mut RouterHeaders, r: &Routed, cx: HeaderContext<'
         h.set(name, value);
     };
     put(names::SCHEMA_VERSION, HeaderValue::from_static("2"));
-    if cx.replay {
-        put(names::REPLAY_ID, header_value(&r.replay_id));
+    if let Some(id) = cx.replay_id {
+        put(names::REPLAY_ID, header_value(id));
     }
     put(names::RESPONSE_PATH, HeaderValue::from_static(cx.path));
     if let Some(m) = &o.model {

@@ -425,7 +425,6 @@ async fn chat_inner(
     let params = RouteParams {
         signal_budget: app.limits.signal_budget,
         want_usage: app.replay.is_some(),
-        record: app.replay.is_some(),
     };
     let routed = route(&live, &app.sessions, body, &routing_headers, params)
         .await
@@ -437,13 +436,17 @@ async fn chat_inner(
         .get(names::DEBUG)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let start_record = || {
-        app.replay.as_ref().map(|r| {
+    // The record id goes out with the record and the router's headers, so it is made with
+    // them, after the request has left.
+    let record_id = || app.replay.is_some().then(vllm_sr_store::new_record_id);
+    let start_record = |id: Option<String>| {
+        app.replay.as_ref().zip(id).map(|(r, record_id)| {
             Pending::start(
                 r,
                 &live,
                 &routed,
                 RequestInfo {
+                    record_id,
                     request_id: rid,
                     headers: &header_pairs(headers),
                     body: &bytes,
@@ -455,12 +458,23 @@ async fn chat_inner(
     let header_cx = |path| HeaderContext {
         debug,
         path,
-        replay: app.replay.is_some(),
+        replay_id: None,
         cache: &live.headers,
     };
     if let Some(message) = &routed.fast_response {
         observe_routing(&app.metrics, &live.series, &routed);
-        if let Some(p) = start_record() {
+        let id = record_id();
+        let mut router = RouterHeaders::new();
+        add_headers(
+            &mut router,
+            &routed,
+            HeaderContext {
+                replay_id: id.as_deref(),
+                ..header_cx("fast_response")
+            },
+        );
+        router.set(names::FAST_RESPONSE, HeaderValue::from_static("true"));
+        if let Some(p) = start_record(id) {
             p.finish(End {
                 lifecycle: Lifecycle::Completed,
                 status: Some(200),
@@ -469,9 +483,6 @@ async fn chat_inner(
             });
         }
         let resp = fast_response(message, routed.stream);
-        let mut router = RouterHeaders::new();
-        add_headers(&mut router, &routed, header_cx("fast_response"));
-        router.set(names::FAST_RESPONSE, HeaderValue::from_static("true"));
         app.metrics
             .requests
             .with_label_values(&[decision, model, "200"])
@@ -486,8 +497,13 @@ async fn chat_inner(
     let mut router = RouterHeaders::new();
     let mut while_sent = WhileSent::new(|| {
         observe_routing(&app.metrics, &live.series, &routed);
-        add_headers(&mut router, &routed, header_cx("upstream"));
-        start_record()
+        let id = record_id();
+        let cx = HeaderContext {
+            replay_id: id.as_deref(),
+            ..header_cx("upstream")
+        };
+        add_headers(&mut router, &routed, cx);
+        start_record(id)
     });
     let ctx = ForwardCtx {
         client: &s.client,
@@ -526,16 +542,9 @@ async fn chat_inner(
     // The work has run (in the first attempt); its borrow of `router` ends here.
     while_sent.run();
     drop(while_sent);
+    // Counted in `vsr_requests_total` when the answer ends (`forward`'s relay).
     let resp = relayed.response;
     let status = resp.status();
-    app.metrics
-        .requests
-        .with_label_values(&[decision, model, status.as_str()])
-        .inc();
-    live.series
-        .model(&app.metrics, routed.model, model)
-        .requests
-        .inc();
     // Per request at debug: a synchronous log line per request costs more than routing.
     tracing::debug!(
         request_id = rid,

@@ -187,8 +187,11 @@ impl Routing {
 }
 
 /// What the request carried, for the record.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RequestInfo<'a> {
+    /// The record's id (`x-vsr-replay-id`): made when the record is, after the request has
+    /// been sent upstream.
+    pub record_id: String,
     /// `x-request-id`.
     pub request_id: &'a str,
     /// Request headers.
@@ -239,9 +242,9 @@ impl Pending {
                 .map(|r| r.max_body_bytes.unwrap_or(4096) as usize)
         };
         let mut record = Box::new(ReplayRecord {
-            id: routed.replay_id.clone(),
             // The store orders and filters by the time in the id; keep the two equal.
-            timestamp_ms: record_time_ms(&routed.replay_id).unwrap_or_else(now_ms),
+            timestamp_ms: record_time_ms(&req.record_id).unwrap_or_else(now_ms),
+            id: req.record_id,
             ..ReplayRecord::default()
         });
         record.request_id = Some(req.request_id.to_string());

@@ -45,8 +45,6 @@ pub struct Routed {
     pub routing: Duration,
     /// Router Learning's step, when learning is on and the request was auto-routed.
     pub learning: Option<LearningTrace>,
-    /// Replay record id (`x-vsr-replay-id`; empty when the request is not recorded).
-    pub replay_id: String,
     /// The router asked the backend for a usage chunk the client did not request; the relay
     /// removes it from the client's stream.
     pub strip_usage: bool,
@@ -71,8 +69,6 @@ pub struct RouteParams {
     pub signal_budget: Duration,
     /// Ask streaming backends for a final usage chunk (for replay and cost).
     pub want_usage: bool,
-    /// The request gets a replay record (and so a record id).
-    pub record: bool,
 }
 
 /// Routes one chat-completions request.
@@ -142,11 +138,6 @@ pub async fn route(
         stream,
         routing: Duration::ZERO,
         learning,
-        replay_id: if params.record {
-            vllm_sr_store::new_record_id()
-        } else {
-            String::new()
-        },
         strip_usage: false,
         outcome: Arc::new(outcome),
     };

@@ -649,3 +649,37 @@ routing:
     let r = send(&[]).await.unwrap();
     assert_eq!(header(&r, "x-vsr-selected-decision"), "everyone");
 }
+
+#[tokio::test]
+async fn answers_are_counted_once_each_when_they_end() {
+    let s = setup().await;
+    let r = s.chat(ask("auto", "hello there")).await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    let r = s.chat_stream("hello again").await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    let counted = [
+        "vsr_requests_total{decision=\"everyday\",model=\"fast\",status=\"200\"} 2",
+        "llm_model_requests_total{model=\"fast\"} 2",
+    ];
+    // Counted when the answer ends, which is just after the client has read it.
+    let url = format!("http://{}/metrics", s.gw.metrics_addr().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = s
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if counted.iter().all(|c| metrics.contains(c)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

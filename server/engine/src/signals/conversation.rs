@@ -26,10 +26,8 @@ pub fn source_value(source: &ConversationSource, f: &ConversationFacts) -> f64 {
             let role = role.trim().to_ascii_lowercase();
             match role.as_str() {
                 "" => f.messages,
-                "non_user" => f
-                    .messages
-                    .saturating_sub(f.by_role.get("user").copied().unwrap_or(0)),
-                r => f.by_role.get(r).copied().unwrap_or(0),
+                "non_user" => f.messages.saturating_sub(f.by_role.get("user")),
+                r => f.by_role.get(r),
             }
         }
         ConversationSource::ToolDefinition => f.tool_definitions,

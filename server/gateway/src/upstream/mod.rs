@@ -162,6 +162,11 @@ impl Pool {
     /// Picks a backend not in `tried`, preferring available ones; when every untried backend
     /// is down, picks among them anyway (a request is better tried than refused).
     pub fn pick(&self, tried: &[usize]) -> Option<usize> {
+        // One backend (the common model lane): the only choice unless it was tried, whether
+        // available or not.
+        if self.backends.len() == 1 {
+            return (!tried.contains(&0)).then_some(0);
+        }
         let now = Instant::now();
         let untried: Vec<usize> = (0..self.backends.len())
             .filter(|i| !tried.contains(i))
