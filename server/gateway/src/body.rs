@@ -6,6 +6,7 @@
 //! when forwarded.
 
 use std::fmt;
+use std::ops::Range;
 
 use bytes::Bytes;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -39,6 +40,15 @@ impl ChatBody {
     /// # Errors
     /// The body is not JSON, or not an object.
     pub fn parse(bytes: &Bytes) -> Result<Self, BodyError> {
+        match Self::parse_members(bytes) {
+            Some(body) => Ok(body),
+            None => Self::parse_whole(bytes),
+        }
+    }
+
+    /// [`Self::parse`] for any text: the object read by serde_json in one pass, then the
+    /// bytes of `messages` located in it.
+    fn parse_whole(bytes: &Bytes) -> Result<Self, BodyError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         if bytes.trim_ascii_start().first() != Some(&b'{') {
             // Not an object; still told apart from text that is not JSON at all.
@@ -67,6 +77,42 @@ impl ChatBody {
                 })
             }
         }
+    }
+
+    /// [`Self::parse`] for a well-formed object, member by member: each value is parsed where
+    /// it lies and `messages` is located as it is read, not by a second scan of the body.
+    /// `None` (the general path then decides, errors included) for anything else: not an
+    /// object, a value that is not JSON, a key written with an escape, `messages` twice.
+    ///
+    /// Each value is parsed on its own, so serde_json's nesting limit (128) counts from the
+    /// member rather than from the body: a value nested exactly 128 deep is accepted here.
+    fn parse_members(bytes: &Bytes) -> Option<Self> {
+        let mut members = Map::new();
+        let mut messages: Option<(Range<usize>, Option<Vec<Message>>)> = None;
+        crate::span::walk_members(bytes, |key, start| {
+            let text = &bytes[start..];
+            if key == b"messages" {
+                if messages.is_some() {
+                    return None;
+                }
+                let (read, len) = one_value::<ReadMessages>(text)?;
+                messages = Some((start..start + len, read.0));
+                Some(start + len)
+            } else {
+                let key = std::str::from_utf8(key).ok()?;
+                let (value, len) = one_value::<Value>(text)?;
+                members.insert(key.to_string(), value);
+                Some(start + len)
+            }
+        })?;
+        Some(match messages {
+            Some((at, read)) => Self {
+                members,
+                raw_messages: Some(bytes.slice(at)),
+                read,
+            },
+            None => Self::from(members),
+        })
     }
 
     /// The members; `messages` is among them only once a rewrite took it.
@@ -159,6 +205,23 @@ impl From<Map<String, Value>> for ChatBody {
     }
 }
 
+/// The JSON value at the start of `text` and its length; `None` when `text` does not start
+/// with one.
+fn one_value<'de, T: Deserialize<'de>>(text: &'de [u8]) -> Option<(T, usize)> {
+    let mut values = serde_json::Deserializer::from_slice(text).into_iter::<T>();
+    let value = values.next()?.ok()?;
+    Some((value, values.byte_offset()))
+}
+
+/// `messages` as [`MessagesSeed`] reads it.
+struct ReadMessages(Option<Vec<Message>>);
+
+impl<'de> Deserialize<'de> for ReadMessages {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::DeserializeSeed::deserialize(MessagesSeed, d).map(Self)
+    }
+}
+
 /// The top-level object: its members but `messages` parsed, `messages` read with
 /// [`MessagesSeed`].
 struct TopLevel;
@@ -199,6 +262,56 @@ mod tests {
 
     fn parse(text: &str) -> ChatBody {
         ChatBody::parse(&Bytes::copy_from_slice(text.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn member_by_member_reads_what_the_whole_body_parse_reads() {
+        let bodies = [
+            r#"{"model":"auto","messages":[{"role":"user","content":"hi"}]}"#,
+            " \n{ \"messages\" :\t[ {\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"a\\u00e9\\n\"}]} ] ,\r\n \"model\" : \"auto\" } \n",
+            r#"{"n": -1.5e3, "t": true, "f": false, "z": null, "o": {"a": [1, {"b": "}"}]}, "messages": []}"#,
+            r#"{"model": "a", "model": "b", "messages": [{"role": "assistant", "content": null}]}"#,
+            r#"{"messages": "not a list", "model": "auto"}"#,
+            r#"{"messages": 7}"#,
+            r#"{"model": "auto"}"#,
+            r#"{}"#,
+            r#"{"": 1, "k\u0065y": 2, "messages": []}"#,
+        ];
+        for text in bodies {
+            let bytes = Bytes::copy_from_slice(text.as_bytes());
+            let whole = ChatBody::parse_whole(&bytes).unwrap();
+            let escaped_key = text.contains(r"\u0065");
+            match ChatBody::parse_members(&bytes) {
+                Some(fast) => {
+                    assert!(!escaped_key, "{text}");
+                    assert_eq!(fast, whole, "{text}");
+                }
+                None => assert!(escaped_key, "declined {text}"),
+            }
+        }
+        // Declined, and the whole-body parse decides: a repeated `messages`, trailing text,
+        // a control character in a key, not JSON, not an object.
+        let declined = [
+            r#"{"messages": [], "messages": [{"role": "user", "content": "a"}]}"#,
+            r#"{"model": "auto"} x"#,
+            "{\"mo\u{1}del\": 1}",
+            r#"{"model": }"#,
+            r#"{"messages": [1,]}"#,
+            r#"[1, 2]"#,
+            "",
+        ];
+        for text in declined {
+            let bytes = Bytes::copy_from_slice(text.as_bytes());
+            assert!(ChatBody::parse_members(&bytes).is_none(), "{text}");
+        }
+        let twice = Bytes::from_static(
+            br#"{"messages": [], "messages": [{"role": "user", "content": "a"}]}"#,
+        );
+        assert_eq!(parse_bytes(&twice).view().unwrap().messages[0].text, "a");
+    }
+
+    fn parse_bytes(bytes: &Bytes) -> ChatBody {
+        ChatBody::parse(bytes).unwrap()
     }
 
     #[test]

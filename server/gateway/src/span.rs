@@ -2,10 +2,11 @@
 //! it: strings are skipped with `memchr` (they are most of a conversation's bytes), the
 //! punctuation between them byte by byte.
 //!
-//! Meant for text serde_json has already accepted. It still checks what it relies on and
-//! declines (`None`) anything unexpected, and any key written with an escape: such a key may
-//! spell the one looked for, and a member that appears twice must not be picked here while
-//! the parsed body kept the other.
+//! [`member`] is meant for text serde_json has already accepted. It still checks what it
+//! relies on and declines (`None`) anything unexpected, and any key written with an escape:
+//! such a key may spell the one looked for, and a member that appears twice must not be
+//! picked here while the parsed body kept the other. [`walk_members`] walks an object's
+//! members for a caller that parses each value itself.
 
 use std::ops::Range;
 
@@ -13,29 +14,8 @@ use std::ops::Range;
 /// `None` when `text` is not an object, has no such member, has it more than once, or has a
 /// key with an escape.
 pub fn member(text: &[u8], key: &str) -> Option<Range<usize>> {
-    let mut i = skip_ws(text, 0);
-    if text.get(i) != Some(&b'{') {
-        return None;
-    }
-    i = skip_ws(text, i + 1);
     let mut found = None;
-    if text.get(i) == Some(&b'}') {
-        return None;
-    }
-    loop {
-        if text.get(i) != Some(&b'"') {
-            return None;
-        }
-        let key_end = string_end(text, i)?;
-        let name = &text[i + 1..key_end - 1];
-        if name.contains(&b'\\') {
-            return None;
-        }
-        i = skip_ws(text, key_end);
-        if text.get(i) != Some(&b':') {
-            return None;
-        }
-        let start = skip_ws(text, i + 1);
+    walk_members(text, |name, start| {
         let end = value_end(text, start)?;
         if name == key.as_bytes() {
             if found.is_some() {
@@ -43,10 +23,46 @@ pub fn member(text: &[u8], key: &str) -> Option<Range<usize>> {
             }
             found = Some(start..end);
         }
+        Some(end)
+    })?;
+    found
+}
+
+/// Walks the members of the JSON object that is the whole of `text`: `value` gets each
+/// member's key (its bytes between the quotes) and where its value starts, and returns where
+/// the value ends. `None` when `text` is not an object followed by nothing but whitespace, a
+/// key is written with an escape or holds a control character (which JSON forbids unescaped),
+/// or `value` declines. Values are the caller's to check.
+pub fn walk_members(
+    text: &[u8],
+    mut value: impl FnMut(&[u8], usize) -> Option<usize>,
+) -> Option<()> {
+    let mut i = skip_ws(text, 0);
+    if text.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(text, i + 1);
+    if text.get(i) == Some(&b'}') {
+        return (skip_ws(text, i + 1) == text.len()).then_some(());
+    }
+    loop {
+        if text.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(text, i)?;
+        let name = &text[i + 1..key_end - 1];
+        if name.iter().any(|b| *b == b'\\' || *b < 0x20) {
+            return None;
+        }
+        i = skip_ws(text, key_end);
+        if text.get(i) != Some(&b':') {
+            return None;
+        }
+        let end = value(name, skip_ws(text, i + 1))?;
         i = skip_ws(text, end);
         match text.get(i)? {
             b',' => i = skip_ws(text, i + 1),
-            b'}' => return found,
+            b'}' => return (skip_ws(text, i + 1) == text.len()).then_some(()),
             _ => return None,
         }
     }
