@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::response::IntoResponse;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, EXPECT, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -35,7 +35,7 @@ use crate::headers::RouterHeaders;
 use crate::http::{Answer, DataPlane};
 use crate::upstream::h1::{
     content_length, has_token, header_lines, header_map, push_decimal, span_in, Decoder, Framing,
-    Step,
+    Noted, Step,
 };
 
 /// The longest request head (request line and headers) accepted.
@@ -63,6 +63,10 @@ struct Head {
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadHttp(message.into())
+}
+
+fn bad_length() -> ApiError {
+    bad("invalid or conflicting content-length values")
 }
 
 /// Takes the request head off the start of `buf`, or `None` (and `buf` untouched) when more
@@ -103,13 +107,17 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ApiError> {
     let uri =
         Uri::from_maybe_shared(head.slice(target)).map_err(|_| bad("invalid request target"))?;
     // What the connection needs from the head, noted as the lines go in (no map lookups).
-    let mut seen = Seen::default();
+    let mut seen = Noted::default();
     let headers = header_map(&head, lines, |name, value| seen.note(name, value))
         .map_err(|name| bad(format!("invalid value of header {name}")))?;
-    let framing = if seen.transfer_encoding || seen.content_length {
+    let framing = if seen.transfer_encoding {
         body_framing(&headers, version)?
     } else {
-        Framing::Empty
+        match seen.declared_length() {
+            Ok(None | Some(0)) => Framing::Empty,
+            Ok(Some(n)) => Framing::Length(n),
+            Err(_) => return Err(bad_length()),
+        }
     };
     let keep_alive = match version {
         Version::HTTP_10 => seen.keep_alive,
@@ -127,35 +135,6 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ApiError> {
         expect_continue,
         keep_alive,
     }))
-}
-
-/// The headers of a request head that concern the connection.
-#[derive(Debug, Default)]
-struct Seen {
-    transfer_encoding: bool,
-    content_length: bool,
-    /// `connection: close`.
-    close: bool,
-    /// `connection: keep-alive`.
-    keep_alive: bool,
-    /// `expect: 100-continue`.
-    continue_: bool,
-}
-
-impl Seen {
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
-        let has = |token: &str| has_token(value, token);
-        if name == TRANSFER_ENCODING {
-            self.transfer_encoding = true;
-        } else if name == CONTENT_LENGTH {
-            self.content_length = true;
-        } else if name == CONNECTION {
-            self.close |= has("close");
-            self.keep_alive |= has("keep-alive");
-        } else if name == EXPECT {
-            self.continue_ |= has("100-continue");
-        }
-    }
 }
 
 /// How a request body is delimited (RFC 9112 §6.3), refusing anything ambiguous.
@@ -185,8 +164,7 @@ fn body_framing(headers: &HeaderMap, version: Version) -> Result<Framing, ApiErr
             ))),
         };
     }
-    let length =
-        content_length(headers).map_err(|_| bad("invalid or conflicting content-length values"))?;
+    let length = content_length(headers).map_err(|_| bad_length())?;
     Ok(match length {
         None | Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),

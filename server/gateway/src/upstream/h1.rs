@@ -11,7 +11,7 @@
 use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 /// The longest response head (status line and headers) accepted.
@@ -115,6 +115,57 @@ pub struct Head {
     pub version: Version,
     /// The headers, in order.
     pub headers: HeaderMap,
+    /// What framing and reuse depend on, noted as the headers went in.
+    pub noted: Noted,
+}
+
+/// The headers of a message head that concern its framing and its connection, noted as the
+/// head's lines go into its map (framing and reuse then need no map lookups).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Noted {
+    /// A `transfer-encoding` header is present.
+    pub transfer_encoding: bool,
+    /// The length the `content-length` headers declare (`None`: none)…
+    pub length: Option<u64>,
+    /// …unless a value is malformed or two disagree (as [`content_length`]).
+    pub bad_length: bool,
+    /// `connection: close`.
+    pub close: bool,
+    /// `connection: keep-alive`.
+    pub keep_alive: bool,
+    /// `expect: 100-continue`.
+    pub continue_: bool,
+}
+
+impl Noted {
+    /// The length the `content-length` headers declare (`None`: none).
+    ///
+    /// # Errors
+    /// A value is malformed or two disagree.
+    pub fn declared_length(&self) -> Result<Option<u64>, ProtoError> {
+        if self.bad_length {
+            return Err(ProtoError::ContentLength);
+        }
+        Ok(self.length)
+    }
+
+    /// Notes one header line.
+    pub fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        let has = |token: &str| has_token(value, token);
+        if *name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if *name == CONTENT_LENGTH {
+            match fold_length(self.length, value) {
+                Ok(length) => self.length = length,
+                Err(_) => self.bad_length = true,
+            }
+        } else if *name == CONNECTION {
+            self.close |= has("close");
+            self.keep_alive |= has("keep-alive");
+        } else if *name == EXPECT {
+            self.continue_ |= has("100-continue");
+        }
+    }
 }
 
 /// Takes a response head off the start of `buf`, or `None` (and `buf` untouched) when more
@@ -149,12 +200,14 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ProtoError> {
         (len, status, version, lines)
     };
     let head = buf.split_to(len).freeze();
-    let headers =
-        header_map(&head, lines, |_, _| {}).map_err(|name| ProtoError::Header(name.to_string()))?;
+    let mut noted = Noted::default();
+    let headers = header_map(&head, lines, |name, value| noted.note(name, value))
+        .map_err(|name| ProtoError::Header(name.to_string()))?;
     Ok(Some(Head {
         status,
         version,
         headers,
+        noted,
     }))
 }
 
@@ -232,7 +285,7 @@ pub fn framing(method: &Method, head: &Head) -> Result<Framing, ProtoError> {
     if *method == Method::HEAD || code == 204 || code == 304 {
         return Ok(Framing::Empty);
     }
-    if head.headers.contains_key(TRANSFER_ENCODING) {
+    if head.noted.transfer_encoding {
         // The final coding decides; anything but chunked runs until the connection closes.
         let last = head
             .headers
@@ -247,7 +300,7 @@ pub fn framing(method: &Method, head: &Head) -> Result<Framing, ProtoError> {
             _ => Framing::Close,
         });
     }
-    let length = content_length(&head.headers)?;
+    let length = head.noted.declared_length()?;
     Ok(length.map_or(Framing::Close, |n| {
         if n == 0 {
             Framing::Empty
@@ -263,15 +316,20 @@ pub fn framing(method: &Method, head: &Head) -> Result<Framing, ProtoError> {
 /// # Errors
 /// A value is not a decimal number, or two disagree.
 pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ProtoError> {
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let n = parse_decimal(part.trim_ascii()).ok_or(ProtoError::ContentLength)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(ProtoError::ContentLength);
-            }
-            length = Some(n);
+    headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .try_fold(None, fold_length)
+}
+
+/// `length` (what earlier `content-length` values declared) with one more value.
+fn fold_length(mut length: Option<u64>, value: &HeaderValue) -> Result<Option<u64>, ProtoError> {
+    for part in value.as_bytes().split(|&b| b == b',') {
+        let n = parse_decimal(part.trim_ascii()).ok_or(ProtoError::ContentLength)?;
+        if length.is_some_and(|l| l != n) {
+            return Err(ProtoError::ContentLength);
         }
+        length = Some(n);
     }
     Ok(length)
 }
@@ -299,15 +357,9 @@ pub fn keep_alive(head: &Head, framing: Framing) -> bool {
     if framing == Framing::Close {
         return false;
     }
-    let has = |token: &str| {
-        head.headers
-            .get_all(CONNECTION)
-            .iter()
-            .any(|v| has_token(v, token))
-    };
     match head.version {
-        Version::HTTP_10 => has("keep-alive"),
-        _ => !has("close"),
+        Version::HTTP_10 => head.noted.keep_alive,
+        _ => !head.noted.close,
     }
 }
 
