@@ -47,6 +47,9 @@ pub struct Behavior {
     pub health_status: u16,
     /// Name put in the answer text, to tell backends apart.
     pub name: String,
+    /// Headers added to every chat answer, as written (real backends send their own, e.g.
+    /// `x-request-id` or `openai-processing-ms`).
+    pub response_headers: Vec<(String, String)>,
 }
 
 impl Default for Behavior {
@@ -60,6 +63,7 @@ impl Default for Behavior {
             cut_after: None,
             health_status: 200,
             name: "mock".to_string(),
+            response_headers: Vec::new(),
         }
     }
 }
@@ -248,7 +252,21 @@ fn error_body(status: u16, message: &str) -> Value {
     json!({"error": {"message": message, "type": "server_error", "code": status, "param": null}})
 }
 
-async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn chat(state: State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let extra = state.behavior.lock().response_headers.clone();
+    let mut resp = chat_answer(state, headers, body).await;
+    for (name, value) in extra {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name),
+            axum::http::HeaderValue::try_from(value),
+        ) {
+            resp.headers_mut().append(name, value);
+        }
+    }
+    resp
+}
+
+async fn chat_answer(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if s.record {
         s.recorded.lock().push(Recorded {

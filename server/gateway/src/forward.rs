@@ -32,22 +32,9 @@ use crate::rewrite::model_id_for;
 use crate::service::Routed;
 use crate::tap::Tap;
 use crate::upstream::client::{describe, read_prefix, UpstreamBody, UpstreamClient};
+use crate::upstream::h1::{RawHeaders, HOP_BY_HOP};
 use crate::upstream::plain::ResponseBody;
 use crate::upstream::{BackendState, Ejection, InflightGuard, Pool};
-
-/// Headers never copied between hops.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "host",
-    "content-length",
-    "accept-encoding",
-];
 
 /// Work the caller defers until the first attempt's request is written to the backend, so
 /// that it runs while the backend computes rather than before the request leaves (the
@@ -118,8 +105,12 @@ pub struct ForwardCtx<'a, 'w> {
 /// The upstream response to relay: status, headers and the streaming body.
 #[derive(Debug)]
 pub struct Relayed {
-    /// Response to send (headers still to be extended by the caller).
+    /// Response to send (headers still to be extended by the caller). A plain backend's
+    /// headers are in [`Relayed::upstream_headers`] instead of its map.
     pub response: Response,
+    /// A plain backend's headers as it wrote them, hop-by-hop ones included: whoever writes
+    /// the answer leaves those out ([`crate::upstream::h1::is_hop_by_hop`]).
+    pub upstream_headers: Option<RawHeaders>,
     /// Backend that answered.
     pub backend: String,
     /// Attempts made.
@@ -246,7 +237,7 @@ pub async fn forward(
                     let capture = pending.as_ref().and_then(|p| p.capture_response);
                     Tap::new(routed.stream, routed.strip_usage, capture)
                 });
-                let response = relay(
+                let (response, upstream_headers) = relay(
                     resp,
                     deadline,
                     Done {
@@ -269,6 +260,7 @@ pub async fn forward(
                 );
                 return Ok(Relayed {
                     response,
+                    upstream_headers,
                     backend: backend.name.clone(),
                     attempts: attempt,
                 });
@@ -383,18 +375,20 @@ struct Watch {
 }
 
 /// Relays the upstream response: status and end-to-end headers now, the body as it arrives.
+/// A plain backend's headers are returned as it wrote them (its response's map is empty).
 fn relay(
     resp: http::Response<ResponseBody>,
     deadline: Instant,
     done: Done,
     watch: Watch,
-) -> Response {
+) -> (Response, Option<RawHeaders>) {
     let Watch {
         tap,
         pending,
         feedback,
     } = watch;
-    let (parts, inner) = resp.into_parts();
+    let (parts, mut inner) = resp.into_parts();
+    let raw = inner.take_headers();
     let mut headers = parts.headers;
     let strip = stripping(&tap);
     // Usually none or one (`transfer-encoding` on a stream): removing them is cheaper than
@@ -421,7 +415,7 @@ fn relay(
     let mut out = Response::new(Body::new(body));
     *out.status_mut() = parts.status;
     *out.headers_mut() = headers;
-    out
+    (out, raw)
 }
 
 /// A tap that may drop bytes makes the upstream `content-length` wrong.

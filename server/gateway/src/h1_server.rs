@@ -34,8 +34,8 @@ use crate::error::ApiError;
 use crate::headers::RouterHeaders;
 use crate::http::{Answer, DataPlane};
 use crate::upstream::h1::{
-    content_length, has_token, header_lines, header_map, push_decimal, span_in, Decoder, Framing,
-    Noted, Step,
+    content_length, has_token, header_lines, header_map, is_hop_by_hop, push_decimal, span_in,
+    Decoder, Framing, Noted, RawHeaders, Step,
 };
 
 /// The longest request head (request line and headers) accepted.
@@ -108,8 +108,10 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ApiError> {
         Uri::from_maybe_shared(head.slice(target)).map_err(|_| bad("invalid request target"))?;
     // What the connection needs from the head, noted as the lines go in (no map lookups).
     let mut seen = Noted::default();
-    let headers = header_map(&head, lines, |name, value| seen.note(name, value))
-        .map_err(|name| bad(format!("invalid value of header {name}")))?;
+    let headers = header_map(&head, lines, |name, value| {
+        seen.note(name.as_str().as_bytes(), value.as_bytes());
+    })
+    .map_err(|name| bad(format!("invalid value of header {name}")))?;
     let framing = if seen.transfer_encoding {
         body_framing(&headers, version)?
     } else {
@@ -299,10 +301,7 @@ impl Client {
 
     /// Answers a request that cannot be read and ends the connection.
     async fn refuse(&mut self, refused: ApiError) {
-        let answer = Answer {
-            response: refused.into_response(),
-            router: RouterHeaders::default(),
-        };
+        let answer = Answer::new(refused.into_response(), RouterHeaders::default());
         let _ = self.respond(answer, Reply::closing()).await;
     }
 
@@ -392,13 +391,12 @@ impl Client {
             keep = false;
             Framing::Empty
         };
-        self.encode_head(
-            status,
-            (&parts.headers, &answer.router),
-            framing,
-            bodiless,
-            keep,
-        );
+        let headers = AnswerHeaders {
+            map: &parts.headers,
+            upstream: answer.upstream.as_ref(),
+            router: &answer.router,
+        };
+        self.encode_head(status, headers, framing, bodiless, keep);
         if bodiless {
             self.flush().await?;
             return Ok(keep);
@@ -476,11 +474,16 @@ impl Client {
     }
 
     /// Appends the status line and headers: the answer's own (but those the router's
-    /// replace), the router's, then framing, `date` and `connection`.
+    /// replace), a plain backend's as it wrote them (but hop-by-hop ones and those the
+    /// router's replace), the router's, then framing, `date` and `connection`.
     fn encode_head(
         &mut self,
         status: StatusCode,
-        (headers, router): (&HeaderMap, &RouterHeaders),
+        AnswerHeaders {
+            map: headers,
+            upstream,
+            router,
+        }: AnswerHeaders<'_>,
         framing: Framing,
         bodiless: bool,
         keep: bool,
@@ -503,6 +506,15 @@ impl Client {
             }
             has_date |= name == DATE;
             put_header(out, name, value);
+        }
+        for (name, value) in upstream.iter().flat_map(|u| u.iter()) {
+            // A bodiless answer (HEAD) keeps its declared length, as above.
+            let length = bodiless && name.eq_ignore_ascii_case(b"content-length");
+            if is_hop_by_hop(name) && !length || router.replaces_raw(name) {
+                continue;
+            }
+            has_date |= name.eq_ignore_ascii_case(b"date");
+            put_line(out, name, value);
         }
         for (name, value) in router.iter() {
             put_header(out, name, value);
@@ -529,10 +541,21 @@ impl Client {
 }
 
 fn put_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
-    out.extend_from_slice(name.as_str().as_bytes());
+    put_line(out, name.as_str().as_bytes(), value.as_bytes());
+}
+
+fn put_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// An answer's headers: its map, a plain backend's as it wrote them, and the router's.
+struct AnswerHeaders<'a> {
+    map: &'a HeaderMap,
+    upstream: Option<&'a RawHeaders>,
+    router: &'a RouterHeaders,
 }
 
 /// The `date` header's value, formatted once a second per thread.

@@ -170,10 +170,10 @@ async fn a_sized_answer_goes_out_before_the_body_end_runs() {
         peer: peer.try_clone().unwrap(),
         seen_at_end: seen.clone(),
     };
-    let answer = Answer {
-        response: axum::response::Response::new(axum::body::Body::new(body)),
-        router: RouterHeaders::new(),
-    };
+    let answer = Answer::new(
+        axum::response::Response::new(axum::body::Body::new(body)),
+        RouterHeaders::new(),
+    );
     let reply = Reply {
         version: Version::HTTP_11,
         head_only: false,
@@ -232,4 +232,51 @@ fn decimals_are_written_as_to_string_writes_them() {
         push_decimal(&mut out, n);
         assert_eq!(String::from_utf8(out).unwrap(), format!("x{n}"));
     }
+}
+
+#[tokio::test]
+async fn a_backends_headers_go_out_as_written_less_hop_by_hop_and_replaced_ones() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let _peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (io, _) = listener.accept().await.unwrap();
+    let mut client = Client {
+        io,
+        buf: BytesMut::new(),
+        out: Vec::new(),
+        read_timeout: Duration::from_secs(5),
+    };
+    let mut upstream = BytesMut::from(
+        "HTTP/1.1 200 OK\r\nX-Request-Id: theirs\r\nConnection: keep-alive\r\n\
+         Keep-Alive: timeout=5\r\nContent-Length: 2\r\nOpenAI-Processing-Ms: 12\r\n\
+         Date: Mon, 01 Jan 2024 00:00:00 GMT\r\n\r\n",
+    );
+    let head = crate::upstream::h1::parse_head(&mut upstream)
+        .unwrap()
+        .unwrap();
+    let mut router = RouterHeaders::new();
+    router.set(
+        HeaderName::from_static("x-request-id"),
+        HeaderValue::from_static("ours"),
+    );
+    let map = HeaderMap::new();
+    let headers = || AnswerHeaders {
+        map: &map,
+        upstream: Some(&head.headers),
+        router: &router,
+    };
+    client.encode_head(StatusCode::OK, headers(), Framing::Length(2), false, true);
+    assert_eq!(
+        String::from_utf8_lossy(&client.out),
+        "HTTP/1.1 200 OK\r\nOpenAI-Processing-Ms: 12\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n\
+         x-request-id: ours\r\ncontent-length: 2\r\n\r\n",
+        "the backend's date is kept (no second one); its x-request-id is the router's"
+    );
+    // An answer to HEAD keeps the length the backend declared.
+    client.out.clear();
+    client.encode_head(StatusCode::OK, headers(), Framing::Empty, true, true);
+    assert!(
+        String::from_utf8_lossy(&client.out).contains("\r\nContent-Length: 2\r\n"),
+        "{}",
+        String::from_utf8_lossy(&client.out)
+    );
 }

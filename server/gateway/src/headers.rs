@@ -184,6 +184,15 @@ impl RouterHeaders {
         name.as_str().starts_with("x-") && self.0.iter().any(|(n, _)| n == name)
     }
 
+    /// [`Self::replaces`] for a name as a backend wrote it (any case).
+    pub(crate) fn replaces_raw(&self, name: &[u8]) -> bool {
+        name.get(..2).is_some_and(|x| x.eq_ignore_ascii_case(b"x-"))
+            && self
+                .0
+                .iter()
+                .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+    }
+
     /// The headers, in the order they were added.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &(HeaderName, HeaderValue)> {
         self.0.iter()

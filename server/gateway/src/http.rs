@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,6 +29,7 @@ use crate::live::LiveState;
 use crate::metrics::{Metrics, SeriesCache};
 use crate::replay::{End, Pending, Replay, RequestInfo};
 use crate::service::{parse_body, route, RouteParams, Routed};
+use crate::upstream::h1::{is_hop_by_hop, RawHeaders};
 
 /// Request limits.
 #[derive(Debug, Clone, Copy)]
@@ -249,10 +250,7 @@ impl DataPlane {
             }
             Err(e) => e.into_response(),
         };
-        Answer {
-            response,
-            router: RouterHeaders::default(),
-        }
+        Answer::new(response, RouterHeaders::default())
     }
 
     fn dispatch(&self, req: Request) -> <Self as tower_service::Service<Request>>::Future {
@@ -356,10 +354,7 @@ pub(crate) async fn chat_with_body(
             if let Some(id) = replay_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
                 router.set(names::REPLAY_ID, id);
             }
-            Answer {
-                response: e.into_response(),
-                router,
-            }
+            Answer::new(e.into_response(), router)
         }
     };
     if let Ok(v) = HeaderValue::from_str(&rid) {
@@ -368,17 +363,44 @@ pub(crate) async fn chat_with_body(
     answer
 }
 
-/// A chat completion's answer: the response, and the router's headers still to be put on it
-/// (see [`RouterHeaders`]).
+/// A chat completion's answer: the response, a plain backend's headers as it wrote them,
+/// and the router's headers still to be put on it (see [`RouterHeaders`]).
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub(crate) response: Response,
+    /// A plain backend's headers (hop-by-hop ones included, for the writer to leave out);
+    /// the response's map has the rest.
+    pub(crate) upstream: Option<RawHeaders>,
     pub(crate) router: RouterHeaders,
+}
+
+impl Answer {
+    /// An answer whose headers are all in its response's map.
+    pub(crate) fn new(response: Response, router: RouterHeaders) -> Self {
+        Self {
+            response,
+            upstream: None,
+            router,
+        }
+    }
 }
 
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
         let mut response = self.response;
+        if let Some(upstream) = &self.upstream {
+            let headers = response.headers_mut();
+            for (name, value) in upstream.iter() {
+                if is_hop_by_hop(name) {
+                    continue;
+                }
+                if let (Ok(name), Ok(value)) =
+                    (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+                {
+                    headers.append(name, value);
+                }
+            }
+        }
         self.router.apply(response.headers_mut());
         response
     }
@@ -487,10 +509,7 @@ async fn chat_inner(
             .requests
             .with_label_values(&[decision, model, "200"])
             .inc();
-        return Ok(Answer {
-            response: resp,
-            router,
-        });
+        return Ok(Answer::new(resp, router));
     }
     // What the answer needs but the upstream request does not waits until that request is
     // written: it then runs while the backend computes.
@@ -558,6 +577,7 @@ async fn chat_inner(
     );
     Ok(Answer {
         response: resp,
+        upstream: relayed.upstream_headers,
         router,
     })
 }

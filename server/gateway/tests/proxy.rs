@@ -683,3 +683,35 @@ async fn answers_are_counted_once_each_when_they_end() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_backends_own_headers_reach_the_client_but_hop_by_hop_and_replaced_ones_do_not() {
+    let s = setup().await;
+    s.fast.set(|b| {
+        b.response_headers = vec![
+            ("x-request-id".into(), "backend-id".into()),
+            ("openai-processing-ms".into(), "12".into()),
+            ("keep-alive".into(), "timeout=5".into()),
+            ("x-vsr-selected-model".into(), "spoofed".into()),
+        ];
+    });
+    for stream in [false, true] {
+        let mut body = ask("auto", "hello there");
+        body["stream"] = json!(stream);
+        let r = s.chat_with(body, &[("x-request-id", "client-id")]).await;
+        assert_eq!(r.status(), 200);
+        let all = |name: &str| {
+            r.headers()
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(all("openai-processing-ms"), ["12"], "stream {stream}");
+        assert_eq!(all("x-request-id"), ["client-id"], "the router's, once");
+        assert_eq!(all("x-vsr-selected-model"), ["fast"], "the router's, once");
+        assert!(all("keep-alive").is_empty(), "hop-by-hop");
+        assert_eq!(all("date").len(), 1, "one date");
+        r.bytes().await.unwrap();
+    }
+}

@@ -11,7 +11,7 @@
 use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 /// The longest response head (status line and headers) accepted.
@@ -30,9 +30,6 @@ pub enum ProtoError {
     /// The head did not end within [`MAX_HEAD`] bytes.
     #[error("response head larger than {MAX_HEAD} bytes")]
     HeadTooLarge,
-    /// A header name or value `http` does not accept.
-    #[error("invalid response header {0:?}")]
-    Header(String),
     /// The status code is out of range, or asks to switch protocols (never requested).
     #[error("unexpected response status {0}")]
     Status(u16),
@@ -113,18 +110,81 @@ pub struct Head {
     pub status: StatusCode,
     /// `HTTP/1.0` or `HTTP/1.1`.
     pub version: Version,
-    /// The headers, in order.
-    pub headers: HeaderMap,
-    /// What framing and reuse depend on, noted as the headers went in.
+    /// The header lines as the backend sent them.
+    pub headers: RawHeaders,
+    /// What framing and reuse depend on, noted as the headers were read.
     pub noted: Noted,
 }
 
+/// Headers never passed on from one hop to the next (RFC 9110 §7.6.1, plus the framing the
+/// next hop sets itself: `content-length`, and `accept-encoding`, which asks for codings the
+/// relay does not decode).
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+    "accept-encoding",
+];
+
+/// Whether `name` (any case) is one of [`HOP_BY_HOP`].
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.len() == name.len() && h.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// A response head's header lines as the backend sent them: where each name and value lies
+/// in the head's bytes. Reading a head builds no map and copies no header; the relay writes
+/// the lines on as they came (less the hop-by-hop ones), and [`RawHeaders::to_map`] makes a
+/// map for whatever needs one. Names and values are as `httparse` accepted them, which `http`
+/// accepts too.
+#[derive(Debug, Clone, Default)]
+pub struct RawHeaders {
+    head: Bytes,
+    lines: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl RawHeaders {
+    /// Each header's name (as written, any case) and value, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.lines
+            .iter()
+            .map(|(name, value)| (&self.head[name.clone()], &self.head[value.clone()]))
+    }
+
+    /// The headers as a map (names lowercased), in order.
+    pub fn to_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.lines.len());
+        for (name, value) in self.iter() {
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+            {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+
+    /// Whether there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
 /// The headers of a message head that concern its framing and its connection, noted as the
-/// head's lines go into its map (framing and reuse then need no map lookups).
+/// head's lines are read (framing and reuse then need no lookups).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Noted {
-    /// A `transfer-encoding` header is present.
+    /// A `transfer-encoding` header is present…
     pub transfer_encoding: bool,
+    /// …and the last coding it lists is `chunked`.
+    pub chunked_last: bool,
     /// The length the `content-length` headers declare (`None`: none)…
     pub length: Option<u64>,
     /// …unless a value is malformed or two disagree (as [`content_length`]).
@@ -149,21 +209,32 @@ impl Noted {
         Ok(self.length)
     }
 
-    /// Notes one header line.
-    pub fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
-        let has = |token: &str| has_token(value, token);
-        if *name == TRANSFER_ENCODING {
-            self.transfer_encoding = true;
-        } else if *name == CONTENT_LENGTH {
-            match fold_length(self.length, value) {
+    /// Notes one header line: its name (any case) and value.
+    pub fn note(&mut self, name: &[u8], value: &[u8]) {
+        let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+        let has = |token: &str| has_token_in(value, token);
+        match name.len() {
+            17 if is("transfer-encoding") => {
+                self.transfer_encoding = true;
+                // The final coding decides; a value listing none leaves it as it was.
+                if let Some(last) = value
+                    .split(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .rfind(|c| !c.is_empty())
+                {
+                    self.chunked_last = last.eq_ignore_ascii_case(b"chunked");
+                }
+            }
+            14 if is("content-length") => match fold_length(self.length, value) {
                 Ok(length) => self.length = length,
                 Err(_) => self.bad_length = true,
+            },
+            10 if is("connection") => {
+                self.close |= has("close");
+                self.keep_alive |= has("keep-alive");
             }
-        } else if *name == CONNECTION {
-            self.close |= has("close");
-            self.keep_alive |= has("keep-alive");
-        } else if *name == EXPECT {
-            self.continue_ |= has("100-continue");
+            6 if is("expect") => self.continue_ |= has("100-continue"),
+            _ => {}
         }
     }
 }
@@ -178,7 +249,7 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ProtoError> {
         return Ok(None);
     }
     // Parsed while `buf` is borrowed: where each value is, as offsets into the head.
-    let (len, status, version, lines) = {
+    let (len, status, version, noted, lines) = {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut slots);
         let len = match resp.parse(buf) {
@@ -195,18 +266,19 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ProtoError> {
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        let lines =
-            header_lines(buf, resp.headers).map_err(|name| ProtoError::Header(name.to_string()))?;
-        (len, status, version, lines)
+        let mut noted = Noted::default();
+        let mut lines = Vec::with_capacity(resp.headers.len());
+        for h in resp.headers.iter() {
+            noted.note(h.name.as_bytes(), h.value);
+            lines.push((span_in(buf, h.name.as_bytes()), span_in(buf, h.value)));
+        }
+        (len, status, version, noted, lines)
     };
     let head = buf.split_to(len).freeze();
-    let mut noted = Noted::default();
-    let headers = header_map(&head, lines, |name, value| noted.note(name, value))
-        .map_err(|name| ProtoError::Header(name.to_string()))?;
     Ok(Some(Head {
         status,
         version,
-        headers,
+        headers: RawHeaders { head, lines },
         noted,
     }))
 }
@@ -287,17 +359,10 @@ pub fn framing(method: &Method, head: &Head) -> Result<Framing, ProtoError> {
     }
     if head.noted.transfer_encoding {
         // The final coding decides; anything but chunked runs until the connection closes.
-        let last = head
-            .headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|c| !c.is_empty());
-        return Ok(match last {
-            Some(c) if c.eq_ignore_ascii_case("chunked") => Framing::Chunked,
-            _ => Framing::Close,
+        return Ok(if head.noted.chunked_last {
+            Framing::Chunked
+        } else {
+            Framing::Close
         });
     }
     let length = head.noted.declared_length()?;
@@ -319,12 +384,12 @@ pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ProtoError> {
     headers
         .get_all(CONTENT_LENGTH)
         .iter()
-        .try_fold(None, fold_length)
+        .try_fold(None, |length, value| fold_length(length, value.as_bytes()))
 }
 
 /// `length` (what earlier `content-length` values declared) with one more value.
-fn fold_length(mut length: Option<u64>, value: &HeaderValue) -> Result<Option<u64>, ProtoError> {
-    for part in value.as_bytes().split(|&b| b == b',') {
+fn fold_length(mut length: Option<u64>, value: &[u8]) -> Result<Option<u64>, ProtoError> {
+    for part in value.split(|&b| b == b',') {
         let n = parse_decimal(part.trim_ascii()).ok_or(ProtoError::ContentLength)?;
         if length.is_some_and(|l| l != n) {
             return Err(ProtoError::ContentLength);
@@ -337,8 +402,11 @@ fn fold_length(mut length: Option<u64>, value: &HeaderValue) -> Result<Option<u6
 /// Whether a comma-separated header value (`connection`, `expect`, ...) lists `token`,
 /// case-insensitively.
 pub fn has_token(value: &HeaderValue, token: &str) -> bool {
+    has_token_in(value.as_bytes(), token)
+}
+
+fn has_token_in(value: &[u8], token: &str) -> bool {
     value
-        .as_bytes()
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }

@@ -90,8 +90,19 @@ fn a_response_head_parses_only_once_complete() {
     assert_eq!(&wire[..], b"{}", "the body stays");
     assert_eq!(h.status, StatusCode::CREATED);
     assert_eq!(h.version, Version::HTTP_11);
-    assert_eq!(h.headers["content-type"], "application/json");
-    let ys: Vec<_> = h.headers.get_all("x-y").iter().collect();
+    let written: Vec<_> = h.headers.iter().collect();
+    assert_eq!(
+        written,
+        [
+            (&b"Content-Type"[..], &b"application/json"[..]),
+            (b"X-Y", b"a"),
+            (b"x-y", b"b")
+        ],
+        "as written, in order"
+    );
+    let map = h.headers.to_map();
+    assert_eq!(map["content-type"], "application/json");
+    let ys: Vec<_> = map.get_all("x-y").iter().collect();
     assert_eq!(ys, ["a", "b"]);
     assert_eq!(head("HTTP/1.0 200 OK\r\n\r\n").version, Version::HTTP_10);
 }

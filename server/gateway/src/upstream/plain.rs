@@ -44,7 +44,7 @@ use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 
 use super::client::{SendError, UpstreamBody};
-use super::h1::{self, Decoder, Head, ProtoError, Step};
+use super::h1::{self, Decoder, Head, ProtoError, RawHeaders, Step};
 
 /// How long an idle connection is kept.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -224,7 +224,9 @@ impl PlainPool {
     }
 
     /// Sends `req` (an absolute `http://` URI) on a pooled or new connection; resolves with
-    /// the response head, the body streaming from the connection.
+    /// the response head, the body streaming from the connection. The response's headers
+    /// travel with its body, as the backend wrote them ([`ResponseBody::headers`]); its
+    /// header map is empty.
     pub async fn send(
         self: &Arc<Self>,
         req: Request<UpstreamBody>,
@@ -271,15 +273,17 @@ impl PlainPool {
             pool: Arc::clone(self),
             authority,
         });
-        let body = ResponseBody::plain(PlainBody {
-            conn: Some(conn),
-            decoder: Decoder::new(framing),
-            back,
-        });
+        let body = ResponseBody::plain(
+            PlainBody {
+                conn: Some(conn),
+                decoder: Decoder::new(framing),
+                back,
+            },
+            answer.headers,
+        );
         let mut resp = Response::new(body);
         *resp.status_mut() = answer.status;
         *resp.version_mut() = answer.version;
-        *resp.headers_mut() = answer.headers;
         Ok(resp)
     }
 
@@ -452,27 +456,45 @@ enum Inner {
 
 /// An upstream response body. A pooled connection goes back to its pool when the body has
 /// been read to its end; dropped earlier, the connection is closed.
+///
+/// A plain backend's response headers come with its body, as the backend wrote them (no map
+/// is built for them: the relay writes them on as they came).
 #[derive(Debug)]
 pub struct ResponseBody {
     inner: Inner,
+    headers: Option<RawHeaders>,
 }
 
 impl ResponseBody {
-    /// A body whose connection is not ours to return (hyper-util's pool owns it).
+    /// A body whose connection is not ours to return (hyper-util's pool owns it); its headers
+    /// are in its response's map.
     pub fn tls(inner: Incoming) -> Self {
         Self {
             inner: Inner::Tls(inner),
+            headers: None,
         }
     }
 
-    fn plain(mut body: PlainBody) -> Self {
+    fn plain(mut body: PlainBody, headers: RawHeaders) -> Self {
         // An empty body (e.g. `content-length: 0`) is already at its end.
         if body.decoder.is_done() {
             body.release();
         }
         Self {
             inner: Inner::Plain(body),
+            headers: Some(headers),
         }
+    }
+
+    /// A plain backend's response headers (`None` for a TLS backend's, which are in the
+    /// response's map).
+    pub fn headers(&self) -> Option<&RawHeaders> {
+        self.headers.as_ref()
+    }
+
+    /// Takes a plain backend's response headers (see [`Self::headers`]).
+    pub fn take_headers(&mut self) -> Option<RawHeaders> {
+        self.headers.take()
     }
 }
 
