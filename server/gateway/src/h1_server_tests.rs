@@ -152,18 +152,24 @@ impl http_body::Body for EndSeesClient {
     }
 }
 
-#[tokio::test]
-async fn a_sized_answer_goes_out_before_the_body_end_runs() {
+/// A served connection, and its client's end (non-blocking).
+async fn connection() -> (Client, std::net::TcpStream) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     peer.set_nonblocking(true).unwrap();
     let (io, _) = listener.accept().await.unwrap();
-    let mut client = Client {
+    let client = Client {
         io,
         buf: BytesMut::new(),
         out: Vec::new(),
         read_timeout: Duration::from_secs(5),
     };
+    (client, peer)
+}
+
+#[tokio::test]
+async fn a_sized_answer_goes_out_before_the_body_end_runs() {
+    let (mut client, peer) = connection().await;
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let body = EndSeesClient {
         data: Some(Bytes::from_static(b"{\"ok\":true}")),
@@ -236,15 +242,7 @@ fn decimals_are_written_as_to_string_writes_them() {
 
 #[tokio::test]
 async fn a_backends_headers_go_out_as_written_less_hop_by_hop_and_replaced_ones() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let _peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (io, _) = listener.accept().await.unwrap();
-    let mut client = Client {
-        io,
-        buf: BytesMut::new(),
-        out: Vec::new(),
-        read_timeout: Duration::from_secs(5),
-    };
+    let (mut client, _peer) = connection().await;
     let mut upstream = BytesMut::from(
         "HTTP/1.1 200 OK\r\nX-Request-Id: theirs\r\nConnection: keep-alive\r\n\
          Keep-Alive: timeout=5\r\nContent-Length: 2\r\nOpenAI-Processing-Ms: 12\r\n\

@@ -251,15 +251,7 @@ async fn classify_eval_config_and_events() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 
-    let cfg = m
-        .client
-        .get(m.mgmt("/config"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cfg = get_text(&m.client, &m.mgmt("/config")).await;
     assert!(
         cfg.contains("<redacted>") && !cfg.contains("sk-very-secret"),
         "{cfg}"

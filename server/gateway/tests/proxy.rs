@@ -325,15 +325,7 @@ async fn dead_backend_is_retried_then_ejected_and_a_502_names_the_backend() {
     assert!(msg.contains("thinker_"), "{msg}");
     assert!(msg.contains("HTTP 50"), "{msg}");
 
-    let metrics = s
-        .client
-        .get(format!("http://{}/metrics", s.gw.metrics_addr().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("vsr_backend_ejections_total{backend=\"thinker_a\"} 1"),
         "{metrics}"
@@ -664,18 +656,9 @@ async fn answers_are_counted_once_each_when_they_end() {
         "llm_model_requests_total{model=\"fast\"} 2",
     ];
     // Counted when the answer ends, which is just after the client has read it.
-    let url = format!("http://{}/metrics", s.gw.metrics_addr().unwrap());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = s
-            .client
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = s.metrics().await;
         if counted.iter().all(|c| metrics.contains(c)) {
             break;
         }

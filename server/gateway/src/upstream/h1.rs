@@ -170,11 +170,6 @@ impl RawHeaders {
         }
         map
     }
-
-    /// Whether there are no headers.
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
-    }
 }
 
 /// The headers of a message head that concern its framing and its connection, noted as the

@@ -147,7 +147,18 @@ pub async fn setup() -> Setup {
     setup_with(limits()).await
 }
 
+/// The body of a `GET` of `url`, as text.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 impl Setup {
+    /// The gateway's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.gw.metrics_addr().unwrap());
+        get_text(&self.client, &url).await
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.gw.listeners()[0].addr
     }
