@@ -516,9 +516,7 @@ impl Client {
             has_date |= name.eq_ignore_ascii_case(b"date");
             put_line(out, name, value);
         }
-        for (name, value) in router.iter() {
-            put_header(out, name, value);
-        }
+        out.extend_from_slice(router.lines());
         match framing {
             Framing::Length(n) => {
                 out.extend_from_slice(b"content-length: ");

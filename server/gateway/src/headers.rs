@@ -163,19 +163,36 @@ pub(crate) struct HeaderContext<'a> {
 /// other way out (h2, the router's routes).
 ///
 /// A router header replaces a header of the same name the backend sent.
+///
+/// Each header is also written out as an HTTP/1.1 line when it is set: most are set while
+/// the backend computes, so the answer's head then takes them in one copy.
 #[derive(Debug, Default)]
-pub struct RouterHeaders(Vec<(HeaderName, HeaderValue)>);
+pub struct RouterHeaders(Vec<(HeaderName, HeaderValue)>, Vec<u8>);
 
 impl RouterHeaders {
     /// Room for the usual set.
     pub(crate) fn new() -> Self {
-        Self(Vec::with_capacity(ROUTER_HEADERS))
+        Self(
+            Vec::with_capacity(ROUTER_HEADERS),
+            Vec::with_capacity(ROUTER_HEADERS * 48),
+        )
     }
 
     /// Adds a header; the router sets each of its names once per answer.
     pub(crate) fn set(&mut self, name: HeaderName, value: HeaderValue) {
         debug_assert!(self.0.iter().all(|(n, _)| *n != name), "{name} set twice");
+        let lines = &mut self.1;
+        lines.extend_from_slice(name.as_str().as_bytes());
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(value.as_bytes());
+        lines.extend_from_slice(b"\r\n");
         self.0.push((name, value));
+    }
+
+    /// The headers as HTTP/1.1 lines (`name: value` and CRLF each), in the order they were
+    /// added.
+    pub(crate) fn lines(&self) -> &[u8] {
+        &self.1
     }
 
     /// Whether a header of the answer's own is replaced by one of these.
@@ -191,11 +208,6 @@ impl RouterHeaders {
                 .0
                 .iter()
                 .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
-    }
-
-    /// The headers, in the order they were added.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &(HeaderName, HeaderValue)> {
-        self.0.iter()
     }
 
     /// Puts the headers into `h`, replacing those of the same name.
@@ -303,6 +315,25 @@ pub(crate) fn add_headers(h: &mut RouterHeaders, r: &Routed, cx: HeaderContext<'
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn router_headers_are_their_lines_and_their_map() {
+        let mut router = RouterHeaders::new();
+        router.set(names::SELECTED_MODEL, HeaderValue::from_static("fast"));
+        router.set(names::REQUEST_ID, HeaderValue::from_static("r-1"));
+        assert_eq!(
+            router.lines(),
+            b"x-vsr-selected-model: fast\r\nx-request-id: r-1\r\n"
+        );
+        assert!(router.replaces(&names::REQUEST_ID));
+        assert!(router.replaces_raw(b"X-Request-ID"));
+        assert!(!router.replaces_raw(b"x-other"));
+        let mut map = HeaderMap::new();
+        map.insert(names::REQUEST_ID, HeaderValue::from_static("theirs"));
+        router.apply(&mut map);
+        assert_eq!(map.len(), 2);
+        assert_eq!(map[names::REQUEST_ID], "r-1");
+    }
 
     #[test]
     fn confidence_is_written_with_four_decimals() {
