@@ -4,6 +4,7 @@
 //! library crates under `server/`. Nothing here knows how a recipe is validated or how a
 //! request is routed; it only parses flags, calls a library, and prints the result.
 
+mod alloc;
 mod cmd;
 mod output;
 mod router;
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc: per-request allocations are cheaper than with glibc malloc under concurrency.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Allocator = alloc::Allocator;
 
 /// vllm-sr routes OpenAI-compatible requests across a fleet of LLM backends.
 ///

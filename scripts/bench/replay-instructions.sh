@@ -64,12 +64,13 @@ measure off --no-replay
 measure on --state-dir "$TMP/state"
 
 # The thread that served the requests: the one with most instructions among those that ran
-# hyper; the writer: the one that ran SQLite (nothing else writes or reads it meanwhile).
+# our HTTP/1.1 server (h1_server); the writer: the one that ran SQLite (nothing else writes
+# or reads it meanwhile).
 summary() { grep -h '^summary:' "$1" | awk '{print $2}'; }
 io_file() {
   local best="" most=0 f n
   for f in "$TMP"/cg."$1".1-*; do
-    grep -q 'hyper::proto' "$f" || continue
+    grep -q 'h1_server' "$f" || continue
     n=$(summary "$f")
     if (( n > most )); then most=$n; best=$f; fi
   done
