@@ -14,7 +14,8 @@
 # env:   DURATION=10      seconds per wrk run (c=1 and c=64)
 #        WARMUP=2         seconds of wrk warm-up per target before the measured runs
 #        ROUNDS=3         measured rounds (targets interleaved within a round)
-#        STREAM_N=200     streamed requests per target for the TTFC probe
+#        STREAM_N=2000    rounds of the TTFC probe (one streamed request per target a round;
+#                         LiteLLM only every LITELLM_EVERY-th, as in the latency probe)
 #        LITELLM_EVERY=50 the c=1 probe measures LiteLLM (~30 ms a request) every Nth round
 #        TARGETS="direct vllm-sr nginx litellm"
 #        VSR_LOG=warn     vllm-sr --log-level (e.g. info to measure the cost of request logs)
@@ -31,7 +32,7 @@ HERE="$ROOT/scripts/bench/proxy"
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 ROUNDS="${ROUNDS:-3}"
-STREAM_N="${STREAM_N:-200}"
+STREAM_N="${STREAM_N:-2000}"
 LITELLM_EVERY="${LITELLM_EVERY:-50}"
 TARGETS="${TARGETS:-direct vllm-sr nginx litellm}"
 VSR_LOG="${VSR_LOG:-warn}"
@@ -215,8 +216,10 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-log "streaming time-to-first-chunk, $STREAM_N requests per target"
-python3 "$HERE/probe.py" ttfc "$STREAM_N" 20 "${specs[@]//@*/}" >>"$JSONL"
+log "streaming time-to-first-chunk, $STREAM_N rounds"
+# LiteLLM's ~10 ms requests leave background work behind them: measured every round, they
+# made the fast targets' TTFC depend on how often they followed one (200 rounds, 2026-11-23).
+python3 "$HERE/probe.py" ttfc "$STREAM_N" 20 "${specs[@]}" >>"$JSONL"
 
 STATE_AFTER="$(machine_state)"
 TABLE="$(python3 "$HERE/report.py" "$JSONL")"
@@ -235,9 +238,9 @@ time, targets interleaved request by request in an order shuffled every round (f
 ${LITELLM_EVERY}th round); wrk c=1 (\`wrk -t1 -c1 -d${DURATION}s\`) is kept only as a request-rate cross-check,
 since its latency histogram on this VM is inconsistent with its own request rate.
 c=64: \`wrk -t2 -c64 -d${DURATION}s\`. The client shares the 2 cores with the mock and the proxy
-under test, so compare within one run. TTFC: \`probe.py ttfc\`, $STREAM_N interleaved
-\`"stream": true\` requests per target after 20 warm-ups, time from request written to the
-first \`data:\` bytes read.
+under test, so compare within one run. TTFC: \`probe.py ttfc\`, $STREAM_N rounds of
+interleaved \`"stream": true\` requests after 20 warm-ups (LiteLLM every ${LITELLM_EVERY}th round),
+time from request written to the first \`data:\` bytes read.
 
 $TABLE
 
