@@ -206,7 +206,7 @@ impl Client {
                 self.buf.reserve(READ_BUF.max(self.buf.len()));
             }
         }
-        read_into(&self.io, &mut self.buf).await
+        read_into(&mut self.io, &mut self.buf).await
     }
 
     /// Writes all of `parts` (vectored).
@@ -322,7 +322,8 @@ impl Client {
             body.extend_from_slice(&self.buf);
             self.buf.clear();
             while body.len() < n {
-                match tokio::time::timeout(self.read_timeout, read_into(&self.io, &mut body)).await
+                match tokio::time::timeout(self.read_timeout, read_into(&mut self.io, &mut body))
+                    .await
                 {
                     Err(_) => return Err(BodyFailure::TimedOut),
                     Ok(Ok(0) | Err(_)) => return Err(BodyFailure::Io),
@@ -581,16 +582,16 @@ fn http_date() -> [u8; 29] {
     })
 }
 
-/// Reads what the socket has into `buf`'s spare room (at least one byte, or `Ok(0)` when the
-/// peer has closed).
-async fn read_into(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    loop {
-        io.readable().await?;
-        match io.try_read_buf(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            r => return r,
-        }
-    }
+/// Reads what the socket has into `buf`'s spare room, which must not be empty (at least one
+/// byte, or `Ok(0)` when the peer has closed).
+///
+/// Through tokio's `AsyncRead`, which takes a read that did not fill the room as proof that
+/// the socket is drained and forgets its readiness: the next wait (the next request, or
+/// [`Client::closed`] while a request is handled) then sleeps until the socket signals again
+/// instead of first making a system call that finds nothing.
+async fn read_into(io: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    debug_assert!(buf.capacity() > buf.len(), "no room to read into");
+    tokio::io::AsyncReadExt::read_buf(io, buf).await
 }
 
 /// Appends a chunk-size line (`{len:x}\r\n`) without the formatting machinery: one per
